@@ -1,0 +1,135 @@
+"""Model bundles: a network, its JSON-able config, and optionally a noise-aware classifier."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .requests import VARIANCES
+from .schedule import SCHEDULES, Schedule
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network and sample it.
+
+    architecture: a key of `core.models.ARCHITECTURES`; network: its keyword arguments.
+    data_shape: one sample, without the batch: (2,) for points, (C, H, W) for images.
+    null_label: the network accepts label index `num_classes` as "no label" (classifier-free guidance).
+    learn_sigma: the network outputs 2·C channels, ε then the `learned_range` interpolation v.
+    clip: the default x̂0 handling ("clip" keeps images in [−1, 1]; points are not clipped).
+    """
+
+    architecture: str
+    data_shape: tuple[int, ...]
+    network: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str = "linear"
+    num_timesteps: int = 1000
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    null_label: bool = False
+    learn_sigma: bool = False
+    variance: str = "fixed_small"
+    clip: str = "clip"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "network", dict(self.network))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown noise schedule {self.schedule!r}.")
+        if self.variance not in VARIANCES:
+            raise ValueError(f"Unknown variance {self.variance!r}.")
+        if self.variance == "learned_range" and not self.learn_sigma:
+            raise ValueError("The learned_range variance needs a network that learns sigma.")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes.")
+        if self.null_label and self.num_classes < 1:
+            raise ValueError("A null label only makes sense for a class-conditional model.")
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.data_shape) == 3
+
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if self.class_names else str(label)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """A noise-aware classifier p(y | x_t, t): architecture key and keyword arguments."""
+
+    architecture: str
+    num_classes: int
+    network: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "network", dict(self.network))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ClassifierConfig":
+        return cls(**json.loads(text))
+
+
+@dataclass(eq=False)
+class ModelBundle:
+    """A loaded model, ready to sample on `device`.
+
+    model(x, t, y) → ε (B, C, …) or ε and v (B, 2C, …) when the config learns sigma; t holds original
+    timesteps, y labels (the null label = num_classes) or None. classifier(x, t) → logits (B, K).
+    """
+
+    name: str
+    config: ModelConfig
+    model: nn.Module
+    classifier: nn.Module | None = None
+    classifier_config: ClassifierConfig | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if self.precision != "fp32" and torch.device(self.device).type != "cuda":
+            raise ValueError(f"{self.precision} runs only on CUDA; use fp32 on {self.device}.")
+        if self.classifier is not None and self.config.num_classes and self.classifier_config is not None:
+            if self.classifier_config.num_classes != self.config.num_classes:
+                raise ValueError(
+                    f"The classifier knows {self.classifier_config.num_classes} classes but the model "
+                    f"{self.config.num_classes}."
+                )
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.from_name(self.config.schedule, self.config.num_timesteps)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return None if self.precision == "fp32" else PRECISIONS[self.precision]
+
+    def to(self, device: torch.device | str) -> "ModelBundle":
+        """Move the networks to `device` (in place) and return self."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if self.classifier is not None:
+            self.classifier.to(self.device)
+        return self

@@ -1,0 +1,88 @@
+"""The models a user can pick: the analytic `toy-gmm` and the bundles under resources/models/."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from resources import MODELS
+
+from .bundle import ClassifierConfig, ModelBundle, ModelConfig
+from .checkpoints import load_bundle, read_metadata
+from .device import resolve_device
+
+DEFAULT_MODEL = "toy-gmm"
+
+_GMM_NETWORK = {"num_components": 8, "radius": 1.0, "std": 0.1, "schedule": "linear", "num_timesteps": 1000}
+TOY_GMM = ModelConfig(
+    architecture="gmm",
+    data_shape=(2,),
+    network=_GMM_NETWORK,
+    num_classes=8,
+    class_names=tuple(f"component {k}" for k in range(8)),
+    null_label=True,
+    clip="none",
+    description="Analytic 2-D mixture of 8 Gaussians (std 0.1) on the unit circle: exact scores and classifier.",
+)
+TOY_GMM_CLASSIFIER = ClassifierConfig("gmm-classifier", 8, _GMM_NETWORK)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model list shows, read without loading any weights."""
+
+    name: str
+    description: str
+    data_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    null_label: bool
+    has_classifier: bool
+    path: Path | None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "description": self.description, "data_shape": list(self.data_shape),
+            "num_classes": self.num_classes, "null_label": self.null_label,
+            "has_classifier": self.has_classifier, "path": str(self.path) if self.path else None,
+        }
+
+
+def _info(name: str, config: ModelConfig, has_classifier: bool, path: Path | None) -> ModelInfo:
+    return ModelInfo(name, config.description, config.data_shape, config.num_classes, config.class_names,
+                     config.null_label, has_classifier, path)
+
+
+def list_models(folder: Path = MODELS) -> list[ModelInfo]:
+    """The analytic model, then every bundle in `folder`, by name."""
+    infos = [_info(DEFAULT_MODEL, TOY_GMM, True, None)]
+    for path in sorted(folder.glob("*.safetensors")):
+        meta = read_metadata(path)
+        infos.append(_info(meta.get("name", path.stem), ModelConfig.from_json(meta["config"]),
+                           "classifier_config" in meta, path))
+    return infos
+
+
+def load_model(name_or_path: str | Path, device: str = "auto", precision: str = "fp32") -> ModelBundle:
+    """A built-in model by name, or a bundle file by path, on `device`."""
+    target = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    if str(name_or_path) == DEFAULT_MODEL:
+        from .models import build_network
+
+        bundle = ModelBundle(DEFAULT_MODEL, TOY_GMM, build_network("gmm", _GMM_NETWORK),
+                             build_network("gmm-classifier", _GMM_NETWORK), TOY_GMM_CLASSIFIER,
+                             device=target, precision=precision)
+        return bundle.to(target)
+    path = Path(name_or_path)
+    if not path.suffix:
+        for info in list_models():
+            if info.name == str(name_or_path) and info.path is not None:
+                path = info.path
+                break
+        else:
+            known = ", ".join(i.name for i in list_models())
+            raise ValueError(f"No model called {name_or_path!r}; available: {known}.")
+    if not path.exists():
+        raise ValueError(f"No such model file: {path}.")
+    return load_bundle(path, target, precision)

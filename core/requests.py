@@ -1,0 +1,155 @@
+"""What to sample: frozen, validated request records (DESIGN.md, "Data flow").
+
+A request says nothing about where it runs: the same request gives the same samples on any
+device. It serialises to a flat JSON-able dict (PNG metadata, the library, the CLI).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+SAMPLERS = ("ddpm", "ddim")
+GUIDANCE_KINDS = ("none", "classifier", "cfg", "both")
+VARIANCES = ("fixed_small", "fixed_large", "learned_range")
+CLIP_MODES = ("auto", "none", "clip", "dynamic")
+_STEPS_SPEC = re.compile(r"ddim[1-9]\d*|[1-9]\d*(,[1-9]\d*)*")
+
+
+def _finite(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """How sampling is steered.
+
+    kind: `none`, `classifier` (scale s), `cfg` (weight w, ε̂ = (1+w)ε_c − w·ε_u) or `both`
+    (CFG, then the classifier term). window: the fraction [start, end) of the run in which the
+    guidance applies; outside it CFG falls back to the plain conditional prediction and the
+    classifier term is dropped.
+    """
+
+    kind: str = "none"
+    scale: float = 0.0
+    weight: float = 0.0
+    window: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in GUIDANCE_KINDS:
+            raise ValueError(f"Unknown guidance {self.kind!r}; choose one of {', '.join(GUIDANCE_KINDS)}.")
+        object.__setattr__(self, "scale", _finite("The classifier scale s", self.scale))
+        object.__setattr__(self, "weight", _finite("The guidance weight w", self.weight))
+        start, end = (_finite("The guidance window", v) for v in self.window)
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(
+                f"The guidance window must satisfy 0 ≤ start < end ≤ 1, got ({start}, {end})."
+            )
+        object.__setattr__(self, "window", (start, end))
+
+    @property
+    def uses_classifier(self) -> bool:
+        return self.kind in ("classifier", "both")
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.kind in ("cfg", "both")
+
+    def active_at(self, position: float) -> bool:
+        """Whether guidance applies at `position` ∈ [0, 1): the fraction of the run already done."""
+        start, end = self.window
+        return start <= position < end
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """One sampling run.
+
+    steps: a guided-diffusion respacing spec ("50", "ddim50", "10,15,20"); an int N means "N".
+    label: the target class of every sample, one class per sample, or None (unconditional).
+    clip: x̂0 handling; "auto" is the model's default (clip for images, none for 2-D points).
+    variance: DDPM variance; None is the model's own.
+    """
+
+    model: str
+    sampler: str = "ddim"
+    steps: str = "50"
+    eta: float = 0.0
+    guidance: Guidance = field(default_factory=Guidance)
+    label: int | tuple[int, ...] | None = None
+    seed: int = 0
+    batch: int = 1
+    clip: str = "auto"
+    dynamic_percentile: float = 0.995
+    variance: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+        object.__setattr__(self, "steps", str(self.steps).strip().lower())
+        if not _STEPS_SPEC.fullmatch(self.steps):
+            raise ValueError(
+                f"Bad steps {self.steps!r}: use a step count like '50', 'ddim50', or sections like '10,15,20'."
+            )
+        eta = _finite("η", self.eta)
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"η must lie in [0, 1], got {eta}.")
+        object.__setattr__(self, "eta", eta)
+        if isinstance(self.guidance, Mapping):
+            object.__setattr__(self, "guidance", Guidance(**_with_tuple(self.guidance, "window")))
+        if isinstance(self.label, (list, tuple)):
+            object.__setattr__(self, "label", tuple(int(v) for v in self.label))
+            if len(self.label) != self.batch:
+                raise ValueError(f"Got {len(self.label)} labels for a batch of {self.batch}.")
+        elif self.label is not None:
+            object.__setattr__(self, "label", int(self.label))
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"The seed must be a non-negative integer, got {self.seed}.")
+        if int(self.batch) != self.batch or self.batch < 1:
+            raise ValueError(f"The batch size must be a positive integer, got {self.batch}.")
+        if self.clip not in CLIP_MODES:
+            raise ValueError(f"Unknown x̂0 clipping {self.clip!r}; choose one of {', '.join(CLIP_MODES)}.")
+        if not 0.5 <= _finite("The dynamic-thresholding percentile", self.dynamic_percentile) <= 1.0:
+            raise ValueError("The dynamic-thresholding percentile must lie in [0.5, 1].")
+        if self.variance is not None and self.variance not in VARIANCES:
+            raise ValueError(f"Unknown variance {self.variance!r}; choose one of {', '.join(VARIANCES)}.")
+
+    def labels(self) -> tuple[int, ...] | None:
+        """The target class of each sample, or None."""
+        if self.label is None:
+            return None
+        if isinstance(self.label, tuple):
+            return self.label
+        return (self.label,) * self.batch
+
+    def replace(self, **changes: Any) -> "SamplingRequest":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; `from_dict` inverts it."""
+        out = dataclasses.asdict(self)
+        out["guidance"]["window"] = list(self.guidance.window)
+        if isinstance(self.label, tuple):
+            out["label"] = list(self.label)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SamplingRequest":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown sampling settings: {', '.join(sorted(unknown))}.")
+        return cls(**data)
+
+
+def _with_tuple(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
+    out = dict(mapping)
+    if key in out:
+        out[key] = tuple(out[key])
+    return out
