@@ -1,0 +1,52 @@
+"""Model-space tensors → uint8 pictures: image grids, and 2-D point clouds rasterised as scatter plots."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# One colour per class (tab10-like), RGB.
+PALETTE = np.array([
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+], dtype=np.uint8)
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """Images (B, C, H, W) in [−1, 1] → (B, H, W, 3) uint8 (grey images are repeated to RGB)."""
+    if x.dim() != 4:
+        raise ValueError(f"Expected images of shape (B, C, H, W), got {tuple(x.shape)}.")
+    pixels = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
+
+
+def grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: int = 0) -> np.ndarray:
+    """(B, H, W, 3) uint8 → one (rows·(H+pad)+pad, cols·(W+pad)+pad, 3) picture, row-major."""
+    b, h, w, c = images.shape
+    ncols = ncols or math.ceil(math.sqrt(b))
+    nrows = math.ceil(b / ncols)
+    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for i in range(b):
+        r, col = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        out[y:y + h, x:x + w] = images[i]
+    return out
+
+
+def points_image(points: np.ndarray, labels: np.ndarray | None = None, size: int = 256,
+                 extent: float = 2.0, radius: int = 1) -> np.ndarray:
+    """Points (N, 2) in [−extent, extent]² → (size, size, 3) uint8 scatter on white, coloured by label."""
+    img = np.full((size, size, 3), 255, dtype=np.uint8)
+    pts = np.asarray(points, dtype=np.float64)
+    cols = np.round((pts[:, 0] + extent) / (2 * extent) * (size - 1)).astype(int)
+    rows = np.round((extent - pts[:, 1]) / (2 * extent) * (size - 1)).astype(int)
+    colors = PALETTE[np.asarray(labels) % len(PALETTE)] if labels is not None else np.zeros((len(pts), 3), np.uint8)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            r, c = rows + dy, cols + dx
+            ok = (r >= 0) & (r < size) & (c >= 0) & (c < size)
+            img[r[ok], c[ok]] = colors[ok]
+    return img
