@@ -7,13 +7,17 @@ from typing import Callable
 
 from torch import nn
 
+from .classifier import EncoderUNetModel
 from .gmm import GaussianMixture, GaussianMixtureClassifier
 from .mlp import MLPDenoiser
+from .unet import UNetModel
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "gmm": GaussianMixture,
     "gmm-classifier": GaussianMixtureClassifier,
     "mlp": MLPDenoiser,
+    "unet": UNetModel,
+    "unet-classifier": EncoderUNetModel,
 }
 
 
