@@ -1,0 +1,81 @@
+"""What differs between runs, and a wipe overlay of two pictures. Qt-free."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+# Settings shown first, in this order; any others follow alphabetically.
+_ORDER = ("model", "sampler", "steps", "eta", "guidance.kind", "guidance.scale", "guidance.weight",
+          "guidance.window", "label", "seed", "batch", "clip", "dynamic_percentile", "variance",
+          "device", "completed")
+
+
+def _canonical(value: Any) -> Any:
+    """Lists and tuples compare equal; 2 and 2.0 compare equal."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return value
+
+
+def setting_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The union of keys of several flat settings mappings, in display order."""
+    keys = set().union(*(s.keys() for s in settings)) if settings else set()
+    known = [k for k in _ORDER if k in keys]
+    return known + sorted(keys - set(known))
+
+
+def differing_keys(settings: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The keys whose values are not the same in every mapping (a key missing somewhere differs)."""
+    if len(settings) < 2:
+        return set()
+    missing = object()
+    out = set()
+    for key in setting_keys(settings):
+        values = [_canonical(s.get(key, missing)) if key in s else missing for s in settings]
+        if any(v is missing for v in values) or any(v != values[0] for v in values[1:]):
+            out.add(key)
+    return out
+
+
+def format_value(value: Any) -> str:
+    """A setting as the compare table shows it."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(format_value(v) for v in value) + ")"
+    return str(value)
+
+
+def fit_to(picture: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Place (h, w, 3) uint8 in the top-left of a white (height, width, 3) canvas (cropping excess)."""
+    out = np.full((height, width, 3), 255, np.uint8)
+    h, w = min(height, picture.shape[0]), min(width, picture.shape[1])
+    out[:h, :w] = picture[:h, :w]
+    return out
+
+
+def wipe(left: np.ndarray, right: np.ndarray, position: float, line: int = 2) -> np.ndarray:
+    """Columns before `position` (a fraction of the width) from `left`, the rest from `right`.
+
+    Both are (h, w, 3) uint8; the smaller is padded with white to the larger size. A red divider
+    `line` pixels wide marks the boundary.
+    """
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"The wipe position must lie in [0, 1], got {position}.")
+    h = max(left.shape[0], right.shape[0])
+    w = max(left.shape[1], right.shape[1])
+    a, b = fit_to(left, h, w), fit_to(right, h, w)
+    cut = int(round(position * w))
+    out = b.copy()
+    out[:, :cut] = a[:, :cut]
+    if line > 0:
+        lo, hi = max(0, cut - line // 2), min(w, cut + (line + 1) // 2)
+        out[:, lo:hi] = (220, 30, 30)
+    return out

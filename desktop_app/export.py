@@ -1,0 +1,93 @@
+"""Trajectory export: an animated GIF with x_t and x̂0 side by side, one frame per step. Qt-free."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .pngio import atomic_write, points_picture
+from .results import RunResult
+
+MIN_PANEL = 192  # image grids smaller than this are enlarged (nearest neighbour) to stay legible
+LABEL_HEIGHT = 22
+GAP = 8
+
+
+def font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at `size` (scalable when FreeType is present)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def enlarge(picture: np.ndarray, min_side: int = MIN_PANEL) -> np.ndarray:
+    """Repeat pixels by the smallest integer factor that makes the shorter side ≥ min_side."""
+    factor = max(1, -(-min_side // min(picture.shape[:2])))
+    return picture if factor == 1 else picture.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def frame_picture(frame: np.ndarray | None, result: RunResult, blank: bool = False) -> np.ndarray:
+    """One stored frame → (H, W, 3) uint8: a point cloud is rasterised, an image grid enlarged."""
+    if result.is_points:
+        if blank or frame is None:
+            return np.full((256, 256, 3), 255, np.uint8)
+        return points_picture(frame, result.request, size=256)
+    if frame is None:
+        raise ValueError("An image trajectory frame is missing.")
+    picture = enlarge(np.asarray(frame, dtype=np.uint8))
+    return np.zeros_like(picture) if blank else picture
+
+
+def labelled(picture: np.ndarray, text: str) -> Image.Image:
+    """The picture with a white caption strip above it."""
+    h, w = picture.shape[:2]
+    canvas = Image.new("RGB", (w, h + LABEL_HEIGHT), "white")
+    canvas.paste(Image.fromarray(picture), (0, LABEL_HEIGHT))
+    ImageDraw.Draw(canvas).text((4, 3), text, fill="black", font=font(14))
+    return canvas
+
+
+def trajectory_frames(result: RunResult, max_frames: int | None = None) -> list[Image.Image]:
+    """One RGB frame per stored step (or `max_frames` evenly spaced ones, always with the last).
+
+    Each frame is x_t (left) and x̂0 (right) with captions naming the step, so no two frames are
+    identical (GIF writers merge identical consecutive frames).
+    """
+    n = len(result.xt_frames)
+    if n == 0:
+        raise ValueError("This run has no trajectory frames to export.")
+    if len(result.x0_frames) != n:
+        raise ValueError(f"The run has {n} x_t frames but {len(result.x0_frames)} x̂0 frames.")
+    indices = list(range(n))
+    if max_frames is not None and n > max_frames:
+        if max_frames < 2:
+            raise ValueError("A trajectory GIF needs at least 2 frames.")
+        indices = sorted({round(i * (n - 1) / (max_frames - 1)) for i in range(max_frames)})
+    last = n - 1
+    frames = []
+    for i in indices:
+        xt = labelled(frame_picture(result.xt_frames[i], result), f"x_t   step {i}/{last}")
+        x0 = labelled(frame_picture(result.x0_frames[i], result, blank=(i == 0)),
+                      "predicted x0" if i else "predicted x0 (none yet)")
+        canvas = Image.new("RGB", (xt.width + GAP + x0.width, max(xt.height, x0.height)), "white")
+        canvas.paste(xt, (0, 0))
+        canvas.paste(x0, (xt.width + GAP, 0))
+        frames.append(canvas)
+    return frames
+
+
+def export_gif(result: RunResult, path: str | Path, frame_ms: int = 80, hold_last_ms: int = 1500,
+               max_frames: int | None = 200) -> Path:
+    """Write the trajectory as a looping GIF at `path` (atomically); returns the path."""
+    if frame_ms < 20:
+        raise ValueError("GIF frames must last at least 20 ms (browsers ignore shorter delays).")
+    frames = trajectory_frames(result, max_frames)
+    durations = [frame_ms] * (len(frames) - 1) + [max(frame_ms, hold_last_ms)]
+
+    def write(fh):
+        frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
+                       loop=0, optimize=False)
+
+    return atomic_write(path, write)
