@@ -15,8 +15,8 @@ def _canonical(value: Any) -> Any:
     """Lists and tuples compare equal; 2 and 2.0 compare equal."""
     if isinstance(value, (list, tuple)):
         return tuple(_canonical(v) for v in value)
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
+    if isinstance(value, bool):
+        return ("bool", value)  # True must not equal 1
     if isinstance(value, (int, float)):
         return float(value)
     return value
@@ -36,7 +36,7 @@ def differing_keys(settings: Sequence[Mapping[str, Any]]) -> set[str]:
     missing = object()
     out = set()
     for key in setting_keys(settings):
-        values = [_canonical(s.get(key, missing)) if key in s else missing for s in settings]
+        values = [_canonical(s[key]) if key in s else missing for s in settings]
         if any(v is missing for v in values) or any(v != values[0] for v in values[1:]):
             out.add(key)
     return out
