@@ -10,6 +10,7 @@ from .pngio import atomic_write, points_picture
 from .results import RunResult
 
 MIN_PANEL = 192  # image grids smaller than this are enlarged (nearest neighbour) to stay legible
+POINT_EXTENT = 3.0  # 2-D frames show [−3, 3]²: all of the initial noise cloud, like the live view
 LABEL_HEIGHT = 22
 GAP = 8
 
@@ -33,7 +34,7 @@ def frame_picture(frame: np.ndarray | None, result: RunResult, blank: bool = Fal
     if result.is_points:
         if blank or frame is None:
             return np.full((256, 256, 3), 255, np.uint8)
-        return points_picture(frame, result.request, size=256)
+        return points_picture(frame, result.request, size=256, extent=POINT_EXTENT)
     if frame is None:
         raise ValueError("An image trajectory frame is missing.")
     picture = enlarge(np.asarray(frame, dtype=np.uint8))

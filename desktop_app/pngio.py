@@ -51,15 +51,19 @@ def sample_images(result: RunResult) -> np.ndarray:
     return to_uint8(torch.from_numpy(np.ascontiguousarray(result.samples, dtype=np.float32)))
 
 
-def points_picture(points: np.ndarray, request: SamplingRequest, size: int = 256) -> np.ndarray:
-    """A (B, 2) point cloud as a (size, size, 3) uint8 scatter, coloured by target class, with faint axes."""
+def points_picture(points: np.ndarray, request: SamplingRequest, size: int = 256,
+                   extent: float = 2.0) -> np.ndarray:
+    """A (B, 2) point cloud in [−extent, extent]² as a (size, size, 3) uint8 scatter with faint axes.
+
+    Points are coloured by their target class (black when unconditional).
+    """
     labels = request.labels()
-    picture = points_image(points, None if labels is None else np.asarray(labels), size=size)
+    picture = points_image(points, None if labels is None else np.asarray(labels), size=size, extent=extent)
     background = (picture == 255).all(axis=-1)
     guides = np.zeros_like(background)
     mid = (size - 1) // 2
     guides[mid, :] = guides[:, mid] = True  # the axes through the origin
-    guides[[0, -1], :] = guides[:, [0, -1]] = True  # the frame of the plotted square [−2, 2]²
+    guides[[0, -1], :] = guides[:, [0, -1]] = True  # the frame of the plotted square
     picture[background & guides] = (215, 215, 215)
     return picture
 

@@ -1,0 +1,208 @@
+"""The library gallery: thumbnails of recorded runs, filter by model, reopen, compare, delete.
+
+A thin view over `library.Library`: it reads entries, and writes only through `Library.delete`.
+Reopening and comparing are requests to the window (signals); the gallery never touches the session.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QMessageBox, QPushButton, QVBoxLayout,
+    QWidget,
+)
+
+from .library import Library, LibraryEntry
+from .qtpix import png_pixmap
+from .results import RunResult
+
+ALL_MODELS = "All models"
+ENTRY_ID = Qt.ItemDataRole.UserRole + 1
+
+
+def _ask_yes_no(parent: QWidget, text: str) -> bool:
+    answer = QMessageBox.question(parent, "Guidance Studio", text)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class GalleryWidget(QWidget):
+    """Icon grid of library entries, newest first.
+
+    reopen_requested(model_name, SamplingRequest): the user wants these settings back in the window.
+    compare_requested(list[LibraryEntry]): two or more entries to show side by side.
+    """
+
+    reopen_requested = Signal(str, object)
+    compare_requested = Signal(list)
+
+    # Replaced in tests; asks the user to confirm a deletion.
+    confirm: Callable[[QWidget, str], bool] = staticmethod(_ask_yes_no)
+
+    def __init__(self, library: Library, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.library = library
+        self.filter = QComboBox()
+        self.filter.setToolTip("Show the runs of one model only")
+        self.count = QLabel()
+        self.model = QStandardItemModel(self)
+        self.view = QListView()
+        self.view.setModel(self.model)
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setIconSize(QSize(112, 112))
+        self.view.setGridSize(QSize(136, 156))
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setWordWrap(True)
+        self.view.setUniformItemSizes(True)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.reopen_button = QPushButton("Reopen")
+        self.reopen_button.setToolTip("Put this run's settings back into the sampling panels")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Show the selected runs side by side (select two or more)")
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setToolTip("Remove the selected runs and their saved files")
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #a33;")
+
+        top = QHBoxLayout()
+        top.addWidget(self.filter, 1)
+        top.addWidget(self.count)
+        buttons = QHBoxLayout()
+        for b in (self.reopen_button, self.compare_button, self.delete_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.message)
+
+        self.filter.currentIndexChanged.connect(lambda _i: self._fill())
+        self.view.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        self.view.doubleClicked.connect(lambda _index: self.reopen_selected())
+        self.reopen_button.clicked.connect(self.reopen_selected)
+        self.compare_button.clicked.connect(self.compare_selected)
+        self.delete_button.clicked.connect(lambda: self.delete_selected())
+        self.refresh()
+
+    # --- reading ---
+
+    def refresh(self) -> None:
+        """Reload the model list and the entries (keeps the current filter when it still exists)."""
+        current = self.filter.currentText() or ALL_MODELS
+        self.filter.blockSignals(True)
+        self.filter.clear()
+        self.filter.addItems([ALL_MODELS, *self.library.models()])
+        index = self.filter.findText(current)
+        self.filter.setCurrentIndex(max(index, 0))
+        self.filter.blockSignals(False)
+        self._fill()
+
+    def model_filter(self) -> str | None:
+        text = self.filter.currentText()
+        return None if text in ("", ALL_MODELS) else text
+
+    def set_model_filter(self, model: str | None) -> None:
+        index = self.filter.findText(model or ALL_MODELS)
+        if index < 0:
+            raise ValueError(f"The library has no runs of {model!r}.")
+        self.filter.setCurrentIndex(index)
+
+    def entry_ids(self) -> list[int]:
+        """The ids shown, in display order."""
+        return [self.model.item(r).data(ENTRY_ID) for r in range(self.model.rowCount())]
+
+    def selected_entries(self) -> list[LibraryEntry]:
+        rows = sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+        return [self.library.get(self.model.item(r).data(ENTRY_ID)) for r in rows]
+
+    def select_ids(self, ids: list[int]) -> None:
+        """Select exactly the entries with these ids (for tests and for the window)."""
+        selection = self.view.selectionModel()
+        selection.clearSelection()
+        for row, entry_id in enumerate(self.entry_ids()):
+            if entry_id in ids:
+                selection.select(self.model.index(row, 0), selection.SelectionFlag.Select)
+
+    def _fill(self) -> None:
+        self.model.clear()
+        entries = self.library.list(self.model_filter())
+        for entry in entries:
+            item = QStandardItem(QIcon(png_pixmap(entry.thumbnail)), _caption(entry))
+            item.setData(entry.id, ENTRY_ID)
+            item.setToolTip(_tooltip(entry))
+            item.setEditable(False)
+            self.model.appendRow(item)
+        self.count.setText(f"{len(entries)} run{'s' if len(entries) != 1 else ''}")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        n = len(self.view.selectionModel().selectedIndexes())
+        self.reopen_button.setEnabled(n == 1)
+        self.compare_button.setEnabled(n >= 2)
+        self.delete_button.setEnabled(n >= 1)
+
+    # --- actions ---
+
+    def record(self, result: RunResult) -> LibraryEntry:
+        """Save and add a finished run, then show it. SaveError propagates to the caller."""
+        entry = self.library.record(result)
+        self.refresh()
+        return entry
+
+    def reopen_selected(self) -> None:
+        entries = self.selected_entries()
+        if len(entries) != 1:
+            return
+        try:
+            request = entries[0].request
+        except (TypeError, ValueError) as exc:
+            self.message.setText(f"Cannot reopen this run: {exc}")
+            return
+        self.message.clear()
+        self.reopen_requested.emit(entries[0].model, request)
+
+    def compare_selected(self) -> None:
+        entries = self.selected_entries()
+        if len(entries) >= 2:
+            self.compare_requested.emit(entries)
+
+    def delete_selected(self, confirm: bool = True) -> int:
+        """Delete the selected entries (after asking); returns how many were deleted."""
+        entries = self.selected_entries()
+        if not entries:
+            return 0
+        files = sum(len(e.files) for e in entries)
+        text = (f"Delete {len(entries)} run{'s' if len(entries) > 1 else ''} from the library"
+                f" and {files} saved file{'s' if files != 1 else ''}?")
+        if confirm and not self.confirm(self, text):
+            return 0
+        for entry in entries:
+            self.library.delete(entry.id)
+        self.refresh()
+        return len(entries)
+
+
+def _caption(entry: LibraryEntry) -> str:
+    g = entry.settings.get("guidance", {})
+    kind = g.get("kind", "none")
+    detail = {"classifier": f"s={g.get('scale', 0):g}", "cfg": f"w={g.get('weight', 0):g}",
+              "both": f"w={g.get('weight', 0):g}, s={g.get('scale', 0):g}"}.get(kind, "unguided")
+    stopped = " (stopped)" if not entry.completed else ""
+    return f"{entry.model}\n{detail} · seed {entry.settings.get('seed', 0)}{stopped}"
+
+
+def _tooltip(entry: LibraryEntry) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))
+    s = entry.settings
+    return "\n".join([
+        entry.title, f"{s.get('sampler', '?')} · steps {s.get('steps', '?')} · batch {s.get('batch', '?')}",
+        f"{when} · {entry.device or 'unknown device'} · {entry.seconds:.1f} s"
+        + ("" if entry.completed else " · stopped early"),
+        f"{len(entry.files)} file(s): {entry.files[0].parent}" if entry.files else "no saved files",
+    ])

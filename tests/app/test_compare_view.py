@@ -1,0 +1,84 @@
+"""The compare window: columns per entry, highlighted differing rows, wipe for two, picture files."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from core import Guidance, SamplingRequest  # noqa: E402
+from desktop_app.compare_view import CompareWindow  # noqa: E402
+from desktop_app.library import Library  # noqa: E402
+from desktop_app.results import RunResult  # noqa: E402
+
+
+def image_result(seed: int, weight: float, value: float) -> RunResult:
+    req = SamplingRequest(model="imgs", guidance=Guidance(kind="cfg", weight=weight), label=1, seed=seed, batch=1)
+    return RunResult(req, "imgs", "cpu", 1.0, np.full((1, 3, 16, 16), value, np.float32))
+
+
+@pytest.fixture
+def window(qtbot):
+    w = CompareWindow()
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def test_differing_settings_are_highlighted(window, tmp_path):
+    lib = Library(tmp_path)
+    a = lib.record(image_result(0, 1.0, -1.0), per_sample=False)
+    b = lib.record(image_result(0, 4.0, 1.0), per_sample=False)
+    c = lib.record(image_result(3, 1.0, 0.0), per_sample=False)
+    window.set_entries([a, b])
+    assert window.highlighted_rows() == ["guidance.weight"]
+    assert window.table.columnCount() == 2 and window.table.rowCount() > 10
+    window.set_entries([a, b, c])
+    assert window.highlighted_rows() == ["guidance.weight", "seed"]
+    window.only_diff.setChecked(True)
+    assert window.table.rowCount() == 2
+    assert [window.table.item(0, i).text() for i in range(3)] == ["1", "4", "1"]
+    assert not window.tabs.isTabEnabled(window.wipe_index)
+
+
+def test_wipe_shows_the_first_run_left_of_the_slider(window, tmp_path):
+    lib = Library(tmp_path)
+    dark = lib.record(image_result(0, 1.0, -1.0), per_sample=False)  # black pixels
+    light = lib.record(image_result(0, 2.0, 1.0), per_sample=False)  # white pixels
+    window.set_entries([dark, light])
+    assert window.tabs.isTabEnabled(window.wipe_index)
+    window.wipe.slider.setValue(250)
+    out = window.wipe.composite()
+    assert out.shape == (20, 20, 3)  # a 16 px sample with the grid's 2 px black border
+    assert (out[2:18, :4] == 0).all()  # left of the cut at x = 5: the black run
+    assert (out[2:18, 4:6] == (220, 30, 30)).all()  # the divider
+    assert (out[2:18, 6:18] == 255).all()  # right of it: the white run
+    window.wipe.slider.setValue(1000)
+    assert (window.wipe.composite()[2:18, 2:18] == 0).all()
+    assert not window.wipe.picture.pixmap().isNull()
+
+
+def test_missing_file_falls_back_to_the_thumbnail(window, tmp_path):
+    lib = Library(tmp_path)
+    a = lib.record(image_result(0, 1.0, 0.5), per_sample=False)
+    b = lib.record(image_result(1, 1.0, 0.5), per_sample=False)
+    a.image_path.unlink()
+    window.set_entries([a, b])
+    notes = [lbl.text() for lbl in window.columns.findChildren(type(window.empty))]
+    assert any("saved file missing" in t for t in notes)
+
+
+def test_shows_a_picture_file_in_its_own_tab(window, tmp_path):
+    plot = tmp_path / "tradeoff.png"
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(plot)
+    window.show_image_file(plot, "Trade-off")
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Trade-off"
+    label = window.picture_tabs[plot]
+    assert label.source().width() == 300
+    window.show_image_file(plot)  # refreshing does not add a second tab
+    assert window.tabs.count() == 3
+    with pytest.raises(ValueError, match="Cannot read the picture"):
+        window.show_image_file(tmp_path / "nothing.png")

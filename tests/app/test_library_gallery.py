@@ -1,0 +1,106 @@
+"""The gallery widget over a real library: thumbnails, filter, reopen, compare, delete."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+
+from core import Guidance, SamplingRequest  # noqa: E402
+from desktop_app.gallery import ALL_MODELS, GalleryWidget  # noqa: E402
+from desktop_app.library import Library  # noqa: E402
+from desktop_app.results import RunResult  # noqa: E402
+
+
+def points_result(seed: int, weight: float, model: str = "toy-gmm") -> RunResult:
+    req = SamplingRequest(model=model, guidance=Guidance(kind="cfg", weight=weight), label=2, seed=seed, batch=50)
+    pts = np.random.default_rng(seed).normal(0, 0.5, (50, 2)).astype(np.float32)
+    return RunResult(req, model, "cpu", 0.5, pts)
+
+
+@pytest.fixture
+def gallery(qtbot, tmp_path):
+    lib = Library(tmp_path)
+    lib.record(points_result(0, 1.0))
+    lib.record(points_result(1, 3.0))
+    lib.record(points_result(2, 0.0, model="toy-other"))
+    widget = GalleryWidget(lib)
+    qtbot.addWidget(widget)
+    widget.show()
+    return widget
+
+
+def test_lists_every_entry_with_a_thumbnail_and_filters_by_model(gallery):
+    lib = gallery.library
+    assert gallery.entry_ids() == [e.id for e in lib.list()] and len(gallery.entry_ids()) == 3
+    icon = gallery.model.item(0).icon()
+    assert not icon.isNull() and not icon.pixmap(64, 64).isNull()
+    assert [gallery.filter.itemText(i) for i in range(gallery.filter.count())] == [ALL_MODELS, "toy-gmm", "toy-other"]
+    gallery.filter.setCurrentIndex(gallery.filter.findText("toy-other"))
+    assert gallery.entry_ids() == [e.id for e in lib.list("toy-other")] and len(gallery.entry_ids()) == 1
+    assert gallery.count.text() == "1 run"
+    gallery.set_model_filter(None)
+    assert len(gallery.entry_ids()) == 3
+
+
+def test_buttons_follow_the_selection(gallery):
+    assert not gallery.reopen_button.isEnabled() and not gallery.compare_button.isEnabled()
+    ids = gallery.entry_ids()
+    gallery.select_ids(ids[:1])
+    assert gallery.reopen_button.isEnabled() and not gallery.compare_button.isEnabled()
+    gallery.select_ids(ids[:2])
+    assert not gallery.reopen_button.isEnabled() and gallery.compare_button.isEnabled()
+
+
+def test_reopen_emits_the_stored_settings(gallery, qtbot):
+    target = gallery.library.list("toy-gmm")[-1]  # seed 0, w = 1
+    gallery.select_ids([target.id])
+    with qtbot.waitSignal(gallery.reopen_requested) as blocker:
+        qtbot.mouseClick(gallery.reopen_button, Qt.MouseButton.LeftButton)
+    model, request = blocker.args
+    assert model == "toy-gmm" and request == points_result(0, 1.0).request
+
+
+def test_compare_emits_the_selected_entries(gallery, qtbot):
+    ids = gallery.entry_ids()
+    gallery.select_ids([ids[0], ids[2]])
+    with qtbot.waitSignal(gallery.compare_requested) as blocker:
+        gallery.compare_button.click()
+    assert sorted(e.id for e in blocker.args[0]) == sorted([ids[0], ids[2]])
+
+
+def test_delete_asks_then_removes_entries_and_files(gallery, monkeypatch):
+    lib = gallery.library
+    victim = lib.list()[0]
+    gallery.select_ids([victim.id])
+    monkeypatch.setattr(GalleryWidget, "confirm", staticmethod(lambda parent, text: False))
+    gallery.delete_button.click()
+    assert len(lib) == 3 and victim.image_path.exists()
+    asked = []
+    monkeypatch.setattr(GalleryWidget, "confirm", staticmethod(lambda parent, text: asked.append(text) or True))
+    gallery.select_ids([victim.id])
+    gallery.delete_button.click()
+    assert asked == ["Delete 1 run from the library and 1 saved file?"]
+    assert len(lib) == 2 and victim.id not in gallery.entry_ids() and not victim.image_path.exists()
+
+
+def test_record_adds_a_run_and_keeps_the_filter(gallery):
+    gallery.set_model_filter("toy-other")
+    entry = gallery.record(points_result(5, 2.0, model="toy-other"))
+    assert gallery.model_filter() == "toy-other"
+    assert gallery.entry_ids()[0] == entry.id and len(gallery.entry_ids()) == 2
+
+
+def test_broken_settings_cannot_be_reopened_and_say_why(gallery, qtbot):
+    lib = gallery.library
+    bad = lib.add("toy-gmm", SamplingRequest(model="toy-gmm"))
+    lib._db.execute("UPDATE runs SET settings = ? WHERE id = ?", ('{"model": "toy-gmm", "eta": 3}', bad.id))
+    lib._db.commit()
+    gallery.refresh()
+    gallery.select_ids([bad.id])
+    with qtbot.assertNotEmitted(gallery.reopen_requested):
+        gallery.reopen_selected()
+    assert "η must lie in [0, 1]" in gallery.message.text()
