@@ -1,10 +1,75 @@
-"""Entry point of `guidance-studio` and `python -m desktop_app`."""
+"""Entry point of `guidance-studio` and `python -m desktop_app`.
+
+The window is shown first; torch and the default model load afterwards in the background, while
+qasync runs Qt's event loop as the asyncio loop (so start-up work is awaited, never blocking).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
 import sys
 
+APP_NAME = "Guidance Studio"
 
-def main() -> int:
-    print("The Guidance Studio window is not built yet; use `python -m core` for headless sampling.")
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="guidance-studio", description="Watch guided diffusion sample step by step.")
+    parser.add_argument("--self-test", action="store_true", help="check the installation headlessly and exit")
+    parser.add_argument("--model", help="a built-in model name or a model file to open first")
+    args, _qt_args = parser.parse_known_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--self-test" in argv:
+        try:
+            from .selftest import run
+        except ImportError as exc:
+            print(f"The self-test is not part of this build ({exc}).", file=sys.stderr)
+            return 1
+        return run(argv)
+    args = _parse(argv)
+
+    import qasync
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName("GuidanceStudio")
+    icon = _icon_path()
+    if icon:
+        app.setWindowIcon(QIcon(icon))
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    app.aboutToQuit.connect(closed.set)
+
+    window = MainWindow()
+    if args.model:
+        window.settings.setValue("model_key", args.model)
+    window.show()
+
+    async def run_app() -> None:
+        await asyncio.sleep(0)  # let the first paint happen before any heavy import
+        window.begin_startup()
+        await closed.wait()
+
+    with loop:
+        loop.run_until_complete(run_app())
     return 0
+
+
+def _icon_path() -> str | None:
+    try:
+        from resources import RESOURCES
+    except ImportError:
+        return None
+    path = RESOURCES / "icons" / "app-256.png"
+    return str(path) if path.exists() else None
 
 
 if __name__ == "__main__":

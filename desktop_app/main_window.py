@@ -1,0 +1,317 @@
+"""The studio's main window: panels in a dock, live views in the centre, per-step plots below.
+
+Nothing here imports torch at module level: the window shows first, then `begin_startup()` loads
+the engine and the default model in the background (`models.ModelLoader`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QVBoxLayout,
+                               QWidget)
+
+from .models import ModelLoader
+from .panels import GuidancePanel, ModelPanel, RunPanel, SamplerPanel
+from .plots import StepPlots
+from .session import Session
+from .views import LiveViews
+
+CLOSE_WAIT_S = 1.5
+
+
+class MainWindow(QMainWindow):
+    """Signals: `run_finished(RunResult)` after every run (also when stopped), `frame_shown(int)`
+    when a live frame is painted, `model_loaded(str)`, `error_shown(str)`."""
+
+    run_finished = Signal(object)
+    frame_shown = Signal(int)
+    model_loaded = Signal(str)
+    error_shown = Signal(str)
+
+    def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Guidance Studio")
+        self.settings = settings if settings is not None else QSettings("GuidanceStudio", "Guidance Studio")
+        self.session = Session()
+        self.worker: Any = None
+        self._running = False
+        self.last_error: str | None = None
+        self.first_frame_at: float | None = None
+        self.started_at: float | None = None
+        self._result: Any = None
+        self._message_box: QMessageBox | None = None
+        self.loader = ModelLoader(self.session, self)
+        self.create_widgets()
+        self.create_actions()
+        self.create_menus()
+        self.create_docks()
+        self.loader.busy_changed.connect(self._update_enabled)
+        self.loader.loaded.connect(self._on_model_loaded)
+        self.loader.failed.connect(self.show_error)
+        self.loader.status.connect(self.statusBar().showMessage)
+        self.loader.backdrop_ready.connect(self.views.set_backdrop)
+        self.loader.models_listed.connect(self.model_panel.set_models)
+        self.session.subscribe(lambda _: self._update_enabled())
+        self.restore_state()
+        self._update_enabled()
+        self.statusBar().showMessage("Starting…")
+
+    # --- construction ----------------------------------------------------------------------------
+
+    def create_widgets(self) -> None:
+        self.views = LiveViews()
+        self.plots = StepPlots()
+        self.model_panel = ModelPanel(self.session)
+        self.sampler_panel = SamplerPanel(self.session)
+        self.guidance_panel = GuidancePanel(self.session)
+        self.run_panel = RunPanel()
+        self.setCentralWidget(self.views)
+        self.views.step_shown.connect(self.plots.set_cursor)
+        self.run_panel.start_button.clicked.connect(self.start_run)
+        self.run_panel.stop_button.clicked.connect(self.stop_run)
+        self.model_panel.model_chosen.connect(self.loader.load)
+        self.model_panel.open_requested.connect(self.open_checkpoint_dialog)
+        self.model_panel.reload_requested.connect(self.loader.reload)
+
+    def create_actions(self) -> None:
+        self.open_action = QAction("&Open checkpoint…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.open_action.triggered.connect(self.open_checkpoint_dialog)
+        self.quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        self.quit_action.triggered.connect(self.close)
+        self.start_action = QAction("&Start", self, shortcut=QKeySequence("Ctrl+Return"))
+        self.start_action.triggered.connect(self.start_run)
+        self.stop_action = QAction("S&top", self, shortcut=QKeySequence("Escape"))
+        self.stop_action.triggered.connect(self.stop_run)
+        self.play_action = QAction("&Play / pause replay", self, shortcut=QKeySequence("Space"))
+        self.play_action.triggered.connect(self.views.play_button.toggle)
+        self.dice_action = QAction("&Random seed", self, shortcut=QKeySequence("Ctrl+R"))
+        self.dice_action.triggered.connect(self.sampler_panel.roll_seed)
+
+    def create_menus(self) -> None:
+        bar = self.menuBar()
+        self.file_menu = bar.addMenu("&File")
+        self.file_menu.addAction(self.open_action)
+        self.file_menu.addSeparator()
+        self.file_menu.addAction(self.quit_action)
+        self.run_menu = bar.addMenu("&Run")
+        for action in (self.start_action, self.stop_action, self.play_action, self.dice_action):
+            self.run_menu.addAction(action)
+        self.view_menu = bar.addMenu("&View")
+
+    def create_docks(self) -> None:
+        panels = QWidget()
+        column = QVBoxLayout(panels)
+        for widget in (self.model_panel, self.sampler_panel, self.guidance_panel, self.run_panel):
+            column.addWidget(widget)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(panels)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(330)
+        self.settings_dock = self._dock("Settings", "settings", scroll, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.plots.setMinimumHeight(170)
+        self.plots_dock = self._dock("Per-step plots", "plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)  # saveState needs object names
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.view_menu.addAction(dock.toggleViewAction())
+        return dock
+
+    # --- start-up and persistence -----------------------------------------------------------------
+
+    def begin_startup(self) -> None:
+        """Load the engine, list the models and load the last (or default) one, in the background."""
+        self.loader.start_engine(str(self.settings.value("model_key", "") or ""))
+
+    def restore_state(self) -> None:
+        geometry = self.settings.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        state = self.settings.value("window_state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        text = self.settings.value("session")
+        if text:
+            try:
+                self.session.load_dict(json.loads(str(text)))
+            except (ValueError, TypeError):
+                pass  # unreadable saved settings: keep the defaults
+
+    def save_state(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        self.settings.setValue("session", json.dumps(self.session.to_dict()))
+        if self.loader.key:
+            self.settings.setValue("model_key", self.loader.key)
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Stop a running worker (it ends within one step) and save the window state."""
+        if self.worker is not None and self.worker.is_running():
+            self.worker.stop()
+            self.worker.wait(CLOSE_WAIT_S)
+        self.views.play_button.setChecked(False)
+        self.save_state()
+        event.accept()
+
+    # --- models ----------------------------------------------------------------------------------
+
+    @property
+    def bundle(self) -> Any:
+        return self.loader.bundle
+
+    def open_checkpoint_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open checkpoint", "", "Model files (*.safetensors *.pt *.pth);;All files (*)")
+        if not path:
+            return
+        classifier = None
+        if not path.endswith(".safetensors"):
+            classifier, _ = QFileDialog.getOpenFileName(
+                self, "Optional: a classifier checkpoint (Cancel for none)", "", "Checkpoints (*.pt *.pth)")
+        self.open_checkpoint(path, classifier or None)
+
+    def open_checkpoint(self, path: str, classifier_path: str | None = None, flags: str = "") -> None:
+        """Load a model file in the background (errors are shown; the current model stays)."""
+        self.loader.load_file(path, classifier_path, flags)
+
+    def set_bundle(self, bundle: Any, key: str | None = None) -> None:
+        """Use an already loaded `core.ModelBundle` (tests, or callers that built one)."""
+        self.loader.use_bundle(bundle, key or bundle.name)
+
+    def _on_model_loaded(self, name: str) -> None:
+        caps = self.session.caps
+        self.views.set_points_mode(caps is None or caps.is_points)
+        self.views.set_backdrop(None)
+        self.model_panel.select_key(self.loader.key)
+        self.plots.set_notes(prob="" if caps and caps.has_classifier else "no classifier")
+        self.model_loaded.emit(name)
+
+    # --- runs ------------------------------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        """From Start until the run's `finished`/`failed` signal has been handled."""
+        return self._running
+
+    def current_result(self) -> Any:
+        """The RunResult of the last finished (or stopped) run, or None."""
+        return self._result
+
+    def start_run(self) -> bool:
+        """Start sampling with the current settings; False (and a message) when that is impossible."""
+        if self.is_running() or self.loader.busy:
+            return False
+        if self.bundle is None:
+            self.show_error("No model is loaded yet.")
+            return False
+        try:
+            request = self.session.request()
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return False
+        from core.images import PALETTE
+
+        from .worker import SamplingWorker
+
+        self.worker = worker = SamplingWorker(request, self.bundle)
+        worker.frame_ready.connect(self._on_frame_ready)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        labels = request.labels()
+        import numpy as np
+
+        self.views.set_colors(None if labels is None else PALETTE[np.asarray(labels) % len(PALETTE)])
+        self.views.begin(worker.trajectory, 0)
+        self.plots.clear_curves()
+        self.plots.set_notes(prob="" if self.bundle.classifier is not None else "no classifier",
+                             norm="" if request.guidance.kind != "none" else "no guidance")
+        self.first_frame_at = None
+        self.started_at = time.perf_counter()
+        self.statusBar().showMessage(f"Sampling {request.batch} × {self.bundle.name} ({request.sampler.upper()}, "
+                                     f"{request.steps} steps) on {self.bundle.device}…")
+        self._running = True
+        worker.start()
+        self._update_enabled()
+        return True
+
+    def stop_run(self) -> None:
+        """Ask the worker to stop after the current step; `run_finished` follows with completed=False."""
+        if self.is_running():
+            self.worker.stop()
+            self.statusBar().showMessage("Stopping…")
+
+    def _on_frame_ready(self) -> None:
+        worker = self.worker
+        if worker is None or self.sender() is not worker:
+            return
+        frame = worker.take_frame()
+        if frame is None:
+            return
+        if self.first_frame_at is None:
+            self.first_frame_at = time.perf_counter()
+        self.views.new_frame(frame)
+        self.plots.set_curves(*worker.trajectory.curves())
+        self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)
+        self.frame_shown.emit(frame.index)
+
+    def _on_finished(self, result: Any) -> None:
+        if self.sender() is not self.worker:
+            return
+        self._running = False
+        self._result = result
+        traj = self.worker.trajectory
+        self.views.finish(len(traj))
+        self.plots.set_curves(*traj.curves())
+        self.plots.set_cursor(self.views.shown_index)
+        steps = len(traj) - 1
+        if result.completed:
+            text = f"done: {steps} steps in {result.seconds:.1f} s"
+        else:
+            text = f"stopped at step {steps} / {traj.num_steps}"
+        self.run_panel.show_done(text)
+        self.statusBar().showMessage(f"{self.bundle.name}: {text}")
+        self._update_enabled()
+        self.run_finished.emit(result)
+
+    def _on_failed(self, message: str) -> None:
+        if self.sender() is not self.worker:
+            return
+        self._running = False
+        self.run_panel.show_done("failed")
+        self._update_enabled()
+        self.show_error(message)
+
+    # --- state and errors --------------------------------------------------------------------------
+
+    def _update_enabled(self) -> None:
+        running = self.is_running()
+        busy = self.loader.busy
+        reason = self.session.availability()["start"]
+        if busy:
+            reason = "Wait until the model has loaded."
+        self.run_panel.set_running(running, reason)
+        self.start_action.setEnabled(not running and reason is None)
+        self.stop_action.setEnabled(running)
+        self.model_panel.set_busy(running or busy)
+        self.open_action.setEnabled(not (running or busy))
+
+    def show_error(self, message: str) -> None:
+        """A readable, non-blocking message box plus the status line; the app stays usable."""
+        self.last_error = message
+        self.statusBar().showMessage(message.splitlines()[0] if message else "Error")
+        if self._message_box is not None:
+            self._message_box.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, "Guidance Studio", message, QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.open()
+        self._message_box = box
+        self.error_shown.emit(message)

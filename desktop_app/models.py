@@ -1,0 +1,173 @@
+"""Loading the engine and models in the background, and keeping the loaded bundle.
+
+`ModelLoader` owns the current `core.ModelBundle`. Every load runs in a thread (`tasks.BackgroundTask`)
+and reports on the GUI thread; a failed load shows a message and keeps the previous model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from .session import ModelCaps, Session
+from .tasks import BackgroundTask
+
+
+def _import_engine() -> tuple[list[Any], list[str]]:
+    """Import torch and the engine (slow, first time) and read the model list and devices."""
+    from core import list_models
+    from core.device import available_devices
+
+    return list_models(), available_devices()
+
+
+def _load_file(path: str, classifier_path: str | None, flags: str, device: str, precision: str) -> Any:
+    """A `.safetensors` bundle, or a guided-diffusion `.pt` checkpoint when that loader exists."""
+    if not Path(path).is_file():
+        raise ValueError(f"No such file: {path}")
+    if path.endswith(".safetensors"):
+        if classifier_path:
+            raise ValueError("A .safetensors bundle carries its own classifier; do not pick a separate one.")
+        from core import load_model
+
+        return load_model(path, device=device, precision=precision)
+    try:
+        from core.guided_diffusion import load_checkpoint
+    except ImportError:
+        raise ValueError(f"Cannot open {Path(path).name}: this build reads only .safetensors bundles.") from None
+    return load_checkpoint(path, classifier_path=classifier_path, flags=flags, image_size=None,
+                           device=device, precision=precision)
+
+
+class ModelLoader(QObject):
+    """Signals: busy_changed(), loaded(name), failed(message), status(text),
+    models_listed(rows of (key, label, tooltip)), backdrop_ready(points, colours)."""
+
+    busy_changed = Signal()
+    loaded = Signal(str)
+    failed = Signal(str)
+    status = Signal(str)
+    models_listed = Signal(object)
+    backdrop_ready = Signal(object, object)
+
+    def __init__(self, session: Session, parent: QObject | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.bundle: Any = None
+        self.key: str = ""
+        self.engine_ready = False
+        self._builtin_rows: list[tuple[str, str, str]] = []
+        self._file_rows: list[tuple[str, str, str]] = []
+        self._file_sources: dict[str, tuple[str, str | None, str]] = {}
+        self._task: BackgroundTask | None = None
+        self._backdrop_task: BackgroundTask | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None
+
+    def _run(self, fn: Any, on_done: Any, status: str, context: str) -> bool:
+        if self._task is not None:
+            return False
+        self.status.emit(status)
+        task = BackgroundTask(fn, context, self)
+        task.done.connect(lambda result: self._finish(task, on_done, result))
+        task.failed.connect(lambda message: self._finish(task, self._on_failed, message))
+        self._task = task
+        task.start()
+        self.busy_changed.emit()
+        return True
+
+    def _finish(self, task: BackgroundTask, then: Any, value: Any) -> None:
+        if task is self._task:
+            self._task = None
+        then(value)
+        self.busy_changed.emit()
+
+    def _on_failed(self, message: str) -> None:
+        self.status.emit("Ready." if self.bundle is not None else "No model loaded.")
+        self.failed.emit(message)
+
+    # --- the engine ------------------------------------------------------------------------------
+
+    def start_engine(self, last_key: str = "") -> None:
+        """Import the engine in the background, then load `last_key` (or the default model)."""
+        def ready(found: tuple[list[Any], list[str]]) -> None:
+            infos, devices = found
+            self.engine_ready = True
+            self.session.set_devices(devices)
+            self._builtin_rows = [(i.name, i.name, i.description) for i in infos]
+            self._emit_rows()
+            names = {i.name for i in infos}
+            key = last_key if last_key in names or Path(last_key).suffix == ".safetensors" else ""
+            if key and key not in names and not Path(key).is_file():
+                key = ""
+            from core import DEFAULT_MODEL
+
+            if key and key not in names:
+                self.load_file(key)
+            else:
+                self.load(key or DEFAULT_MODEL)
+
+        self._run(_import_engine, ready, "Loading PyTorch and the engine…", "Could not start the engine: ")
+
+    def _emit_rows(self) -> None:
+        self.models_listed.emit(self._builtin_rows + self._file_rows)
+
+    # --- models ----------------------------------------------------------------------------------
+
+    def load(self, key: str) -> None:
+        """A built-in model by name, or a file opened before (its path)."""
+        if key in self._file_sources:
+            self.load_file(*self._file_sources[key])
+            return
+        s = self.session.settings
+        from core import load_model
+
+        self._run(lambda: load_model(key, device=s.device, precision=s.precision),
+                  lambda bundle: self.use_bundle(bundle, key),
+                  f"Loading {key} on {s.device}…", f"Could not load {key}: ")
+
+    def load_file(self, path: str, classifier_path: str | None = None, flags: str = "") -> None:
+        s = self.session.settings
+        name = Path(path).name
+
+        def done(bundle: Any) -> None:
+            self._file_sources[path] = (path, classifier_path, flags)
+            if path not in {row[0] for row in self._file_rows}:
+                self._file_rows.append((path, f"{bundle.name} — {name}", path))
+                self._emit_rows()
+            self.use_bundle(bundle, path, source=path)
+
+        self._run(lambda: _load_file(path, classifier_path, flags, s.device, s.precision), done,
+                  f"Loading {name}…", f"Could not open {name}: ")
+
+    def reload(self) -> None:
+        """Load the current model again (after a device or precision change)."""
+        if self.key:
+            self.load(self.key)
+
+    def use_bundle(self, bundle: Any, key: str, source: str | None = None) -> None:
+        self.bundle = bundle
+        self.key = key
+        caps = ModelCaps.from_bundle(bundle, source)
+        self.session.set_caps(caps)
+        self.status.emit(f"{bundle.name} ready on {bundle.device} ({bundle.precision}).")
+        self.loaded.emit(bundle.name)
+        if caps.is_points:
+            self._start_backdrop(bundle)
+
+    def _start_backdrop(self, bundle: Any) -> None:
+        from .backdrop import data_backdrop
+
+        task = BackgroundTask(lambda: data_backdrop(bundle), "Could not draw the data backdrop: ", self)
+
+        def ready(found: tuple[Any, Any]) -> None:
+            if bundle is self.bundle:
+                self.backdrop_ready.emit(*found)
+
+        task.done.connect(ready)
+        task.failed.connect(self.status.emit)  # a missing backdrop is cosmetic: status line only
+        self._backdrop_task = task
+        task.start()

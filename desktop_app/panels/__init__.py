@@ -1,0 +1,8 @@
+"""The settings panels. Each is a thin view over a `Session`: user edits go to `session.update`,
+and `refresh()` (called on every session change) writes the session back into the widgets."""
+from .guidance_panel import GuidancePanel
+from .model_panel import ModelPanel
+from .run_panel import RunPanel
+from .sampler_panel import SamplerPanel
+
+__all__ = ["GuidancePanel", "ModelPanel", "RunPanel", "SamplerPanel"]

@@ -1,0 +1,85 @@
+"""Guidance panel: type, target class by name, classifier scale s, CFG weight w (s_cfg = 1+w), window."""
+from __future__ import annotations
+
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QWidget)
+
+from ..session import GUIDANCE_LABELS, Session
+from .widgets import ItemCombo, enable, set_quietly
+
+
+class GuidancePanel(QGroupBox):
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__("Guidance", parent)
+        self.session = session
+        self.kind = ItemCombo([(label, kind) for kind, label in GUIDANCE_LABELS.items()])
+        self.kind.activated.connect(lambda _: session.update(guidance=self.kind.currentData()))
+        self.target = ItemCombo([])
+        self.target.activated.connect(lambda _: session.update(class_index=int(self.target.currentData())))
+        self.scale = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1000.0, singleStep=0.5)
+        self.scale.valueChanged.connect(lambda v: session.update(scale=float(v)))
+        self.weight = QDoubleSpinBox(decimals=2, minimum=-1.0, maximum=100.0, singleStep=0.5)
+        self.weight.valueChanged.connect(lambda v: session.update(weight=float(v)))
+        self.s_cfg = QLabel()
+        self.s_cfg.setToolTip("The same guidance as the scale other tools use: s_cfg = 1 + w")
+        self.window_on = QCheckBox("Only from")
+        self.window_on.toggled.connect(lambda on: session.update(window_on=bool(on)))
+        self.window_start = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.99, singleStep=0.05)
+        self.window_start.valueChanged.connect(self._on_window)
+        self.window_end = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.05)
+        self.window_end.valueChanged.connect(self._on_window)
+        self._class_key: tuple[str, ...] | None = None
+
+        weight_row = QHBoxLayout()
+        weight_row.addWidget(self.weight, 1)
+        weight_row.addWidget(self.s_cfg)
+        window_row = QHBoxLayout()
+        window_row.addWidget(self.window_on)
+        window_row.addWidget(self.window_start)
+        window_row.addWidget(QLabel("to"))
+        window_row.addWidget(self.window_end)
+        form = QFormLayout(self)
+        form.addRow("Type", self.kind)
+        form.addRow("Target class", self.target)
+        form.addRow("Classifier scale s", self.scale)
+        form.addRow("CFG weight w", weight_row)
+        form.addRow("Window", window_row)
+        session.subscribe(lambda _: self.refresh())
+        self.refresh()
+
+    def _on_window(self, _value: float) -> None:
+        start, end = self.window_start.value(), self.window_end.value()
+        if start < end:
+            self.session.update(window_start=float(start), window_end=float(end))
+            self.window_on.setToolTip("Guidance applies only in this fraction of the run (0 = first step)")
+        else:
+            self.window_on.setToolTip("The window must start before it ends.")
+
+    def refresh(self) -> None:
+        s, caps = self.session.settings, self.session.caps
+        reasons = self.session.availability()
+        for kind in GUIDANCE_LABELS:
+            self.kind.set_item_reason(kind, reasons[f"guidance:{kind}"])
+        names = tuple(caps.class_name(k) for k in range(caps.num_classes)) if caps else ()
+        if names != self._class_key:
+            self._class_key = names
+            self.target.set_items([(name, k) for k, name in enumerate(names)])
+        set_quietly(self.kind, s.guidance)
+        set_quietly(self.target, s.class_index)
+        set_quietly(self.scale, s.scale)
+        set_quietly(self.weight, s.weight)
+        set_quietly(self.window_on, s.window_on)
+        set_quietly(self.window_start, s.window_start)
+        set_quietly(self.window_end, s.window_end)
+        self.s_cfg.setText(f"s_cfg = {1 + s.weight:.2f}")
+        blocked = [r for k in ("classifier", "cfg") if (r := reasons[f"guidance:{k}"])]
+        self.kind.setToolTip("\n".join(blocked) or "How sampling is steered toward the target class")
+        enable(self.target, reasons["class"], "The class every sample is steered toward (and coloured by)")
+        enable(self.scale, reasons["scale"], "Classifier guidance: μ ← μ + s·Σ·∇log p(y|x_t)")
+        enable(self.weight, reasons["weight"], "ε̂ = (1+w)·ε(x, y) − w·ε(x, ∅); w = 0 is the plain conditional model")
+        self.s_cfg.setEnabled(reasons["weight"] is None)
+        window_reason = reasons["window"]
+        enable(self.window_on, window_reason, "Guidance applies only in this fraction of the run (0 = first step)")
+        for box in (self.window_start, self.window_end):
+            enable(box, window_reason or (None if s.window_on else "Tick “Only from” to limit guidance to a window."),
+                   "Fraction of the run (0 = first, noisiest step; 1 = the end)")

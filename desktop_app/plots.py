@@ -1,0 +1,70 @@
+"""Per-step plots: classifier p(y | x_t) of the target, the guidance term's norm, the noise level."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QWidget
+
+CURVES = (
+    ("prob", "p(y | x_t)", "#1f77b4"),
+    ("norm", "‖Δε‖ guidance", "#d62728"),
+    ("noise", "noise √(1−ᾱ_t)", "#555555"),
+)
+
+
+class StepPlots(pg.GraphicsLayoutWidget):
+    """Three stacked plots over the step index, each with a cursor at the step on screen.
+
+    `set_curves` takes the (steps,) arrays so far (NaN where unknown); `curve_data(key)` reads back
+    what a curve shows (key: prob, norm or noise).
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setBackground("w")
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.cursors: dict[str, pg.InfiniteLine] = {}
+        self.notes: dict[str, pg.TextItem] = {}
+        for col, (key, title, color) in enumerate(CURVES):
+            plot = self.addPlot(row=0, col=col, title=title)
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setMenuEnabled(False)
+            plot.setLabel("bottom", "step")
+            self.plots[key] = plot
+            self.curves[key] = plot.plot(pen=pg.mkPen(color, width=2))
+            cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine))
+            plot.addItem(cursor)
+            self.cursors[key] = cursor
+            note = pg.TextItem("", color="#888", anchor=(0.5, 0.5))
+            plot.addItem(note)
+            self.notes[key] = note
+        self.plots["prob"].setYRange(0, 1, padding=0.02)
+
+    def set_notes(self, prob: str = "", norm: str = "") -> None:
+        """Grey text shown inside a plot that has nothing to draw (e.g. 'no classifier')."""
+        for key, text in (("prob", prob), ("norm", norm)):
+            self.notes[key].setText(text)
+            self.notes[key].setPos(0.5, 0.5)
+
+    def set_curves(self, prob: np.ndarray, norm: np.ndarray, noise: np.ndarray) -> None:
+        for key, values in (("prob", prob), ("norm", norm), ("noise", noise)):
+            values = np.asarray(values, dtype=np.float64)
+            steps = np.arange(len(values), dtype=np.float64)
+            ok = np.isfinite(values)
+            if ok.any():
+                self.curves[key].setData(steps[ok], values[ok])
+            else:
+                self.curves[key].setData([], [])
+
+    def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.curves[key].getData()
+        return (np.array([]), np.array([])) if x is None else (np.asarray(x), np.asarray(y))
+
+    def set_cursor(self, index: int) -> None:
+        for cursor in self.cursors.values():
+            cursor.setValue(index)
+
+    def clear_curves(self) -> None:
+        for curve in self.curves.values():
+            curve.setData([], [])

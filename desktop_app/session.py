@@ -1,0 +1,293 @@
+"""The studio's settings as a Qt-free model: widgets read and write it, runs are built from it.
+
+`Session` holds one frozen `Settings` record and the capabilities of the loaded model. It knows
+which controls apply (with the reason when one does not), builds the `core.SamplingRequest` of a
+run, and restores itself from a request (part B reopens PNGs through `apply_request`).
+Importing this module does not import torch: the window is shown before the engine loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # core pulls in torch; only `request()` needs it, lazily
+    from core import SamplingRequest
+
+GUIDANCE_LABELS = {
+    "none": "None",
+    "classifier": "Classifier",
+    "cfg": "Classifier-free",
+    "both": "Both (CFG + classifier)",
+}
+SAMPLERS = ("ddim", "ddpm")
+CLIP_MODES = ("auto", "none", "clip", "dynamic")
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+@dataclass(frozen=True)
+class ModelCaps:
+    """What the settings need to know about a model, read from its info or its bundle.
+
+    data_shape: one sample, (2,) for points or (C, H, W) for images. source: the file it came
+    from (None for a built-in loaded by name).
+    """
+
+    name: str
+    data_shape: tuple[int, ...]
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    null_label: bool = False
+    has_classifier: bool = False
+    description: str = ""
+    source: str | None = None
+
+    @property
+    def is_points(self) -> bool:
+        return len(self.data_shape) == 1
+
+    def class_name(self, index: int) -> str:
+        return self.class_names[index] if index < len(self.class_names) else f"class {index}"
+
+    @classmethod
+    def from_info(cls, info: Any) -> "ModelCaps":
+        """From a `core.registry.ModelInfo`."""
+        return cls(info.name, tuple(info.data_shape), info.num_classes, tuple(info.class_names),
+                   bool(info.null_label), bool(info.has_classifier), info.description,
+                   None)
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, source: str | None = None) -> "ModelCaps":
+        """From a loaded `core.ModelBundle`."""
+        cfg = bundle.config
+        return cls(bundle.name, tuple(cfg.data_shape), cfg.num_classes, tuple(cfg.class_names),
+                   bool(cfg.null_label), bundle.classifier is not None, cfg.description, source)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every user setting of the studio, as plain JSON-able values.
+
+    batch_points / batch_images: the batch size for 2-D and image models (a good size differs by
+    orders of magnitude). window_start / window_end: fractions of the run in which guidance applies,
+    used only when window_on.
+    """
+
+    model: str = "toy-gmm"
+    device: str = "auto"
+    precision: str = "fp32"
+    sampler: str = "ddim"
+    steps: str = "50"
+    eta: float = 0.0
+    seed: int = 0
+    batch_points: int = 1000
+    batch_images: int = 16
+    clip: str = "auto"
+    guidance: str = "none"
+    class_index: int = 0
+    scale: float = 1.0
+    weight: float = 2.0
+    window_on: bool = False
+    window_start: float = 0.0
+    window_end: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Settings":
+        """Tolerant of old or foreign keys: unknown ones are dropped, bad values fall back to defaults."""
+        defaults = cls()
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            default = getattr(defaults, f.name)
+            try:
+                value = type(default)(data[f.name])
+            except (TypeError, ValueError):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            values[f.name] = value
+        settings = dataclasses.replace(defaults, **values)
+        for name, allowed in (("sampler", SAMPLERS), ("clip", CLIP_MODES), ("precision", PRECISIONS),
+                              ("device", DEVICES), ("guidance", tuple(GUIDANCE_LABELS))):
+            if getattr(settings, name) not in allowed:
+                settings = dataclasses.replace(settings, **{name: getattr(defaults, name)})
+        return settings
+
+
+Listener = Callable[["Session"], None]
+
+
+class Session:
+    """The current settings plus the loaded model's capabilities; notifies listeners on change."""
+
+    def __init__(self, settings: Settings | None = None):
+        self._settings = settings or Settings()
+        self._caps: ModelCaps | None = None
+        self._devices: tuple[str, ...] = ("cpu",)
+        self._listeners: list[Listener] = []
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def caps(self) -> ModelCaps | None:
+        return self._caps
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return self._devices
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener(self)
+
+    def update(self, **changes: Any) -> None:
+        """Change some settings (names of `Settings` fields); notifies only when something changed."""
+        new = self._coerce(dataclasses.replace(self._settings, **changes))
+        if new != self._settings:
+            self._settings = new
+            self._notify()
+
+    def set_caps(self, caps: ModelCaps | None) -> None:
+        """The model now loaded; settings that no longer apply fall back to ones that do."""
+        self._caps = caps
+        if caps is not None:
+            self._settings = dataclasses.replace(self._settings, model=caps.name)
+        self._settings = self._coerce(self._settings)
+        self._notify()
+
+    def set_devices(self, devices: tuple[str, ...] | list[str]) -> None:
+        """The device kinds present on this machine (from `core.device.available_devices`)."""
+        self._devices = tuple(devices)
+        self._settings = self._coerce(self._settings)
+        self._notify()
+
+    @property
+    def batch(self) -> int:
+        caps = self._caps
+        return self._settings.batch_points if caps is None or caps.is_points else self._settings.batch_images
+
+    def set_batch(self, batch: int) -> None:
+        field = "batch_points" if self._caps is None or self._caps.is_points else "batch_images"
+        self.update(**{field: int(batch)})
+
+    def _coerce(self, s: Settings) -> Settings:
+        """Replace values the model or machine cannot use by ones it can."""
+        reasons = self._reasons(s)
+        if reasons.get(f"guidance:{s.guidance}"):
+            s = dataclasses.replace(s, guidance="none")
+        if reasons.get(f"device:{s.device}"):
+            s = dataclasses.replace(s, device="auto")
+        if self._reasons(s).get(f"precision:{s.precision}"):
+            s = dataclasses.replace(s, precision="fp32")
+        caps = self._caps
+        if caps is not None and caps.num_classes and not 0 <= s.class_index < caps.num_classes:
+            s = dataclasses.replace(s, class_index=0)
+        return s
+
+    # --- what applies --------------------------------------------------------------------------
+
+    def resolved_device(self, s: Settings | None = None) -> str:
+        s = s or self._settings
+        return self._devices[0] if s.device == "auto" else s.device
+
+    def availability(self) -> dict[str, str | None]:
+        """For each control key, None when it applies, else a sentence saying why it does not.
+
+        Keys: guidance:<kind>, device:<kind>, precision:<p>, class, scale, weight, window, eta, start.
+        """
+        return self._reasons(self._settings)
+
+    def _reasons(self, s: Settings) -> dict[str, str | None]:
+        caps = self._caps
+        name = caps.name if caps else "the model"
+        no_classifier = None if caps and caps.has_classifier else (
+            f"Classifier guidance needs a noise-aware classifier; {name} has none.")
+        no_null = None if caps and caps.null_label else (
+            f"Classifier-free guidance needs a model trained with a null label; {name} has none.")
+        out: dict[str, str | None] = {
+            "guidance:none": None,
+            "guidance:classifier": no_classifier,
+            "guidance:cfg": no_null,
+            "guidance:both": no_classifier or no_null,
+        }
+        for kind in DEVICES:
+            out[f"device:{kind}"] = None if kind == "auto" or kind in self._devices else (
+                f"No {kind.upper()} device is available on this machine.")
+        on_cuda = self.resolved_device(s) == "cuda"
+        for p in PRECISIONS:
+            out[f"precision:{p}"] = None if p == "fp32" or on_cuda else f"{p} runs only on a CUDA GPU."
+        out["class"] = None if caps and caps.num_classes else "This model is unconditional: it has no classes."
+        out["scale"] = None if s.guidance in ("classifier", "both") else (
+            "The classifier scale s applies only to classifier guidance (or both).")
+        out["weight"] = None if s.guidance in ("cfg", "both") else (
+            "The guidance weight w applies only to classifier-free guidance (or both).")
+        out["window"] = None if s.guidance != "none" else "A guidance window needs some guidance."
+        out["eta"] = None if s.sampler == "ddim" else "η applies only to DDIM (DDPM is always fully stochastic)."
+        out["start"] = None if caps is not None else "No model is loaded yet."
+        return out
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def request(self) -> "SamplingRequest":
+        """The run the current settings describe; ValueError with a readable sentence if they are bad."""
+        from core import Guidance, SamplingRequest
+
+        s, caps = self._settings, self._caps
+        if caps is None:
+            raise ValueError("No model is loaded yet.")
+        window = (s.window_start, s.window_end) if s.window_on and s.guidance != "none" else (0.0, 1.0)
+        guidance = Guidance(kind=s.guidance, scale=s.scale, weight=s.weight, window=window)
+        label = s.class_index if caps.num_classes else None
+        return SamplingRequest(model=caps.name, sampler=s.sampler, steps=s.steps,
+                               eta=s.eta if s.sampler == "ddim" else 0.0, guidance=guidance, label=label,
+                               seed=s.seed, batch=self.batch, clip=s.clip)
+
+    def validation_error(self) -> str | None:
+        """Why `request()` would fail, or None."""
+        try:
+            self.request()
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def apply_request(self, request: "SamplingRequest", model_name: str | None = None) -> None:
+        """Take every setting from `request` (e.g. one read back from a PNG)."""
+        label = request.label[0] if isinstance(request.label, tuple) else request.label
+        g = request.guidance
+        window_on = tuple(g.window) != (0.0, 1.0)
+        changes: dict[str, Any] = dict(
+            model=model_name or request.model, sampler=request.sampler, steps=request.steps,
+            eta=request.eta, seed=request.seed, clip=request.clip, guidance=g.kind,
+            class_index=label if label is not None else self._settings.class_index,
+            scale=g.scale, weight=g.weight, window_on=window_on,
+            window_start=g.window[0] if window_on else self._settings.window_start,
+            window_end=g.window[1] if window_on else self._settings.window_end,
+        )
+        points = self._caps.is_points if self._caps is not None else True
+        changes["batch_points" if points else "batch_images"] = request.batch
+        self._settings = dataclasses.replace(self._settings, **changes)
+        if self._caps is not None and self._caps.name == self._settings.model:
+            self._settings = self._coerce(self._settings)
+        self._notify()
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._settings.to_dict()
+
+    def load_dict(self, data: Mapping[str, Any]) -> None:
+        self._settings = self._coerce(Settings.from_dict(data))
+        self._notify()

@@ -1,0 +1,90 @@
+"""The sampling worker: `core.sample` in a thread, newest-frame coalescing, cancel, errors as signals.
+
+The engine thread converts each step to previews (`Trajectory.add`) and stores it as the latest
+frame; it posts `frame_ready` only when the GUI has taken the previous one, so the GUI never queues
+work and the engine never waits for painting. Stop sets a `threading.Event` the step iterator checks
+between steps. The run ends with `finished(RunResult)` (completed=False after Stop) or `failed(msg)`.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+
+from PySide6.QtCore import QObject, Signal
+
+from core import ModelBundle, SamplingRequest, sample
+
+from .tasks import _emit, describe_error
+from .trajectory import Frame, Trajectory
+
+
+class SamplingWorker(QObject):
+    """One run of `request` on `bundle`. Start with `start()`; the GUI calls `take_frame()` on frame_ready."""
+
+    frame_ready = Signal()
+    finished = Signal(object)  # RunResult
+    failed = Signal(str)
+
+    def __init__(self, request: SamplingRequest, bundle: ModelBundle, parent: QObject | None = None):
+        super().__init__(parent)
+        self.request = request
+        self.bundle = bundle
+        self.trajectory = Trajectory(request, bundle.name, str(bundle.device), len(bundle.config.data_shape) == 1)
+        self.frames_posted = 0
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._posted = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sampling")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the run to end after the step in progress."""
+        self._cancel.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._cancel.is_set()
+
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the engine thread; True when it has ended."""
+        if self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def take_frame(self) -> Frame | None:
+        """The newest frame not yet taken (GUI thread), re-arming `frame_ready`."""
+        with self._lock:
+            frame, self._latest, self._posted = self._latest, None, False
+        return frame
+
+    def _publish(self, frame: Frame) -> None:
+        with self._lock:
+            self._latest = frame
+            post = not self._posted
+            self._posted = True
+        if post:
+            self.frames_posted += 1
+            try:
+                self.frame_ready.emit()
+            except RuntimeError:  # the window is gone; the cancel flag ends the loop
+                self._cancel.set()
+
+    def _run(self) -> None:
+        traj = self.trajectory
+        try:
+            for step in sample(self.request, self.bundle, self._cancel):
+                self._publish(traj.add(step))
+            completed = traj.num_steps > 0 and len(traj) == traj.num_steps + 1
+            result = traj.result(completed)
+        except Exception as exc:  # bad checkpoint, NaN, out of memory: a message, never a crash
+            traceback.print_exc()
+            _emit(self.failed, describe_error(exc, "Sampling failed: "))
+            return
+        _emit(self.finished, result)
