@@ -131,7 +131,9 @@ class CompareWindow(QWidget):
         split.addWidget(scroll)
         split.addWidget(below)
         split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(1, 1)
+        split.setSizes([460, 240])
+        self.columns.setMinimumHeight(300)
         self.tabs.addTab(split, "Side by side")
 
         self.wipe = WipeView()
