@@ -68,6 +68,9 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
         meta["classifier_config"] = bundle.classifier_config.to_json()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
     try:
         save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, path)
