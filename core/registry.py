@@ -85,4 +85,8 @@ def load_model(name_or_path: str | Path, device: str = "auto", precision: str = 
             raise ValueError(f"No model called {name_or_path!r}; available: {known}.")
     if not path.exists():
         raise ValueError(f"No such model file: {path}.")
+    if path.suffix != ".safetensors":  # a third-party checkpoint (guided-diffusion .pt)
+        from .guided_diffusion import load_checkpoint
+
+        return load_checkpoint(path, device=target, precision=precision)
     return load_bundle(path, target, precision)

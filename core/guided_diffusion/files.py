@@ -1,0 +1,82 @@
+"""Reading third-party weight files: `.pt` through torch's weights-only unpickler, raw `.safetensors`.
+
+A `.pt` file is a pickle. `torch.load(weights_only=True)` only rebuilds tensors and plain containers;
+a pickle that asks for anything else (a function to call, a class to build) is refused here with a
+message saying so, before any of it runs.
+"""
+from __future__ import annotations
+
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import Tensor
+
+from ..checkpoints import CheckpointError, FORMAT
+
+_WRAPPERS = ("state_dict", "model", "ema", "model_state_dict")
+_READ_ERRORS = (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError, TypeError,
+                AttributeError, zipfile.BadZipFile, pickle.UnpicklingError, UnicodeDecodeError)
+
+
+def is_bundle(path: str | Path) -> bool:
+    """Is `path` one of our own `.safetensors` bundles (config in its metadata)?"""
+    from safetensors import safe_open
+
+    if Path(path).suffix != ".safetensors":
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format") == FORMAT
+    except (SafetensorError, OSError):
+        return False
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a `.pt` or raw `.safetensors` checkpoint, keyed like the network's state dict.
+
+    Unwraps {"state_dict": …}-style containers and a DataParallel `module.` prefix.
+    Raises CheckpointError for refused, damaged or non-weight files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"No such checkpoint file: {path}.")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path.name}: the file is damaged or truncated ({exc}).") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for the user
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path.name}: refused. The file holds Python objects that would run code when opened, "
+                "not just weights; only plain weight files are opened."
+            ) from None
+        raise CheckpointError(f"{path.name}: the file is damaged or not a PyTorch checkpoint ({exc}).") from None
+    except _READ_ERRORS as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path.name}: the file is damaged, truncated or not a PyTorch checkpoint "
+                              f"({detail}).") from None
+    return _tensors(obj, path.name)
+
+
+def _tensors(obj: object, name: str) -> dict[str, Tensor]:
+    if isinstance(obj, dict):
+        for key in _WRAPPERS:
+            if isinstance(obj.get(key), dict) and not all(isinstance(v, Tensor) for v in obj.values()):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(f"{name}: the file does not hold a network's weights (a dictionary of tensors).")
+    state = {str(k): v for k, v in obj.items()}
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
