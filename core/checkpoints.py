@@ -51,7 +51,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({exc}).") from None
+        raise CheckpointError(f"{path}: not a readable .safetensors file; is it damaged or truncated? ({exc})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a Guidance Studio bundle (no '{FORMAT}' metadata).")
     return meta
