@@ -129,7 +129,7 @@ class Session:
     def __init__(self, settings: Settings | None = None):
         self._settings = settings or Settings()
         self._caps: ModelCaps | None = None
-        self._devices: tuple[str, ...] = ("cpu",)
+        self._devices: tuple[str, ...] | None = None  # unknown until the engine has loaded
         self._listeners: list[Listener] = []
 
     # --- state ---------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class Session:
 
     @property
     def devices(self) -> tuple[str, ...]:
-        return self._devices
+        return self._devices or ("cpu",)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -186,11 +186,11 @@ class Session:
     def _coerce(self, s: Settings) -> Settings:
         """Replace values the model or machine cannot use by ones it can."""
         reasons = self._reasons(s)
-        if reasons.get(f"guidance:{s.guidance}"):
+        if self._caps is not None and reasons.get(f"guidance:{s.guidance}"):  # unknown model: keep
             s = dataclasses.replace(s, guidance="none")
-        if reasons.get(f"device:{s.device}"):
+        if self._devices is not None and reasons.get(f"device:{s.device}"):
             s = dataclasses.replace(s, device="auto")
-        if self._reasons(s).get(f"precision:{s.precision}"):
+        if self._devices is not None and self._reasons(s).get(f"precision:{s.precision}"):
             s = dataclasses.replace(s, precision="fp32")
         caps = self._caps
         if caps is not None and caps.num_classes and not 0 <= s.class_index < caps.num_classes:
@@ -201,7 +201,7 @@ class Session:
 
     def resolved_device(self, s: Settings | None = None) -> str:
         s = s or self._settings
-        return self._devices[0] if s.device == "auto" else s.device
+        return self.devices[0] if s.device == "auto" else s.device
 
     def availability(self) -> dict[str, str | None]:
         """For each control key, None when it applies, else a sentence saying why it does not.
@@ -224,7 +224,7 @@ class Session:
             "guidance:both": no_classifier or no_null,
         }
         for kind in DEVICES:
-            out[f"device:{kind}"] = None if kind == "auto" or kind in self._devices else (
+            out[f"device:{kind}"] = None if kind == "auto" or kind in self.devices else (
                 f"No {kind.upper()} device is available on this machine.")
         on_cuda = self.resolved_device(s) == "cuda"
         for p in PRECISIONS:

@@ -69,6 +69,9 @@ class PointPane(pg.PlotWidget):
         if points is None:
             self.backdrop.clear()
             return
+        finite = np.isfinite(points).all(axis=1)
+        points = points[finite]
+        colors = None if colors is None else np.asarray(colors)[finite]
         if colors is None:
             self.backdrop.setData(pos=points, brush=pg.mkBrush(120, 120, 120, 40))
         else:

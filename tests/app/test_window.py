@@ -1,0 +1,192 @@
+"""The real main window, offscreen: runs, stop, scrub, replay, disabled controls, errors, close, persistence."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS, tiny_bundle
+
+
+def run_to_end(qtbot, window):
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.run_panel.start_button.isEnabled()
+        window.run_panel.start_button.click()
+    return finished.args[0]
+
+
+def test_toy_gmm_run_shows_frames_and_ends_on_the_last_step(qtbot, window):
+    window.session.update(sampler="ddpm", steps="200", batch_points=500, guidance="cfg", weight=3.0, class_index=2)
+    shown = []
+    window.frame_shown.connect(shown.append)
+    result = run_to_end(qtbot, window)
+    assert result.completed and window.current_result() is result
+    assert len(shown) >= 1 and shown == sorted(shown)
+    assert len(result.xt_frames) == 201 and result.samples.shape == (500, 2)
+    views = window.views
+    assert views.shown_index == 200 and views.slider.value() == 200 and views.slider.maximum() == 200
+    np.testing.assert_array_equal(views.point_panes[0].points, result.xt_frames[-1])
+    np.testing.assert_array_equal(views.point_panes[1].points, result.x0_frames[-1])
+    steps, noise = window.plots.curve_data("noise")
+    np.testing.assert_allclose(noise, result.noise_level, rtol=1e-6)
+    _, prob = window.plots.curve_data("prob")
+    assert prob[-1] > 0.9  # CFG towards class 2 leaves nearly every point in it
+    assert "done: 200 steps" in window.run_panel.progress.format()
+    assert not window.run_panel.stop_button.isEnabled() and window.run_panel.start_button.isEnabled()
+
+
+def test_points_are_coloured_by_target_class(qtbot, window):
+    from core.images import PALETTE
+
+    window.session.update(steps="10", batch_points=20, class_index=3)
+    run_to_end(qtbot, window)
+    brush = window.views.point_panes[0]._brush
+    assert brush.color().getRgb()[:3] == tuple(int(v) for v in PALETTE[3])
+
+
+def test_image_model_runs_in_grid_views(qtbot, window):
+    window.set_bundle(tiny_bundle((3, 8, 8)))
+    assert window.views.stack.currentIndex() == 1 and window.session.caps.name == "tiny"
+    window.session.update(steps="15", batch_images=4)
+    result = run_to_end(qtbot, window)
+    assert result.samples.shape == (4, 3, 8, 8) and len(result.xt_frames) == 16
+    shown = window.views.image_panes[0].image
+    assert shown.shape == (22, 22, 3)
+    np.testing.assert_array_equal(shown, result.xt_frames[-1])
+    np.testing.assert_array_equal(window.views.image_panes[1].image, result.x0_frames[-1])
+    _, prob = window.plots.curve_data("prob")
+    assert len(prob) == 0 and window.plots.notes["prob"].toPlainText() == "no classifier"
+
+
+def test_stop_mid_run_keeps_a_partial_result(qtbot, window):
+    window.set_bundle(tiny_bundle((2,), delay=0.01, name="slow-points"))
+    window.session.update(steps="500", batch_points=10)
+    window.frame_shown.connect(lambda _: window.run_panel.stop_button.click())
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        window.start_run()
+    result = finished.args[0]
+    assert not result.completed and 1 <= len(result.xt_frames) < 501
+    assert "stopped at step" in window.run_panel.progress.format()
+    assert window.run_panel.start_button.isEnabled()
+
+
+def test_scrubbing_shows_that_steps_frames(qtbot, window):
+    window.session.update(steps="50", batch_points=100)
+    result = run_to_end(qtbot, window)
+    views = window.views
+    views.slider.setValue(17)
+    assert views.shown_index == 17 and "step 17 / 50" in views.step_label.text()
+    np.testing.assert_array_equal(views.point_panes[0].points, result.xt_frames[17])
+    np.testing.assert_array_equal(views.point_panes[1].points, result.x0_frames[17])
+    assert window.plots.cursors["noise"].value() == 17
+    views.slider.setValue(0)
+    assert views.point_panes[1].points is None  # no x̂0 before the first update
+
+
+def test_play_replays_the_run_to_its_end(qtbot, window):
+    window.session.update(steps="30", batch_points=50)
+    run_to_end(qtbot, window)
+    seen = []
+    window.views.step_shown.connect(seen.append)
+    window.views.slider.setValue(0)
+    window.views.play_button.click()
+    qtbot.waitUntil(lambda: not window.views.play_button.isChecked(), timeout=RUN_TIMEOUT_MS)
+    assert seen[0] == 0 and seen[-1] == 30 and len(seen) > 2 and seen == sorted(seen)
+
+
+def test_controls_that_do_not_apply_are_disabled_with_a_reason(qtbot, window):
+    panel = window.guidance_panel
+    for kind in ("classifier", "cfg", "both"):
+        assert panel.kind.item_enabled(kind)
+    assert not panel.scale.isEnabled() and "classifier guidance" in panel.scale.toolTip()
+    window.set_bundle(tiny_bundle((3, 8, 8), num_classes=3, name="no-extras"))
+    assert not panel.kind.item_enabled("classifier") and "classifier" in panel.kind.item_reason("classifier")
+    assert not panel.kind.item_enabled("cfg") and "null label" in panel.kind.item_reason("cfg")
+    assert not panel.kind.item_enabled("both")
+    assert [panel.target.itemText(i) for i in range(panel.target.count())] == ["kind 0", "kind 1", "kind 2"]
+    assert not window.model_panel.precision.item_enabled("fp16")
+    window.sampler_panel.sampler.setCurrentIndex(window.sampler_panel.sampler.findData("ddpm"))
+    window.sampler_panel.sampler.activated.emit(window.sampler_panel.sampler.currentIndex())
+    assert window.session.settings.sampler == "ddpm"
+    assert not window.sampler_panel.eta.isEnabled() and "DDIM" in window.sampler_panel.eta.toolTip()
+
+
+def test_classifier_guidance_plots_probability_and_norm(qtbot, window):
+    panel = window.guidance_panel
+    panel.kind.setCurrentIndex(panel.kind.findData("classifier"))
+    panel.kind.activated.emit(panel.kind.currentIndex())
+    assert panel.scale.isEnabled() and not panel.weight.isEnabled()
+    panel.scale.setValue(4.0)
+    window.session.update(steps="40", batch_points=200)
+    assert window.session.request().guidance.scale == 4.0
+    result = run_to_end(qtbot, window)
+    _, norm = window.plots.curve_data("norm")
+    assert len(norm) == 40 and (norm > 0).all()
+    np.testing.assert_allclose(norm, np.nanmean(result.guidance_norm[1:], axis=1), rtol=1e-5)
+
+
+def test_corrupt_checkpoint_shows_an_error_and_keeps_the_model(qtbot, window, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"this is not a model file at all")
+    with qtbot.waitSignal(window.error_shown, timeout=LOAD_TIMEOUT_MS) as error:
+        window.open_checkpoint(str(bad))
+    assert "broken.safetensors" in error.args[0] and window.last_error == error.args[0]
+    assert window._message_box is not None and window._message_box.isVisible()
+    assert window.bundle.name == "toy-gmm"
+    window.session.update(steps="5", batch_points=10)
+    assert run_to_end(qtbot, window).completed  # still usable
+
+
+def test_bad_steps_are_refused_with_a_message(qtbot, window):
+    window.sampler_panel.steps.setEditText("lots")
+    assert window.session.settings.steps == "lots"
+    assert not window.start_run()
+    assert "steps" in window.last_error.lower() and window.worker is None
+
+
+def test_nan_during_sampling_is_reported(qtbot, window):
+    bundle = tiny_bundle((2,), name="nan-model")
+    bundle.model.weight.data.fill_(float("nan"))
+    window.set_bundle(bundle)
+    window.session.update(steps="5", batch_points=4)
+    with qtbot.waitSignal(window.error_shown, timeout=RUN_TIMEOUT_MS) as error:
+        window.start_run()
+    assert "NaN" in error.args[0]
+    qtbot.waitUntil(lambda: window.run_panel.start_button.isEnabled(), timeout=RUN_TIMEOUT_MS)
+
+
+def test_closing_during_a_run_stops_the_worker(qtbot, window):
+    window.set_bundle(tiny_bundle((2,), delay=0.02, name="slow"))
+    window.session.update(steps="1000", batch_points=10)
+    with qtbot.waitSignal(window.frame_shown, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    worker = window.worker
+    window.close()
+    assert not worker.is_running() and worker.stopping
+    assert len(worker.trajectory) < 1001
+
+
+def test_settings_and_model_persist_across_restarts(qtbot, window, settings):
+    from desktop_app.main_window import MainWindow
+
+    window.session.update(seed=4242, guidance="cfg", weight=5.5, steps="ddim20", class_index=6)
+    window.resize(window.width(), 480)
+    window.plots_dock.hide()
+    window.close()
+    again = MainWindow(settings=settings)
+    qtbot.addWidget(again)
+    assert again.session.settings.seed == 4242 and again.session.settings.weight == 5.5
+    assert again.size().height() == 480 and again.plots_dock.isHidden()
+    with qtbot.waitSignal(again.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        again.begin_startup()
+    assert again.session.settings.guidance == "cfg" and again.session.settings.class_index == 6
+    assert again.guidance_panel.s_cfg.text() == "s_cfg = 6.50"
+    assert again.sampler_panel.seed.value() == 4242
+
+
+def test_device_list_disables_absent_devices(window):
+    from core.device import available_devices
+
+    present = available_devices()
+    for kind in ("cuda", "mps"):
+        assert window.model_panel.device.item_enabled(kind) == (kind in present)
+    assert window.model_panel.device.item_enabled("cpu") and window.model_panel.device.item_enabled("auto")
