@@ -7,6 +7,7 @@ message saying so, before any of it runs.
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -55,10 +56,11 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for the user
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if wanted is not None:
             raise CheckpointError(
-                f"{path.name}: refused. The file holds Python objects that would run code when opened, "
-                "not just weights; only plain weight files are opened."
+                f"{path.name}: refused. The file holds Python objects that would run code when opened "
+                f"(it asks for {wanted.group(1)}), not just weights; only plain weight files are opened."
             ) from None
         raise CheckpointError(f"{path.name}: the file is damaged or not a PyTorch checkpoint ({exc}).") from None
     except _READ_ERRORS as exc:
