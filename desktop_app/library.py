@@ -12,14 +12,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from core import SamplingRequest
+if TYPE_CHECKING:  # core loads torch: imported where needed, so the window opens first
+    from core import SamplingRequest
 
-from .pngio import SavedFiles, result_picture, save_result, thumbnail_png
-from .results import RunResult
+    from .results import RunResult
 
 ENV_VAR = "GUIDANCE_STUDIO_DATA"
 DB_NAME = "library.sqlite3"
@@ -67,6 +67,8 @@ class LibraryEntry:
     @property
     def request(self) -> SamplingRequest:
         """The settings as a request; ValueError if they no longer validate."""
+        from core import SamplingRequest
+
         return SamplingRequest.from_dict(self.settings)
 
     @property
@@ -151,7 +153,9 @@ class Library:
 
     def record(self, result: RunResult, per_sample: bool = True) -> LibraryEntry:
         """Save the run's PNGs under runs/ and add it with a thumbnail; files are removed if adding fails."""
-        saved: SavedFiles = save_result(result, self.runs_folder, per_sample=per_sample)
+        from .pngio import result_picture, save_result, thumbnail_png
+
+        saved = save_result(result, self.runs_folder, per_sample=per_sample)
         try:
             return self.add(result.model_name, result.request, device=result.device,
                             seconds=result.seconds, completed=result.completed,

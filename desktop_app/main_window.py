@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBo
 from .models import ModelLoader
 from .panels import GuidancePanel, ModelPanel, RunPanel, SamplerPanel
 from .plots import StepPlots
+from .results_controller import ResultsController
 from .session import Session
 from .views import LiveViews
 
@@ -49,6 +50,7 @@ class MainWindow(QMainWindow):
         self.create_actions()
         self.create_menus()
         self.create_docks()
+        self.results = ResultsController(self)  # save/open PNG, GIF, library dock, compare, sweep
         self.loader.busy_changed.connect(self._update_enabled)
         self.loader.loaded.connect(self._on_model_loaded)
         self.loader.failed.connect(self.show_error)

@@ -15,16 +15,15 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 import numpy as np
-import torch
 from PIL import Image, PngImagePlugin
 
-from core import SamplingRequest
-from core.images import grid, points_image, to_uint8
+if TYPE_CHECKING:  # core loads torch; it is imported on first use so the window opens before that
+    from core import SamplingRequest
 
-from .results import RunResult
+    from .results import RunResult
 
 CHUNK_KEY = "guidance-studio"
 FORMAT_VERSION = 1
@@ -48,6 +47,10 @@ def sample_images(result: RunResult) -> np.ndarray:
     """The final samples of an image model as (B, H, W, 3) uint8."""
     if result.is_points:
         raise ValueError("A 2-D model's samples are points; use result_picture for its scatter plot.")
+    import torch
+
+    from core.images import to_uint8
+
     return to_uint8(torch.from_numpy(np.ascontiguousarray(result.samples, dtype=np.float32)))
 
 
@@ -57,6 +60,8 @@ def points_picture(points: np.ndarray, request: SamplingRequest, size: int = 256
 
     Points are coloured by their target class (black when unconditional).
     """
+    from core.images import points_image
+
     labels = request.labels()
     picture = points_image(points, None if labels is None else np.asarray(labels), size=size, extent=extent)
     background = (picture == 255).all(axis=-1)
@@ -72,6 +77,8 @@ def result_picture(result: RunResult, size: int = 256) -> np.ndarray:
     """The run's final samples as one (H, W, 3) uint8 picture: the image grid, or the 2-D scatter."""
     if result.is_points:
         return points_picture(result.samples, result.request, size)
+    from core.images import grid
+
     return grid(sample_images(result))
 
 
@@ -125,6 +132,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def read_settings(path: str | Path) -> tuple[str, SamplingRequest]:
     """(model name, request) embedded in a PNG saved by this app; ValueError otherwise."""
+    from core import SamplingRequest
+
     data = read_metadata(path)
     try:
         request = SamplingRequest.from_dict(data["request"])

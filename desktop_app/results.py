@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core import SamplingRequest
+if TYPE_CHECKING:  # importing core loads torch; the window must open before that
+    from core import SamplingRequest
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,16 +8,17 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core import ModelBundle, SamplingRequest, sample
-
 from .export import enlarge, font
 from .pngio import result_picture
 from .results import RunResult
+
+if TYPE_CHECKING:  # core loads torch; the sweep window is built before that
+    from core import ModelBundle, SamplingRequest
 
 # parameter key → (label in the grid, what it means)
 PARAMETERS = {
@@ -152,6 +153,8 @@ class SweepCell:
 
 def run_sweep(spec: SweepSpec, bundle: ModelBundle, cancel=None) -> Iterator[SweepCell]:
     """Run the cells row by row; yield each as it finishes. Stops between steps once `cancel` is set."""
+    from core import sample
+
     rows, cols = spec.shape
     for r in range(rows):
         for c in range(cols):

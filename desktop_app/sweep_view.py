@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
@@ -17,11 +17,12 @@ from PySide6.QtWidgets import (
     QScrollArea, QVBoxLayout, QWidget,
 )
 
-from core import ModelBundle, SamplingRequest
-
 from .pngio import SaveError, write_png
 from .qtpix import to_pixmap
 from .sweep import PARAMETERS, SweepCell, SweepSpec, compose_grid, parse_seeds, parse_values, run_sweep
+
+if TYPE_CHECKING:  # core loads torch; this window is built before that
+    from core import ModelBundle, SamplingRequest
 
 DEFAULT_VALUES = {"weight": "0, 1, 3, 6", "scale": "0, 1, 4, 10", "steps": "10, 25, 50, 100",
                   "eta": "0, 0.5, 1", "sampler": "ddim, ddpm"}

@@ -1,0 +1,269 @@
+"""The main window's results features: save, open settings from a PNG (menu or drag-and-drop), export
+GIF, the library dock (every finished run is recorded), the compare window and the sweep window.
+
+`ResultsController(window)` adds its actions, menus and dock to an existing `MainWindow` and talks to
+it only through the window's public surface: `session`, `loader`, `bundle`, `model_panel`,
+`current_result()`, `show_error()`, `statusBar()`, the `run_finished` / `model_loaded` signals and
+its File and View menus.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QWidget
+
+from .compare_view import CompareWindow
+from .export import export_gif
+from .gallery import GalleryWidget
+from .library import Library, LibraryEntry
+from .pngio import SaveError, SavedFiles, default_stem, read_settings, save_result
+from .results import RunResult
+from .sweep_view import SweepWindow
+
+
+def _png_path(event: Any) -> str | None:
+    """The first local .png file a drag carries, or None."""
+    mime = event.mimeData()
+    if mime is None or not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile() and url.toLocalFile().lower().endswith(".png"):
+            return url.toLocalFile()
+    return None
+
+
+class ResultsController(QObject):
+    """Owns the library, gallery dock, compare and sweep windows of one main window."""
+
+    def __init__(self, window: Any, library: Library | None = None):
+        super().__init__(window)
+        self.window = window
+        self.last_entry: LibraryEntry | None = None
+        self.last_saved: SavedFiles | None = None
+        self._pending: tuple[str, Any] | None = None
+        try:
+            self.library = library if library is not None else Library()
+        except ValueError as exc:
+            self.library = None
+            self._library_error = str(exc)
+        self.compare = CompareWindow(window)
+        self.compare.setWindowFlag(Qt.WindowType.Window)
+        self.sweep = SweepWindow(window.session.request, lambda: window.bundle, window)
+        self.sweep.setWindowFlag(Qt.WindowType.Window)
+        self._create_actions()
+        self._create_dock()
+        window.run_finished.connect(self.record)
+        window.model_loaded.connect(self._on_model_loaded)
+        window.setAcceptDrops(True)
+        window.installEventFilter(self)
+
+    # --- construction ----------------------------------------------------------------------------
+
+    def _action(self, text: str, slot: Any, shortcut: Any = None, tip: str = "") -> QAction:
+        action = QAction(text, self.window)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        return action
+
+    def _create_actions(self) -> None:
+        w = self.window
+        self.save_action = self._action("&Save result…", self.save_dialog, QKeySequence.StandardKey.Save,
+                                        "Save the last run as PNGs with every setting embedded")
+        self.open_png_action = self._action("Open settings from &PNG…", self.open_png_dialog, "Ctrl+Shift+O",
+                                            "Restore all settings from a PNG saved by Guidance Studio")
+        self.gif_action = self._action("Export trajectory &GIF…", self.export_gif_dialog, "Ctrl+G",
+                                       "Save the last run's steps as an animated GIF (x_t and x̂0)")
+        self.sweep_action = self._action("S&weep…", self.show_sweep, "Ctrl+Shift+W",
+                                         "Run a grid of runs over one parameter and several seeds")
+        self.compare_action = self._action("&Compare selected runs", self.compare_selected, "Ctrl+Shift+C",
+                                           "Compare the runs selected in the library")
+        self.picture_action = self._action("Show a &picture in Compare…", self.show_picture_dialog, None,
+                                           "Open any PNG (e.g. the metrics trade-off plot) in the Compare window")
+        menu = w.file_menu
+        first_separator = next((a for a in menu.actions() if a.isSeparator()), None)
+        menu.insertActions(first_separator, [self.open_png_action, self.save_action, self.gif_action])
+        menu.insertSeparator(self.open_png_action)
+        self.tools_menu = w.menuBar().addMenu("&Tools")
+        for action in (self.sweep_action, self.compare_action, self.picture_action):
+            self.tools_menu.addAction(action)
+
+    def _create_dock(self) -> None:
+        if self.library is not None:
+            self.gallery: GalleryWidget | None = GalleryWidget(self.library)
+            self.gallery.reopen_requested.connect(self.reopen)
+            self.gallery.compare_requested.connect(self.show_compare)
+            content: QWidget = self.gallery
+        else:
+            self.gallery = None
+            content = QLabel(f"The run library is unavailable: {self._library_error}")
+            content.setWordWrap(True)
+        self.dock = QDockWidget("Library", self.window)
+        self.dock.setObjectName("library")  # saveState needs object names
+        self.dock.setWidget(content)
+        self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.window.view_menu.addAction(self.dock.toggleViewAction())
+
+    # --- recording and reopening -----------------------------------------------------------------
+
+    def record(self, result: RunResult) -> LibraryEntry | None:
+        """Save a finished run into the library (a run stopped before its first step is skipped)."""
+        if self.gallery is None or (not result.completed and len(result.xt_frames) <= 1):
+            return None
+        try:
+            self.last_entry = self.gallery.record(result)
+        except (SaveError, ValueError, sqlite3.Error) as exc:
+            self.window.statusBar().showMessage(f"Could not record the run in the library: {exc}")
+            return None
+        return self.last_entry
+
+    def reopen(self, model_name: str, request: Any) -> None:
+        """Put `request`'s settings into the window, loading `model_name` first if another is loaded."""
+        w = self.window
+        w.session.apply_request(request, model_name)
+        bundle = w.bundle
+        if bundle is not None and bundle.name == model_name:
+            w.statusBar().showMessage(f"Settings restored ({model_name}, seed {request.seed}).")
+            return
+        key = self._model_key(model_name)
+        if key is None:
+            w.statusBar().showMessage(f"Settings restored, but the model {model_name!r} is not open: "
+                                      "open its checkpoint to use them.")
+            return
+        self._pending = (model_name, request)
+        w.loader.load(key)
+
+    def _model_key(self, model_name: str) -> str | None:
+        rows = self.window.model_panel.models
+        for i in range(rows.count()):
+            item = rows.item(i)
+            key = item.data(Qt.ItemDataRole.UserRole)
+            if key == model_name or item.text().startswith(f"{model_name} — "):
+                return key
+        return None
+
+    def _on_model_loaded(self, name: str) -> None:
+        if self._pending is not None and self._pending[0] == name:
+            model_name, request = self._pending
+            self._pending = None
+            self.window.session.apply_request(request, model_name)  # again, now with the model's limits
+            self.window.statusBar().showMessage(f"Settings restored ({model_name}, seed {request.seed}).")
+
+    def open_settings_png(self, path: str | Path) -> bool:
+        """Restore every setting from a PNG saved by this app; False (with a message) otherwise."""
+        try:
+            model_name, request = read_settings(path)
+        except ValueError as exc:
+            self.window.show_error(str(exc))
+            return False
+        self.reopen(model_name, request)
+        return True
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        kind = event.type()
+        if obj is self.window and kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
+            if _png_path(event):
+                event.acceptProposedAction()
+                return True
+        elif obj is self.window and kind == QEvent.Type.Drop:
+            path = _png_path(event)
+            if path:
+                event.acceptProposedAction()
+                self.open_settings_png(path)
+                return True
+        elif obj is self.window and kind == QEvent.Type.Close:
+            self.sweep.shutdown()
+        return super().eventFilter(obj, event)
+
+    # --- saving and exporting --------------------------------------------------------------------
+
+    def _result_or_error(self) -> RunResult | None:
+        result = self.window.current_result()
+        if result is None:
+            self.window.show_error("There is no result yet: run the sampler first.")
+        return result
+
+    def save_to(self, path: str | Path) -> SavedFiles | None:
+        """Save the last run as `path` (the grid) plus per-sample PNGs beside it."""
+        result = self._result_or_error()
+        if result is None:
+            return None
+        path = Path(path)
+        try:
+            self.last_saved = save_result(result, path.parent, stem=path.stem)
+        except SaveError as exc:
+            self.window.show_error(str(exc))
+            return None
+        count = len(self.last_saved.all)
+        self.window.statusBar().showMessage(f"Saved {count} PNG{'s' if count > 1 else ''} in {path.parent}.")
+        return self.last_saved
+
+    def save_dialog(self) -> None:
+        result = self._result_or_error()
+        if result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save result", f"{default_stem(result)}.png",
+                                              "PNG images (*.png)")
+        if path:
+            self.save_to(path if path.lower().endswith(".png") else f"{path}.png")
+
+    def open_png_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open settings from a PNG", "", "PNG images (*.png)")
+        if path:
+            self.open_settings_png(path)
+
+    def export_gif_to(self, path: str | Path) -> Path | None:
+        result = self._result_or_error()
+        if result is None:
+            return None
+        try:
+            written = export_gif(result, path)
+        except (SaveError, ValueError) as exc:
+            self.window.show_error(str(exc))
+            return None
+        self.window.statusBar().showMessage(f"Exported {Path(written).name}.")
+        return written
+
+    def export_gif_dialog(self) -> None:
+        result = self._result_or_error()
+        if result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export trajectory GIF", f"{default_stem(result)}.gif",
+                                              "GIF animations (*.gif)")
+        if path:
+            self.export_gif_to(path if path.lower().endswith(".gif") else f"{path}.gif")
+
+    # --- compare and sweep -----------------------------------------------------------------------
+
+    def show_compare(self, entries: list[LibraryEntry]) -> None:
+        self.compare.set_entries(entries)
+        self.compare.show()
+        self.compare.raise_()
+
+    def compare_selected(self) -> None:
+        entries = self.gallery.selected_entries() if self.gallery is not None else []
+        if len(entries) < 2:
+            self.window.show_error("Select two or more runs in the Library dock to compare them.")
+            return
+        self.show_compare(entries)
+
+    def show_picture_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Show a picture", "", "Images (*.png *.jpg *.gif)")
+        if not path:
+            return
+        try:
+            self.compare.show_image_file(path)
+        except ValueError as exc:
+            self.window.show_error(str(exc))
+            return
+        self.compare.show()
+        self.compare.raise_()
+
+    def show_sweep(self) -> None:
+        self.sweep.show()
+        self.sweep.raise_()
