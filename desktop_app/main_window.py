@@ -260,6 +260,7 @@ class MainWindow(QMainWindow):
             return
         if self.first_frame_at is None:
             self.first_frame_at = time.perf_counter()
+            self.plots.set_steps(frame.num_steps)
         self.views.new_frame(frame)
         self.plots.set_curves(*worker.trajectory.curves())
         self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)

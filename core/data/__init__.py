@@ -6,6 +6,8 @@ from typing import Callable
 
 from torch import Tensor
 
+from .image_folder import image_folder_dataset
+from .mnist import mnist_dataset
 from .toy2d import gmm_dataset, scurve_dataset
 
 Dataset = tuple[Tensor, Tensor, tuple[str, ...]]
@@ -13,6 +15,8 @@ Dataset = tuple[Tensor, Tensor, tuple[str, ...]]
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "gmm": gmm_dataset,
     "scurve": scurve_dataset,
+    "mnist": mnist_dataset,  # mnist (train split), mnist:test, mnist:all
+    "folder": image_folder_dataset,  # folder:PATH, one sub-folder per class
 }
 
 

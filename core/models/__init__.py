@@ -9,7 +9,9 @@ from torch import nn
 
 from .classifier import EncoderUNetModel
 from .gmm import GaussianMixture, GaussianMixtureClassifier
+from .judge import Judge, NoisyConvClassifier
 from .mlp import MLPDenoiser
+from .patched_unet import PatchedUNet
 from .unet import UNetModel
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
@@ -18,6 +20,9 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLPDenoiser,
     "unet": UNetModel,
     "unet-classifier": EncoderUNetModel,
+    "unet-patched": PatchedUNet,
+    "judge": Judge,  # clean-image evaluation network (never used for guidance)
+    "conv-classifier": NoisyConvClassifier,
 }
 
 

@@ -78,8 +78,12 @@ class EMA:
 
 def train_diffusion(model: nn.Module, data: Tensor, labels: Tensor | None, schedule: Schedule,
                     settings: TrainSettings, null_label: int | None = None,
-                    log: Callable[[str], None] = print) -> nn.Module:
-    """Train `model` on `data` (N, …) with optional `labels` (N,); return the EMA copy (eval mode)."""
+                    log: Callable[[str], None] = print,
+                    snapshot: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+    """Train `model` on `data` (N, …) with optional `labels` (N,); return the EMA copy (eval mode).
+
+    `snapshot(step, ema_module)`, if given, is called at every log line (e.g. to save a checkpoint).
+    """
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     alphas_cumprod = torch.tensor(schedule.alphas_cumprod, dtype=torch.float32)
@@ -104,4 +108,6 @@ def train_diffusion(model: nn.Module, data: Tensor, labels: Tensor | None, sched
             n = (step % settings.log_every) + 1
             log(f"step {step + 1}/{settings.steps}  loss {running / n:.4f}  {time.perf_counter() - start:.0f}s")
             running = 0.0
+            if snapshot is not None:
+                snapshot(step + 1, ema.module)
     return ema.module
