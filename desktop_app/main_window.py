@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QVBoxLayout,
                                QWidget)
@@ -22,6 +22,7 @@ from .session import Session
 from .views import LiveViews
 
 CLOSE_WAIT_S = 1.5
+FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
 
 
 class MainWindow(QMainWindow):
@@ -45,6 +46,10 @@ class MainWindow(QMainWindow):
         self.started_at: float | None = None
         self._result: Any = None
         self._message_box: QMessageBox | None = None
+        self._last_paint = 0.0
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setSingleShot(True)
+        self._frame_timer.timeout.connect(self._paint_latest)
         self.loader = ModelLoader(self.session, self)
         self.create_widgets()
         self.create_actions()
@@ -252,12 +257,21 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopping…")
 
     def _on_frame_ready(self) -> None:
-        worker = self.worker
-        if worker is None or self.sender() is not worker:
+        """A new frame is waiting: paint it now, or once FRAME_INTERVAL_MS has passed since the last."""
+        if self.worker is None or self.sender() is not self.worker or self._frame_timer.isActive():
             return
-        frame = worker.take_frame()
+        wait_ms = FRAME_INTERVAL_MS - 1000 * (time.perf_counter() - self._last_paint)
+        if wait_ms > 1:
+            self._frame_timer.start(int(wait_ms))
+        else:
+            self._paint_latest()
+
+    def _paint_latest(self) -> None:
+        worker = self.worker
+        frame = worker.take_frame() if worker is not None else None
         if frame is None:
             return
+        self._last_paint = time.perf_counter()
         if self.first_frame_at is None:
             self.first_frame_at = time.perf_counter()
             self.plots.set_steps(frame.num_steps)
@@ -270,6 +284,7 @@ class MainWindow(QMainWindow):
         if self.sender() is not self.worker:
             return
         self._running = False
+        self._frame_timer.stop()
         self._result = result
         traj = self.worker.trajectory
         self.views.finish(len(traj))

@@ -1,6 +1,13 @@
-"""`python -m core train diffusion ...`: train a model and write it as a bundle.
+"""`python -m core train diffusion|classifier|judge|attach ...`: train models and write them.
 
-Example (the built-in toy-scurve):
+- diffusion: an ε-prediction model, written as a bundle (a snapshot of the EMA weights is saved at
+  every log line, so an interrupted run leaves a usable model; the snapshot at step N equals a run
+  with --steps N).
+- classifier: a noise-aware p(y | x_t, t) (network file; `--into BUNDLE` also stores it in a bundle).
+- judge: a clean-image classifier for evaluation only (network file).
+- attach: store a classifier network file in an existing bundle.
+
+Examples (the built-in toy-scurve; the MNIST models' exact commands are in their model cards):
   python -m core train diffusion --data scurve --arch mlp --name toy-scurve \
       --out resources/models/toy-scurve.safetensors
 """
@@ -45,11 +52,15 @@ def register(subparsers) -> None:
     diff.add_argument("--timesteps", type=int, default=1000)
     diff.add_argument("--unconditional", action="store_true", help="ignore the labels")
     diff.add_argument("--attach-classifier", metavar="MODEL",
-                      help="copy this model's classifier into the new bundle (e.g. toy-gmm's exact one)")
+                      help="copy this model's classifier (or a classifier network file) into the new bundle")
     diff.add_argument("--description", default="")
     _add_common(diff)
     diff.set_defaults(func=run_diffusion)
     _register_classifiers(kinds)
+    attach = kinds.add_parser("attach", help="store a classifier network file in a model bundle")
+    attach.add_argument("classifier", type=Path, help="classifier network file (from `train classifier`)")
+    attach.add_argument("--into", required=True, type=Path, help="the model bundle to update")
+    attach.set_defaults(func=run_attach)
 
 
 def _add_common(parser) -> None:
@@ -104,10 +115,7 @@ def run_diffusion(args) -> int:
     print(f"training {args.name}: {args.arch}, {params:,} parameters, {len(x)} samples, {settings.steps} steps")
     classifier = classifier_config = None
     if args.attach_classifier:
-        donor = _load_any(args.attach_classifier)
-        classifier, classifier_config = donor.classifier, donor.classifier_config
-        if classifier is None:
-            raise ValueError(f"{args.attach_classifier!r} has no classifier to attach.")
+        classifier, classifier_config = _donor_classifier(args.attach_classifier)
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(step: int, ema: torch.nn.Module) -> None:
@@ -121,16 +129,18 @@ def run_diffusion(args) -> int:
     return 0
 
 
-def _load_any(name_or_path: str) -> ModelBundle:
-    """A bundle (model name or path) or a standalone classifier file, as a bundle-like donor."""
-    path = Path(name_or_path)
+def _donor_classifier(source: str) -> tuple[torch.nn.Module, ClassifierConfig]:
+    """The classifier of a model (name or bundle path) or of a classifier network file."""
+    path = Path(source)
     if path.is_file() and _is_network_file(path):
         classifier, info = load_network(path, role="classifier")
-        return ModelBundle(info.name, ModelConfig("mlp", (2,)), classifier, classifier,
-                           ClassifierConfig(info.architecture, len(info.class_names), info.network))
+        return classifier, ClassifierConfig(info.architecture, len(info.class_names), info.network)
     from ..registry import load_model
 
-    return load_model(name_or_path, "cpu")
+    donor = load_model(source, "cpu")
+    if donor.classifier is None or donor.classifier_config is None:
+        raise ValueError(f"{source!r} has no classifier to attach.")
+    return donor.classifier, donor.classifier_config
 
 
 def _is_network_file(path: Path) -> bool:
@@ -196,9 +206,23 @@ def run_classifier(args) -> int:
     save_network(model, NetworkInfo(args.name, args.role, args.arch, network, class_names, args.notes), args.out)
     print(f"wrote {args.out}")
     if args.into is not None:
-        target = load_bundle(args.into)
-        target.classifier = model
-        target.classifier_config = ClassifierConfig(args.arch, len(class_names), network)
-        save_bundle(target, args.into)
-        print(f"stored the classifier in {args.into}")
+        _attach(args.out, args.into)
     return 0
+
+
+def run_attach(args) -> int:
+    _attach(args.classifier, args.into)
+    return 0
+
+
+def _attach(classifier_file: Path, bundle_file: Path) -> None:
+    """Store the classifier of `classifier_file` in the bundle `bundle_file` (rewritten atomically)."""
+    classifier, info = load_network(classifier_file, role="classifier")
+    target = load_bundle(bundle_file)
+    if target.config.num_classes != len(info.class_names):
+        raise ValueError(f"{bundle_file} has {target.config.num_classes} classes, the classifier "
+                         f"{len(info.class_names)}.")
+    target.classifier = classifier
+    target.classifier_config = ClassifierConfig(info.architecture, len(info.class_names), info.network)
+    save_bundle(target, bundle_file)
+    print(f"stored classifier {info.name!r} in {bundle_file}")

@@ -7,6 +7,7 @@ enough). Images are padded 28 → 32 with background and scaled to [−1, 1]; th
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 from pathlib import Path
@@ -33,12 +34,20 @@ def mnist_file() -> Path:
 
 
 def read_mnist(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, 28, 28) uint8, labels (N,) int64) in the file's order."""
-    with gzip.open(path or mnist_file(), "rt") as handle:
+    """(images (N, 28, 28) uint8, labels (N,) int64) in the file's order; read-only arrays, parsed
+    once per process."""
+    return _read(path or mnist_file())
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with gzip.open(path, "rt") as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.int64)
     if table.ndim != 2 or table.shape[1] != 785:
         raise ValueError(f"Unexpected MNIST table of shape {table.shape}; expected rows of 784 pixels and a label.")
-    return table[:, :784].reshape(-1, 28, 28).astype(np.uint8), table[:, 784]
+    images, labels = table[:, :784].reshape(-1, 28, 28).astype(np.uint8), table[:, 784].copy()
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def split_indices(labels: np.ndarray, held_out_per_class: int = HELD_OUT_PER_CLASS,
