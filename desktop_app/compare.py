@@ -22,6 +22,33 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def effective_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat settings mapping with the values that cannot affect the run set to None.
+
+    s only matters for classifier guidance, w only for classifier-free, the window only with
+    guidance, η only for DDIM, the variance only for DDPM, the percentile only for dynamic clipping.
+    So two runs that differ in an unused value are not reported as different.
+    """
+    out = dict(flat)
+    kind = out.get("guidance.kind")
+    unused = set()
+    if kind not in ("classifier", "both"):
+        unused.add("guidance.scale")
+    if kind not in ("cfg", "both"):
+        unused.add("guidance.weight")
+    if kind == "none":
+        unused.add("guidance.window")
+    if out.get("sampler") == "ddpm":
+        unused.add("eta")
+    elif out.get("sampler") == "ddim":
+        unused.add("variance")
+    if out.get("clip") != "dynamic":
+        unused.add("dynamic_percentile")
+    for key in unused & out.keys():
+        out[key] = None
+    return out
+
+
 def setting_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
     """The union of keys of several flat settings mappings, in display order."""
     keys = set().union(*(s.keys() for s in settings)) if settings else set()

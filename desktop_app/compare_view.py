@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from .compare import differing_keys, format_value, setting_keys, wipe
+from .compare import differing_keys, effective_settings, format_value, setting_keys, wipe
 from .library import LibraryEntry
 from .qtpix import fitted, png_pixmap, read_picture, to_pixmap
 
@@ -109,6 +109,7 @@ class CompareWindow(QWidget):
         super().__init__(parent)
         self.setWindowTitle("Compare runs")
         self.entries: list[LibraryEntry] = []
+        self.flats: list[dict] = []
         self.differing: set[str] = set()
         self.tabs = QTabWidget()
 
@@ -153,7 +154,8 @@ class CompareWindow(QWidget):
     def set_entries(self, entries: list[LibraryEntry]) -> None:
         """Show these entries (at least one); differing settings are highlighted."""
         self.entries = list(entries)
-        flats = [e.flat_settings() for e in self.entries]
+        self.flats = [effective_settings(e.flat_settings()) for e in self.entries]
+        flats = self.flats
         self.differing = differing_keys(flats)
         while self.columns_layout.count():
             widget = self.columns_layout.takeAt(0).widget()
@@ -193,8 +195,8 @@ class CompareWindow(QWidget):
         caption = QLabel(f"<b>#{i + 1}</b> {entry.title}")
         caption.setWordWrap(True)
         caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        changes = [f"{k} = {format_value(entry.flat_settings().get(k))}" for k in setting_keys(
-            [e.flat_settings() for e in self.entries]) if k in self.differing]
+        changes = [f"{k} = {format_value(self.flats[i].get(k))}" for k in setting_keys(self.flats)
+                   if k in self.differing]
         detail = QLabel(" · ".join(changes) if changes else "identical settings")
         detail.setWordWrap(True)
         detail.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -215,7 +217,7 @@ class CompareWindow(QWidget):
         return box
 
     def _fill_table(self) -> None:
-        flats = [e.flat_settings() for e in self.entries]
+        flats = self.flats
         keys = setting_keys(flats)
         if self.only_diff.isChecked():
             keys = [k for k in keys if k in self.differing]

@@ -23,6 +23,7 @@ from .views import LiveViews
 
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
+PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
 
 
 class MainWindow(QMainWindow):
@@ -47,6 +48,7 @@ class MainWindow(QMainWindow):
         self._result: Any = None
         self._message_box: QMessageBox | None = None
         self._last_paint = 0.0
+        self._last_plot = 0.0
         self._frame_timer = QTimer(self)
         self._frame_timer.setSingleShot(True)
         self._frame_timer.timeout.connect(self._paint_latest)
@@ -276,7 +278,9 @@ class MainWindow(QMainWindow):
             self.first_frame_at = time.perf_counter()
             self.plots.set_steps(frame.num_steps)
         self.views.new_frame(frame)
-        self.plots.set_curves(*worker.trajectory.curves())
+        if self._last_paint - self._last_plot >= PLOT_INTERVAL_S:
+            self._last_plot = self._last_paint
+            self.plots.set_curves(*worker.trajectory.curves())
         self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)
         self.frame_shown.emit(frame.index)
 

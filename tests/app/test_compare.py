@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core import Guidance, SamplingRequest
-from desktop_app.compare import differing_keys, format_value, setting_keys, wipe
+from desktop_app.compare import differing_keys, effective_settings, format_value, setting_keys, wipe
 from desktop_app.library import Library
 
 
@@ -46,3 +46,17 @@ def test_wipe_takes_left_columns_from_the_first_picture():
     assert (divided[:, 4:6] == (220, 30, 30)).all()
     with pytest.raises(ValueError, match="wipe position"):
         wipe(a, b, 1.5)
+
+
+def test_values_that_cannot_affect_the_run_do_not_count_as_differences():
+    cfg = {"guidance.kind": "cfg", "guidance.scale": 1.0, "guidance.weight": 2.0, "guidance.window": [0, 1],
+           "sampler": "ddim", "eta": 0.0, "variance": None, "clip": "auto", "dynamic_percentile": 0.995}
+    other_scale = {**cfg, "guidance.scale": 7.0, "dynamic_percentile": 0.9}
+    assert differing_keys([effective_settings(cfg), effective_settings(other_scale)]) == set()
+    classifier = {**cfg, "guidance.kind": "classifier"}
+    assert differing_keys([effective_settings(cfg), effective_settings(classifier)]) == {
+        "guidance.kind", "guidance.scale", "guidance.weight"}
+    ddpm = effective_settings({**cfg, "sampler": "ddpm", "eta": 0.5, "variance": "fixed_large"})
+    assert ddpm["eta"] is None and ddpm["variance"] == "fixed_large"
+    unguided = effective_settings({**cfg, "guidance.kind": "none", "clip": "dynamic"})
+    assert unguided["guidance.window"] is None and unguided["dynamic_percentile"] == 0.995

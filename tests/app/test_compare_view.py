@@ -42,6 +42,12 @@ def test_differing_settings_are_highlighted(window, tmp_path):
     assert window.table.rowCount() == 2
     assert [window.table.item(0, i).text() for i in range(3)] == ["1", "4", "1"]
     assert not window.tabs.isTabEnabled(window.wipe_index)
+    unused = image_result(0, 1.0, -1.0)
+    unused = type(unused)(unused.request.replace(guidance=Guidance(kind="cfg", scale=9.0, weight=1.0)),
+                          "imgs", "cpu", 1.0, unused.samples)
+    window.only_diff.setChecked(False)
+    window.set_entries([a, lib.record(unused, per_sample=False)])
+    assert window.highlighted_rows() == []  # s does not act under classifier-free guidance
 
 
 def test_wipe_shows_the_first_run_left_of_the_slider(window, tmp_path):
