@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Build Guidance Studio's installers on the current OS (see packaging/README.md).
+#
+#   packaging/build.sh              # PyInstaller bundle, then the OS's packages
+#   packaging/build.sh --reuse      # skip PyInstaller when dist/guidance-studio is newer than the sources
+#
+# Every OS: dist/guidance-studio/ (one-folder bundle, `guidance-studio` inside).
+# Linux:    dist/guidance-studio-<version>-linux-<arch>.tar.gz and dist/guidance-studio_<version>_<debarch>.deb
+# macOS:    dist/Guidance Studio.app and dist/guidance-studio-<version>-macos.dmg (hdiutil)
+# Windows:  (Git Bash) dist/guidance-studio-<version>-setup.exe when Inno Setup's iscc is on PATH
+#
+# Needs the app's dependencies plus PyInstaller: pip install -e ".[build]". The bundle contains the
+# torch of the build environment: CPU torch unless a CUDA wheel was installed first.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+NAME=guidance-studio
+VERSION="$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')"
+BUNDLE="dist/$NAME"
+REUSE=0
+for arg in "$@"; do
+    case "$arg" in
+        --reuse) REUSE=1 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "build.sh: unknown option '$arg' (use --reuse or --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '\n== %s\n' "$*"; }
+
+bundle_is_fresh() {
+    [[ -x "$BUNDLE/$NAME" || -x "$BUNDLE/$NAME.exe" ]] || return 1
+    # Fresh when no source, resource or recipe file is newer than the bundle's executable.
+    local newer
+    newer="$(find core desktop_app resources packaging pyproject.toml -newer "$BUNDLE/_internal" \
+             -type f ! -name '*.pyc' -print -quit)"
+    [[ -z "$newer" ]]
+}
+
+build_bundle() {
+    if [[ $REUSE == 1 ]] && bundle_is_fresh; then
+        say "reusing $BUNDLE (nothing changed since it was built)"
+        return
+    fi
+    "$PYTHON" -m PyInstaller --version >/dev/null 2>&1 || {
+        echo "PyInstaller is missing: pip install -e '.[build]'" >&2; exit 1; }
+    say "PyInstaller bundle -> $BUNDLE"
+    local start=$SECONDS
+    "$PYTHON" -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+        packaging/guidance-studio.spec
+    touch "$BUNDLE/_internal"
+    echo "bundle built in $((SECONDS - start)) s, $(du -sh "$BUNDLE" | cut -f1)"
+}
+
+linux_tarball() {
+    local arch out
+    arch="$(uname -m)"
+    out="dist/$NAME-$VERSION-linux-$arch.tar.gz"
+    say "tarball -> $out"
+    # One top folder, guidance-studio/, with the executable, the menu entry and the icon beside it.
+    cp packaging/linux/$NAME.desktop "$BUNDLE/$NAME.desktop"
+    cp resources/icons/app-256.png "$BUNDLE/$NAME.png"
+    tar -C dist --owner=0 --group=0 -czf "$out" "$NAME"
+    rm "$BUNDLE/$NAME.desktop" "$BUNDLE/$NAME.png"
+    echo "$(du -h "$out" | cut -f1)  $out"
+}
+
+# System libraries the bundled Qt (xcb platform plugin, OpenGL, fonts, D-Bus) loads from the OS on
+# Debian 12 / Ubuntu 22.04+; everything else (Python, torch, numpy, Qt itself) is inside the bundle.
+# packaging/smoke.sh checks that every library the bundle resolves outside itself comes from these.
+DEB_DEPENDS="libc6 (>= 2.34), libstdc++6, libgcc-s1, zlib1g, libglib2.0-0, libgl1, libegl1, libopengl0, \
+libfontconfig1, libfreetype6, libdbus-1-3, libx11-6, libx11-xcb1, libxext6, libxrender1, libsm6, libice6, \
+libxkbcommon0, libxkbcommon-x11-0, libxcb1, libxcb-cursor0, libxcb-glx0, libxcb-icccm4, libxcb-image0, \
+libxcb-keysyms1, libxcb-randr0, libxcb-render0, libxcb-render-util0, libxcb-shape0, libxcb-shm0, \
+libxcb-sync1, libxcb-util1, libxcb-xfixes0, libxcb-xkb1"
+
+linux_deb() {
+    local debarch stage out
+    debarch="$(dpkg --print-architecture)"
+    stage="build/deb/${NAME}_${VERSION}_${debarch}"
+    out="dist/${NAME}_${VERSION}_${debarch}.deb"
+    say "Debian package -> $out"
+    rm -rf "$stage"
+    mkdir -p "$stage/DEBIAN" "$stage/opt" "$stage/usr/bin" "$stage/usr/share/applications" \
+             "$stage/usr/share/doc/$NAME" "$stage/usr/share/icons/hicolor/scalable/apps"
+    cp -a "$BUNDLE" "$stage/opt/$NAME"
+    # A relative link, so the same tree also runs when unpacked under another root (dpkg -x).
+    ln -s "../../opt/$NAME/$NAME" "$stage/usr/bin/$NAME"
+    install -m 644 packaging/linux/$NAME.desktop "$stage/usr/share/applications/$NAME.desktop"
+    local png size
+    for png in resources/icons/app-[0-9]*.png; do
+        size="$(basename "$png" .png)"; size="${size#app-}"
+        install -D -m 644 "$png" "$stage/usr/share/icons/hicolor/${size}x${size}/apps/$NAME.png"
+    done
+    install -m 644 resources/icons/app.svg "$stage/usr/share/icons/hicolor/scalable/apps/$NAME.svg"
+    printf 'Guidance Studio %s\nLicence: MIT. Bundles Python, PyTorch, Qt for Python (LGPLv3), NumPy,\nPillow, pyqtgraph, qasync, safetensors and platformdirs under their own licences.\n' \
+        "$VERSION" > "$stage/usr/share/doc/$NAME/copyright"
+    local size_kb
+    size_kb="$(du -sk --exclude=DEBIAN "$stage" | cut -f1)"
+    cat > "$stage/DEBIAN/control" <<EOF
+Package: $NAME
+Version: $VERSION
+Section: science
+Priority: optional
+Architecture: $debarch
+Maintainer: Guidance Studio developers <guidance-studio@users.noreply.github.com>
+Installed-Size: $size_kb
+Depends: $DEB_DEPENDS
+Homepage: https://github.com/guidance-studio/guidance-studio
+Description: watch guided diffusion sample, step by step
+ A desktop app that shows how a diffusion model turns noise into an image
+ and how classifier guidance and classifier-free guidance steer it. It runs
+ the built-in models on the CPU (or a CUDA GPU in CUDA builds), with no
+ download, and saves, compares and sweeps the results.
+EOF
+    chmod -R u+rwX,go+rX,go-w "$stage"
+    dpkg-deb --root-owner-group -Zxz --build "$stage" "$out" >/dev/null
+    echo "$(du -h "$out" | cut -f1)  $out"
+}
+
+macos_dmg() {
+    local out="dist/$NAME-$VERSION-macos.dmg"
+    say "disk image -> $out"
+    rm -f "$out"
+    hdiutil create -volname "Guidance Studio" -srcfolder "dist/Guidance Studio.app" -ov -format UDZO "$out"
+}
+
+windows_installer() {
+    if command -v iscc >/dev/null 2>&1; then
+        say "Inno Setup installer"
+        iscc "/DAppVersion=$VERSION" packaging/windows/guidance-studio.iss
+    else
+        echo "iscc (Inno Setup 6) is not on PATH: the bundle is in $BUNDLE; see packaging/README.md" >&2
+    fi
+}
+
+START=$SECONDS
+build_bundle
+case "$(uname -s)" in
+    Linux) linux_tarball; linux_deb ;;
+    Darwin) macos_dmg ;;
+    MINGW*|MSYS*|CYGWIN*) windows_installer ;;
+    *) echo "No installer recipe for $(uname -s); the bundle is in $BUNDLE" >&2 ;;
+esac
+say "done in $((SECONDS - START)) s"
