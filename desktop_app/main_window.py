@@ -79,7 +79,7 @@ class MainWindow(QMainWindow):
         self.guidance_panel = GuidancePanel(self.session)
         self.run_panel = RunPanel()
         self.setCentralWidget(self.views)
-        self.views.step_shown.connect(self.plots.set_cursor)
+        self.views.step_shown.connect(self._on_step_shown)
         self.run_panel.start_button.clicked.connect(self.start_run)
         self.run_panel.stop_button.clicked.connect(self.stop_run)
         self.model_panel.model_chosen.connect(self.loader.load)
@@ -281,8 +281,13 @@ class MainWindow(QMainWindow):
         if self._last_paint - self._last_plot >= PLOT_INTERVAL_S:
             self._last_plot = self._last_paint
             self.plots.set_curves(*worker.trajectory.curves())
+            self.plots.set_cursor(self.views.shown_index)
         self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)
         self.frame_shown.emit(frame.index)
+
+    def _on_step_shown(self, index: int) -> None:
+        if not self._running:  # while running, the cursor moves with the (throttled) curves
+            self.plots.set_cursor(index)
 
     def _on_finished(self, result: Any) -> None:
         if self.sender() is not self.worker:

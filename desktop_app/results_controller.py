@@ -122,21 +122,28 @@ class ResultsController(QObject):
             return None
         return self.last_entry
 
-    def reopen(self, model_name: str, request: Any) -> None:
-        """Put `request`'s settings into the window, loading `model_name` first if another is loaded."""
+    def reopen(self, model_name: str, request: Any) -> bool:
+        """Put `request`'s settings into the window, loading `model_name` if another is loaded.
+
+        False (with a message) while a run or a model load is in progress.
+        """
         w = self.window
+        if w.is_running() or w.loader.busy:
+            w.show_error("Stop the current run (or wait for the model to load) before restoring settings.")
+            return False
         w.session.apply_request(request, model_name)
         bundle = w.bundle
         if bundle is not None and bundle.name == model_name:
             w.statusBar().showMessage(f"Settings restored ({model_name}, seed {request.seed}).")
-            return
+            return True
         key = self._model_key(model_name)
         if key is None:
             w.statusBar().showMessage(f"Settings restored, but the model {model_name!r} is not open: "
                                       "open its checkpoint to use them.")
-            return
+            return True
         self._pending = (model_name, request)
         w.loader.load(key)
+        return True
 
     def _model_key(self, model_name: str) -> str | None:
         rows = self.window.model_panel.models
@@ -161,8 +168,7 @@ class ResultsController(QObject):
         except ValueError as exc:
             self.window.show_error(str(exc))
             return False
-        self.reopen(model_name, request)
-        return True
+        return self.reopen(model_name, request)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
         kind = event.type()

@@ -19,9 +19,9 @@ def run_once(window, qtbot, **settings):
     return done.args[0]
 
 
-def test_every_finished_run_is_recorded_in_the_library(window, qtbot, isolated_data_dir):
+def test_every_finished_run_is_recorded_in_the_library(window, qtbot, tmp_path):
     results = window.results
-    assert results.library.folder == isolated_data_dir
+    assert tmp_path in results.library.folder.parents  # never the real user data folder
     first = run_once(window, qtbot, steps="6", batch_points=200, guidance="cfg", weight=1.0, class_index=2)
     second = run_once(window, qtbot, seed=4)
     entries = results.library.list()
@@ -109,3 +109,23 @@ def test_sweep_window_uses_the_window_settings_and_model(window, qtbot):
     assert all(np.array_equal(f, firsts[0]) for f in firsts)
     assert sweep.cells[0, 2].result.request == window.session.request().replace(
         guidance=window.session.request().guidance.__class__("cfg", 1.0, 4.0))
+
+
+def test_opening_a_png_of_another_model_loads_it_then_restores_the_settings(window, qtbot, tmp_path):
+    result = run_once(window, qtbot, steps="4", batch_points=40, guidance="cfg", weight=2.0, class_index=6, seed=3)
+    path = window.results.save_to(tmp_path / "gmm.png").grid
+    with qtbot.waitSignal(window.model_loaded, timeout=30_000):
+        window.loader.load("toy-scurve")
+    assert window.bundle.name == "toy-scurve"
+    with qtbot.waitSignal(window.model_loaded, timeout=30_000) as loaded:
+        assert window.results.open_settings_png(path)
+    assert loaded.args == ["toy-gmm"]
+    assert window.session.request() == result.request
+
+
+def test_settings_are_not_replaced_during_a_run(window, tmp_path, monkeypatch):
+    before = window.session.settings
+    monkeypatch.setattr(window, "is_running", lambda: True)
+    request = window.session.request().replace(seed=99)
+    assert not window.results.reopen("toy-gmm", request)
+    assert "Stop the current run" in window.last_error and window.session.settings == before
