@@ -6,9 +6,9 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 CURVES = (
-    ("prob", "p(y | x_t)", "#1f77b4"),
-    ("norm", "‖Δε‖ guidance", "#d62728"),
-    ("noise", "noise √(1−ᾱ_t)", "#555555"),
+    ("prob", "classifier p(y | x<sub>t</sub>) of the target", "#1f77b4"),
+    ("norm", "guidance term ‖Δε‖", "#d62728"),
+    ("noise", "noise level √(1−ᾱ<sub>t</sub>)", "#555555"),
 )
 
 
@@ -27,7 +27,9 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.cursors: dict[str, pg.InfiniteLine] = {}
         self.notes: dict[str, pg.TextItem] = {}
         for col, (key, title, color) in enumerate(CURVES):
-            plot = self.addPlot(row=0, col=col, title=title)
+            plot = self.addPlot(row=0, col=col)
+            plot.setTitle(title, color="#333", size="10pt")
+            plot.setXRange(0, 50, padding=0.02)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setMenuEnabled(False)
             plot.setLabel("bottom", "step")
@@ -40,6 +42,14 @@ class StepPlots(pg.GraphicsLayoutWidget):
             plot.addItem(note)
             self.notes[key] = note
         self.plots["prob"].setYRange(0, 1, padding=0.02)
+        self.plots["noise"].setYRange(0, 1, padding=0.02)
+        self.plots["norm"].setYRange(0, 1, padding=0.02)
+
+    def set_steps(self, num_steps: int) -> None:
+        """Fix every x axis to 0..num_steps, so curves grow left to right during a run."""
+        for plot in self.plots.values():
+            plot.setXRange(0, max(num_steps, 1), padding=0.02)
+        self.plots["norm"].enableAutoRange(axis="y")
 
     def set_notes(self, prob: str = "", norm: str = "") -> None:
         """Grey text shown inside a plot that has nothing to draw (e.g. 'no classifier')."""

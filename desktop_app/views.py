@@ -13,6 +13,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QStackedWidget, QVBoxLayout, QWidget
 
+from .point_cloud import PointCloudItem
+
+XT_TITLE = "x<sub>t</sub> &nbsp;noisy sample"
+X0_TITLE = "x<sub>0</sub> &nbsp;predicted from x<sub>t</sub>"
 POINT_RANGE = 3.0  # the 2-D panes show [−3, 3]²: the whole initial noise cloud and the data
 
 
@@ -55,49 +59,38 @@ class PointPane(pg.PlotWidget):
         self.setAspectLocked(True)
         self.setRange(xRange=(-POINT_RANGE, POINT_RANGE), yRange=(-POINT_RANGE, POINT_RANGE), padding=0)
         self.disableAutoRange()
-        self.showGrid(x=True, y=True, alpha=0.15)
         self.setMenuEnabled(False)
-        self.backdrop = pg.ScatterPlotItem(pxMode=True, size=3, pen=None, brush=pg.mkBrush(120, 120, 120, 40))
-        self.cloud = pg.ScatterPlotItem(pxMode=True, size=4, pen=None, brush=pg.mkBrush(30, 30, 30, 200))
+        self.backdrop = PointCloudItem(size=3.0)
+        # The backdrop changes only with the model: cache its rendering, so painting a new frame of
+        # the cloud blits it instead of redrawing thousands of points.
+        self.backdrop.setCacheMode(self.backdrop.CacheMode.DeviceCoordinateCache)
+        self.cloud = PointCloudItem(size=3.5)
         self.addItem(self.backdrop)
         self.addItem(self.cloud)
         self.points: np.ndarray | None = None
-        self._brush: Any = pg.mkBrush(30, 30, 30, 200)
+        self.colors: np.ndarray | None = None
 
     def set_backdrop(self, points: np.ndarray | None, colors: np.ndarray | None = None) -> None:
         """The data distribution (N, 2), drawn faint; colors (N, 3) uint8 per point or None (grey)."""
-        if points is None:
-            self.backdrop.clear()
-            return
-        finite = np.isfinite(points).all(axis=1)
-        points = points[finite]
-        colors = None if colors is None else np.asarray(colors)[finite]
-        if colors is None:
-            self.backdrop.setData(pos=points, brush=pg.mkBrush(120, 120, 120, 40))
-        else:
-            brushes = [pg.mkBrush(int(r), int(g), int(b), 45) for r, g, b in colors]
-            self.backdrop.setData(pos=points, brush=brushes)
+        if points is not None:
+            finite = np.isfinite(points).all(axis=1)
+            points = points[finite]
+            colors = None if colors is None else np.asarray(colors)[finite]
+        self.backdrop.set_points(points, colors, alpha=40)
 
     def set_colors(self, colors: np.ndarray | None) -> None:
         """Colours of the cloud's points: (B, 3) uint8, one RGB for all (3,), or None (dark grey)."""
-        if colors is None:
-            self._brush = pg.mkBrush(30, 30, 30, 200)
-        elif np.ndim(colors) == 1 or len(np.unique(colors, axis=0)) == 1:
-            r, g, b = np.asarray(colors).reshape(-1, 3)[0]
-            self._brush = pg.mkBrush(int(r), int(g), int(b), 200)
-        else:
-            self._brush = [pg.mkBrush(int(r), int(g), int(b), 200) for r, g, b in colors]
+        if colors is not None and np.ndim(colors) == 2 and len(np.unique(colors, axis=0)) == 1:
+            colors = np.asarray(colors)[0]
+        self.colors = None if colors is None else np.asarray(colors)
 
     def show_points(self, points: np.ndarray | None) -> None:
         """Paint the cloud (B, 2); None clears it."""
         self.points = points
-        if points is None:
-            self.cloud.clear()
-            return
-        brush = self._brush
-        if isinstance(brush, list) and len(brush) != len(points):
-            brush = brush[0] if brush else None
-        self.cloud.setData(pos=points, brush=brush)
+        colors = self.colors
+        if points is not None and colors is not None and colors.ndim == 2 and len(colors) != len(points):
+            colors = colors[0]
+        self.cloud.set_points(points, colors)
 
 
 class LiveViews(QWidget):
@@ -111,8 +104,8 @@ class LiveViews(QWidget):
         self.shown_index = -1
         self.following = True
         self.points_mode = True
-        self.image_panes = (ImagePane("x_t (noisy sample)"), ImagePane("x̂0 (predicted clean sample)"))
-        self.point_panes = (PointPane("x_t (noisy sample)"), PointPane("x̂0 (predicted clean sample)"))
+        self.image_panes = (ImagePane(XT_TITLE), ImagePane(X0_TITLE))
+        self.point_panes = (PointPane(XT_TITLE), PointPane(X0_TITLE))
         self.point_panes[1].setXLink(self.point_panes[0])
         self.point_panes[1].setYLink(self.point_panes[0])
         self.image_panes[1].view.setXLink(self.image_panes[0].view)

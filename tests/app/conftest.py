@@ -39,6 +39,12 @@ def tiny_bundle(data_shape=(3, 8, 8), delay: float = 0.0, num_classes: int = 0, 
     return ModelBundle(name, config, ScaledIdentity(delay))
 
 
+@pytest.fixture(autouse=True)
+def private_data_folder(tmp_path, monkeypatch):
+    """Keep the run library of every app test out of the user's real data folder."""
+    monkeypatch.setenv("GUIDANCE_STUDIO_DATA", str(tmp_path / "data"))
+
+
 @pytest.fixture
 def settings(tmp_path):
     from PySide6.QtCore import QSettings

@@ -39,8 +39,10 @@ def test_points_are_coloured_by_target_class(qtbot, window):
 
     window.session.update(steps="10", batch_points=20, class_index=3)
     run_to_end(qtbot, window)
-    brush = window.views.point_panes[0]._brush
-    assert brush.color().getRgb()[:3] == tuple(int(v) for v in PALETTE[3])
+    groups = window.views.point_panes[0].cloud.group_colors
+    assert groups == [tuple(int(v) for v in PALETTE[3])]
+    backdrop = window.views.point_panes[0].backdrop.group_colors
+    assert len(backdrop) == 8  # the mixture's eight components, each in its class colour
 
 
 def test_image_model_runs_in_grid_views(qtbot, window):
