@@ -114,16 +114,26 @@ class MainWindow(QMainWindow):
     def create_docks(self) -> None:
         panels = QWidget()
         column = QVBoxLayout(panels)
-        for widget in (self.model_panel, self.sampler_panel, self.guidance_panel, self.run_panel):
+        column.setContentsMargins(4, 4, 4, 4)
+        for widget in (self.model_panel, self.sampler_panel, self.guidance_panel):
             column.addWidget(widget)
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(panels)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(330)
-        self.settings_dock = self._dock("Settings", "settings", scroll, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.plots.setMinimumHeight(170)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(panels.sizeHint().width() + 20)
+        side = QWidget()  # the settings scroll; Start/Stop and progress always visible below them
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 4)
+        side_layout.addWidget(scroll, 1)
+        side_layout.addWidget(self.run_panel)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.settings_dock = self._dock("Settings", "settings", side, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.plots.setMinimumHeight(150)
         self.plots_dock = self._dock("Per-step plots", "plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.resizeDocks([self.plots_dock], [220], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
