@@ -183,7 +183,7 @@ class ResultsController(QObject):
                 self.open_settings_png(path)
                 return True
         elif obj is self.window and kind == QEvent.Type.Close:
-            self.sweep.shutdown()
+            self.sweep.shutdown(timeout=1.0)  # stops within one step; the window closes within 2 s
         return super().eventFilter(obj, event)
 
     # --- saving and exporting --------------------------------------------------------------------
