@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 
 from .compare import differing_keys, effective_settings, format_value, setting_keys, wipe
 from .library import LibraryEntry
-from .qtpix import fitted, png_pixmap, read_picture, to_pixmap
+from .qtpix import fitted, read_picture, to_pixmap
 
 HIGHLIGHT = QColor(255, 236, 140)
 
