@@ -11,8 +11,8 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMessageBox, QScrollArea,
+                               QVBoxLayout, QWidget)
 
 from .models import ModelLoader
 from .panels import GuidancePanel, ModelPanel, RunPanel, SamplerPanel
@@ -193,11 +193,16 @@ class MainWindow(QMainWindow):
             self, "Open checkpoint", "", "Model files (*.safetensors *.pt *.pth);;All files (*)")
         if not path:
             return
-        classifier = None
-        if not path.endswith(".safetensors"):
+        classifier, flags = None, ""
+        if not path.endswith(".safetensors"):  # a guided-diffusion checkpoint: classifier and flags are optional
             classifier, _ = QFileDialog.getOpenFileName(
-                self, "Optional: a classifier checkpoint (Cancel for none)", "", "Checkpoints (*.pt *.pth)")
-        self.open_checkpoint(path, classifier or None)
+                self, "Optional: its noise-aware classifier (Cancel for none)", "", "Checkpoints (*.pt *.pth)")
+            flags, ok = QInputDialog.getText(
+                self, "Model flags (optional)",
+                "guided-diffusion flags, e.g. --image_size 256 --learn_sigma True\n"
+                "(leave empty to infer the layout from the weights):")
+            flags = flags if ok else ""
+        self.open_checkpoint(path, classifier or None, flags)
 
     def open_checkpoint(self, path: str, classifier_path: str | None = None, flags: str = "") -> None:
         """Load a model file in the background (errors are shown; the current model stays)."""

@@ -23,19 +23,21 @@ def _import_engine() -> tuple[list[Any], list[str]]:
 
 
 def _load_file(path: str, classifier_path: str | None, flags: str, device: str, precision: str) -> Any:
-    """A `.safetensors` bundle, or a guided-diffusion `.pt` checkpoint when that loader exists."""
+    """Our `.safetensors` bundle, or (through `core.guided_diffusion`, when present) a guided-diffusion
+    checkpoint with an optional classifier file and optional flags."""
     if not Path(path).is_file():
         raise ValueError(f"No such file: {path}")
-    if path.endswith(".safetensors"):
-        if classifier_path:
-            raise ValueError("A .safetensors bundle carries its own classifier; do not pick a separate one.")
+    if classifier_path and not Path(classifier_path).is_file():
+        raise ValueError(f"No such classifier file: {classifier_path}")
+    if path.endswith(".safetensors") and not classifier_path and not flags.strip():
         from core import load_model
 
         return load_model(path, device=device, precision=precision)
     try:
         from core.guided_diffusion import load_checkpoint
     except ImportError:
-        raise ValueError(f"Cannot open {Path(path).name}: this build reads only .safetensors bundles.") from None
+        raise ValueError(f"Cannot open {Path(path).name}: this build reads only Guidance Studio "
+                         ".safetensors bundles.") from None
     return load_checkpoint(path, classifier_path=classifier_path, flags=flags, image_size=None,
                            device=device, precision=precision)
 

@@ -25,7 +25,8 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.cursors: dict[str, pg.InfiniteLine] = {}
-        self.notes: dict[str, pg.TextItem] = {}
+        self.notes: dict[str, str] = {}
+        self.titles = {key: title for key, title, _ in CURVES}
         for col, (key, title, color) in enumerate(CURVES):
             plot = self.addPlot(row=0, col=col)
             plot.setTitle(title, color="#333", size="10pt")
@@ -38,9 +39,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
             cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine))
             plot.addItem(cursor)
             self.cursors[key] = cursor
-            note = pg.TextItem("", color="#888", anchor=(0.5, 0.5))
-            plot.addItem(note)
-            self.notes[key] = note
+            self.notes[key] = ""
         self.plots["prob"].setYRange(0, 1, padding=0.02)
         self.plots["noise"].setYRange(0, 1, padding=0.02)
         self.plots["norm"].setYRange(0, 1, padding=0.02)
@@ -52,10 +51,11 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.plots["norm"].enableAutoRange(axis="y")
 
     def set_notes(self, prob: str = "", norm: str = "") -> None:
-        """Grey text shown inside a plot that has nothing to draw (e.g. 'no classifier')."""
+        """A grey remark after a plot's title when it has nothing to draw (e.g. 'no classifier')."""
         for key, text in (("prob", prob), ("norm", norm)):
-            self.notes[key].setText(text)
-            self.notes[key].setPos(0.5, 0.5)
+            self.notes[key] = text
+            title = self.titles[key] + (f" <span style='color:#999'>({text})</span>" if text else "")
+            self.plots[key].setTitle(title, color="#333", size="10pt")
 
     def set_curves(self, prob: np.ndarray, norm: np.ndarray, noise: np.ndarray) -> None:
         for key, values in (("prob", prob), ("norm", norm), ("noise", noise)):

@@ -56,7 +56,8 @@ def test_image_model_runs_in_grid_views(qtbot, window):
     np.testing.assert_array_equal(shown, result.xt_frames[-1])
     np.testing.assert_array_equal(window.views.image_panes[1].image, result.x0_frames[-1])
     _, prob = window.plots.curve_data("prob")
-    assert len(prob) == 0 and window.plots.notes["prob"].toPlainText() == "no classifier"
+    assert len(prob) == 0 and window.plots.notes["prob"] == "no classifier"
+    assert "no classifier" in window.plots.plots["prob"].titleLabel.text
 
 
 def test_stop_mid_run_keeps_a_partial_result(qtbot, window):
@@ -192,3 +193,39 @@ def test_device_list_disables_absent_devices(window):
     for kind in ("cuda", "mps"):
         assert window.model_panel.device.item_enabled(kind) == (kind in present)
     assert window.model_panel.device.item_enabled("cpu") and window.model_panel.device.item_enabled("auto")
+
+
+def test_open_checkpoint_adds_the_model_and_samples_it(qtbot, window, tmp_path):
+    import torch
+
+    from core import ModelBundle, ModelConfig
+    from core.checkpoints import save_bundle
+    from core.models import build_network
+
+    network = {"data_dim": 2, "width": 16, "depth": 1, "num_classes": 3}
+    config = ModelConfig(architecture="mlp", data_shape=(2,), network=network, num_classes=3, null_label=True,
+                         class_names=("left", "middle", "right"), clip="none")
+    torch.manual_seed(0)
+    path = save_bundle(ModelBundle("my-mlp", config, build_network("mlp", network)), tmp_path / "my-mlp.safetensors")
+    with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS) as loaded:
+        window.open_checkpoint(str(path))
+    assert loaded.args == ["my-mlp"] and window.bundle.name == "my-mlp"
+    assert str(path) in window.model_panel.keys()
+    panel = window.guidance_panel
+    assert panel.kind.item_enabled("cfg") and not panel.kind.item_enabled("classifier")
+    assert [panel.target.itemText(i) for i in range(panel.target.count())] == ["left", "middle", "right"]
+    window.session.update(steps="10", batch_points=30, guidance="cfg", class_index=2)
+    result = run_to_end(qtbot, window)
+    assert result.model_name == "my-mlp" and result.request.label == 2 and result.samples.shape == (30, 2)
+
+
+def test_unreadable_guided_diffusion_file_is_an_error(qtbot, window, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"\x80\x04 not a pickle")
+    with qtbot.waitSignal(window.error_shown, timeout=LOAD_TIMEOUT_MS) as error:
+        window.open_checkpoint(str(bad))
+    assert "model.pt" in error.args[0] and window.bundle.name == "toy-gmm"
+    with qtbot.waitSignal(window.error_shown, timeout=LOAD_TIMEOUT_MS) as missing:
+        window.open_checkpoint(str(tmp_path / "absent.safetensors"))
+    assert "No such file" in missing.args[0]
+    assert window.run_panel.start_button.isEnabled()
