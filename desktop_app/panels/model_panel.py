@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QFormLayout, QGroupBox, QLabel, QListWidget, QLis
 from ..session import DEVICES, PRECISIONS, ModelCaps, Session
 from .widgets import ItemCombo, enable, set_quietly
 
+OPEN_TIP = "Load a .safetensors bundle or a guided-diffusion .pt checkpoint"
 DEVICE_LABELS = {"auto": "Auto (best present)", "cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
 
 
@@ -28,7 +29,7 @@ class ModelPanel(QGroupBox):
         self.models.itemActivated.connect(self._on_item)
         self.models.itemClicked.connect(self._on_item)
         self.open_button = QPushButton("Open checkpoint…")
-        self.open_button.setToolTip("Load a .safetensors bundle or a guided-diffusion .pt checkpoint")
+        self.open_button.setToolTip(OPEN_TIP)
         self.open_button.clicked.connect(self.open_requested)
         self.device = ItemCombo([(DEVICE_LABELS[d], d) for d in DEVICES])
         self.device.activated.connect(lambda _: self._changed(device=self.device.currentData()))
@@ -83,10 +84,14 @@ class ModelPanel(QGroupBox):
     def set_busy(self, busy: bool) -> None:
         """While a run or a load is in progress the model cannot change."""
         reason = "Wait until the current run or load has finished." if busy else None
-        for widget in (self.models, self.open_button, self.device, self.precision):
-            enable(widget, reason, widget.toolTip() if reason is None and widget is self.open_button else "")
-        if not busy:
-            self.open_button.setToolTip("Load a .safetensors bundle or a guided-diffusion .pt checkpoint")
+        enable(self.models, reason, "Click a model to load it")
+        enable(self.open_button, reason, OPEN_TIP)
+        for combo in (self.device, self.precision):
+            combo.setEnabled(not busy)
+        if busy:
+            self.device.setToolTip(reason)
+            self.precision.setToolTip(reason)
+        else:
             self.refresh()
 
     def refresh(self) -> None:

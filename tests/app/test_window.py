@@ -229,3 +229,17 @@ def test_unreadable_guided_diffusion_file_is_an_error(qtbot, window, tmp_path):
         window.open_checkpoint(str(tmp_path / "absent.safetensors"))
     assert "No such file" in missing.args[0]
     assert window.run_panel.start_button.isEnabled()
+
+
+def test_scrubbing_during_a_run_holds_the_chosen_step(qtbot, window):
+    window.set_bundle(tiny_bundle((2,), delay=0.005, name="slowish"))
+    window.session.update(steps="300", batch_points=8)
+    with qtbot.waitSignal(window.frame_shown, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    qtbot.waitUntil(lambda: window.views.slider.maximum() >= 3, timeout=RUN_TIMEOUT_MS)
+    window.views.slider.setValue(2)
+    held = window.worker.trajectory.frame(2).xt
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        pass
+    assert window.views.shown_index == 2 and window.views.slider.maximum() == 300
+    np.testing.assert_array_equal(window.views.point_panes[0].points, held)
