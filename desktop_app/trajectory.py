@@ -1,7 +1,7 @@
 """A run's trajectory as compact previews, built in the worker thread and read by the GUI (Qt-free).
 
 Image models: each step's x_t and x̂0 become one uint8 grid over the batch (H', W', 3), shrunk so
-its longest side stays near `max_side`. 2-D models: each step is the point cloud, kept as float16
+its longest side stays near `max_side` (smaller for long runs, so a run's previews fit MEMORY_BUDGET). 2-D models: each step is the point cloud, kept as float16
 (B, 2). The GUI reads frames while the worker appends (list appends are atomic under the GIL).
 """
 from __future__ import annotations
@@ -17,6 +17,9 @@ from core import SamplingRequest, Step
 from core.images import grid, to_uint8
 
 from .results import RunResult
+
+
+MEMORY_BUDGET = 768 * 2**20  # bytes of uint8 previews one run may keep (x_t and x̂0, every step)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class Trajectory:
                 f"Sampling produced NaN or infinite values at step {step.index} of {step.num_steps}"
                 f" (t = {step.timestep}). Try a smaller guidance strength, fp32, or fewer/more steps."
             )
+        if not self.noise and not self.is_points:  # first step: fit the whole run in the memory budget
+            frames = 2 * (step.num_steps + 1)
+            side = int(math.sqrt(MEMORY_BUDGET / frames / 3))
+            self.max_side = max(64, min(self.max_side, side))
         self.num_steps = step.num_steps
         xt = self._preview(step.x)
         x0 = None if step.x0 is None else self._preview(step.x0)

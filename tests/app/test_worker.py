@@ -92,3 +92,13 @@ def test_engine_errors_become_a_failed_signal(qtbot):
     with qtbot.waitSignal(worker.failed, timeout=RUN_TIMEOUT_MS) as failed:
         worker.start()
     assert "the network blew up" in failed.args[0]
+
+
+def test_long_image_runs_keep_smaller_previews():
+    req = SamplingRequest(model="tiny", steps="1000", batch=16)
+    bundle = tiny_bundle((3, 256, 256))
+    traj = Trajectory(req, "tiny", "cpu", is_points=False)
+    traj.add(next(iter(sample(req, bundle))))
+    side = max(traj.xt[0].shape[:2])
+    assert side <= traj.max_side + 8 and 2 * 1001 * traj.xt[0].nbytes <= 768 * 2**20
+    assert traj.max_side < 512
