@@ -97,7 +97,8 @@ def classifier_network(state: dict[str, Tensor], file_name: str, flags: F.Flags,
     return {**inferred, "image_size": size, "num_head_channels": head_channels}, native
 
 
-def _model_config(network: dict[str, Any], facts: F.Flags, description: str) -> ModelConfig:
+def model_config(network: dict[str, Any], facts: F.Flags, description: str) -> ModelConfig:
+    """The ModelConfig of a guided-diffusion UNet with `network` keywords and diffusion `facts`."""
     F.check_diffusion(facts)
     c_in, c_out = network["in_channels"], network["out_channels"]
     if c_out not in (c_in, 2 * c_in):
@@ -164,7 +165,7 @@ def load_checkpoint(model_path: str | Path, classifier_path: str | Path | None =
         network, facts, source = model_network(state, model_path.name, parsed, hint)
         size = network["image_size"]
         kind = "class-conditional" if network.get("num_classes") else "unconditional"
-        config = _model_config(network, facts, f"guided-diffusion {size}×{size} {kind} model "
+        config = model_config(network, facts, f"guided-diffusion {size}×{size} {kind} model "
                                                 f"({model_path.name}; layout from {source}).")
         model = _build("unet", network, state, f"{model_path.name} (model)")
         name = model_path.stem
