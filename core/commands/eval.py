@@ -98,6 +98,8 @@ def run(args) -> int:
         raise ValueError(f"--num must be at least {max(2, args.k + 1)} for the statistics to exist.")
     values = parse_values(args.values)
     bundle = load_model(args.model, args.device)
+    if args.guidance != "classifier":  # its log p(y|x_t) would be computed at every step for nothing
+        bundle.classifier = bundle.classifier_config = None
     if bundle.config.num_classes < 1:
         raise ValueError(f"{bundle.name!r} is unconditional; the sweep needs requested labels to score.")
     judge, info = load_network(args.judge, role="judge")

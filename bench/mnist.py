@@ -1,0 +1,54 @@
+"""Sampling speed of the built-in MNIST model on this machine (issue 5's benchmark; prints, exits 0).
+
+16 digits (labels 0…9, 0…5), 50 DDIM steps, on the CPU, for: no guidance, CFG (w = 2: one batched
+forward of 32), classifier guidance (s = 2: the classifier's gradient at every step) and both.
+Each figure is the median of `--repeats` runs after one warm-up run; the CPU load at the start is
+printed because the figures scale with it. Usage: python bench/mnist.py [--threads N] [--repeats R]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from core import Guidance, SamplingRequest, final_sample, load_model
+
+SETTINGS = {
+    "none": Guidance(),
+    "cfg w=2": Guidance(kind="cfg", weight=2.0),
+    "classifier s=2": Guidance(kind="classifier", scale=2.0),
+    "both w=2 s=2": Guidance(kind="both", weight=2.0, scale=2.0),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="mnist-cfg")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bundle = load_model(args.model, "cpu")
+    params = sum(p.numel() for p in bundle.model.parameters())
+    print(f"{bundle.name}: {params:,} parameters; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    labels = tuple(i % 10 for i in range(16))
+    for name, guidance in SETTINGS.items():
+        request = SamplingRequest(model=bundle.name, sampler="ddim", steps="ddim50", guidance=guidance,
+                                  label=labels, seed=0, batch=16)
+        final_sample(request, bundle)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            final_sample(request, bundle)
+            times.append(time.perf_counter() - start)
+        print(f"16 digits, 50 DDIM steps, {name:<15} median {statistics.median(times):6.2f} s "
+              f"(min {min(times):.2f}, max {max(times):.2f})")
+
+
+if __name__ == "__main__":
+    main()
