@@ -297,7 +297,7 @@ class MainWindow(QMainWindow):
             self._last_plot = self._last_paint
             self.plots.set_curves(*worker.trajectory.curves())
             self.plots.set_cursor(self.views.shown_index)
-        self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)
+            self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)  # repaints at once
         self.frame_shown.emit(frame.index)
 
     def _on_step_shown(self, index: int) -> None:
@@ -315,6 +315,7 @@ class MainWindow(QMainWindow):
         self.plots.set_curves(*traj.curves())
         self.plots.set_cursor(self.views.shown_index)
         steps = len(traj) - 1
+        self.run_panel.show_progress(steps, traj.num_steps, result.seconds)
         if result.completed:
             text = f"done: {steps} steps in {result.seconds:.1f} s"
         else:

@@ -161,7 +161,10 @@ def load_checkpoint(model_path: str | Path, classifier_path: str | Path | None =
         state = read_state_dict(model_path)
         hint = None
         if clf_state is not None and clf_config is None and "image_size" not in parsed.given:
-            hint = classifier_network(clf_state, Path(classifier_path).name, parsed, None)[1]
+            try:  # an attention-pool classifier knows its image size; anything else is checked below
+                hint = classifier_network(clf_state, Path(classifier_path).name, parsed, None)[1]
+            except ValueError:
+                hint = None
         network, facts, source = model_network(state, model_path.name, parsed, hint)
         size = network["image_size"]
         kind = "class-conditional" if network.get("num_classes") else "unconditional"
