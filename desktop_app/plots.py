@@ -5,6 +5,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
+from .point_cloud import cache_axes
+
 CURVES = (
     ("prob", "classifier p(y | x<sub>t</sub>) of the target", "#1f77b4"),
     ("norm", "guidance term ‖Δε‖", "#d62728"),
@@ -33,6 +35,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
             plot.setXRange(0, 50, padding=0.02)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setMenuEnabled(False)
+            cache_axes(plot)
             plot.setLabel("bottom", "step")
             self.plots[key] = plot
             self.curves[key] = plot.plot(pen=pg.mkPen(color, width=2))

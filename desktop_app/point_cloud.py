@@ -117,3 +117,11 @@ class PointCloudItem(pg.GraphicsObject):
             pen.setCapStyle(Qt.PenCapStyle.RoundCap)
             painter.setPen(pen)
             painter.drawPoints([QPointF(x, y) for x, y in pts])
+
+
+def cache_axes(plot: pg.PlotItem) -> None:
+    """Render `plot`'s axes into a cached pixmap: a new frame then blits them instead of replaying
+    their tick labels (which dominated the GUI thread's time per frame)."""
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot.getAxis(name)
+        axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)

@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QStackedWidget, QVBoxLayout, QWidget
 
-from .point_cloud import PointCloudItem
+from .point_cloud import PointCloudItem, cache_axes
 
 XT_TITLE = "x<sub>t</sub> &nbsp;noisy sample"
 X0_TITLE = "x<sub>0</sub> &nbsp;predicted from x<sub>t</sub>"
@@ -60,6 +60,7 @@ class PointPane(pg.PlotWidget):
         self.setRange(xRange=(-POINT_RANGE, POINT_RANGE), yRange=(-POINT_RANGE, POINT_RANGE), padding=0)
         self.disableAutoRange()
         self.setMenuEnabled(False)
+        cache_axes(self.getPlotItem())
         self.backdrop = PointCloudItem(size=3.0)
         # The backdrop changes only with the model: cache its rendering, so painting a new frame of
         # the cloud blits it instead of redrawing thousands of points.
