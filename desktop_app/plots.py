@@ -43,8 +43,8 @@ class StepPlots(pg.GraphicsLayoutWidget):
             plot.addItem(cursor)
             self.cursors[key] = cursor
             self.notes[key] = ""
-        self.plots["prob"].setYRange(0, 1, padding=0.02)
-        self.plots["noise"].setYRange(0, 1, padding=0.02)
+        self.plots["prob"].setYRange(0, 1, padding=0.06)
+        self.plots["noise"].setYRange(0, 1, padding=0.06)
         self.plots["norm"].setYRange(0, 1, padding=0.02)
 
     def set_steps(self, num_steps: int) -> None:
