@@ -35,7 +35,8 @@ UNET_DEFAULTS = {
     "unet": {"model_channels": 32, "num_res_blocks": 1, "channel_mult": [1, 2, 2],
              "attention_resolutions": [4], "num_head_channels": 32, "dropout": 0.1},
     "unet-patched": {"patch": 4, "model_channels": 32, "num_res_blocks": 1, "channel_mult": [1, 2, 2],
-                     "attention_resolutions": [2], "num_head_channels": 32, "dropout": 0.1},
+                     "attention_resolutions": [2], "num_head_channels": 32, "dropout": 0.0,
+                     "parametrization": "v"},
 }
 
 
@@ -102,6 +103,8 @@ def run_diffusion(args) -> int:
         # A null label needs one more embedding row: label K means "no label".
         network = {**UNET_DEFAULTS[args.arch], "image_size": x.shape[-1], "in_channels": x.shape[1],
                    "out_channels": x.shape[1], "num_classes": num_classes + 1 if conditional else None, **network}
+        if args.arch == "unet-patched":  # its v parametrization must use the model's own ᾱ_t
+            network.update(schedule=args.schedule, num_timesteps=args.timesteps)
     config = ModelConfig(
         architecture=args.arch, data_shape=tuple(x.shape[1:]), network=network, schedule=args.schedule,
         num_timesteps=args.timesteps, num_classes=num_classes, class_names=class_names if conditional else (),
