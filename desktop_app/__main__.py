@@ -15,7 +15,7 @@ APP_NAME = "Guidance Studio"
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="guidance-studio", description="Watch guided diffusion sample step by step.")
     parser.add_argument("--self-test", action="store_true", help="check the installation headlessly and exit")
-    parser.add_argument("--model", help="a built-in model name or a model file to open first")
+    parser.add_argument("--model", help="a built-in model name or a .safetensors bundle to open first")
     args, _qt_args = parser.parse_known_args(argv)
     return args
 

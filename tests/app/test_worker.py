@@ -102,3 +102,13 @@ def test_long_image_runs_keep_smaller_previews():
     side = max(traj.xt[0].shape[:2])
     assert side <= traj.max_side + 8 and 2 * 1001 * traj.xt[0].nbytes <= 768 * 2**20
     assert traj.max_side < 512
+
+
+def test_error_messages_are_readable():
+    from desktop_app.tasks import describe_error
+
+    assert describe_error(ValueError("Bad steps 'x'."), "Sampling failed: ") == "Sampling failed: Bad steps 'x'."
+    oom = describe_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB\nmore"))
+    assert oom.startswith("Out of memory. Try a smaller batch") and "Tried to allocate 2 GiB" in oom
+    assert "more" not in oom
+    assert describe_error(KeyError("x")) == "KeyError: 'x'"
