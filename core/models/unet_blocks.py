@@ -158,9 +158,10 @@ def qkv_attention(qkv: Tensor, num_heads: int, legacy: bool) -> Tensor:
         q, k, v = qkv.reshape(b * num_heads, 3 * c, length).split(c, dim=1)
     else:
         q, k, v = (part.reshape(b * num_heads, c, length) for part in qkv.chunk(3, dim=1))
-    # scaled_dot_product_attention works on (N, T, c) and picks a fused kernel where one exists.
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    out = out.transpose(1, 2)
+    # scaled_dot_product_attention works on (N, T, c) and picks a fused kernel where one exists;
+    # contiguous inputs let it use the fused CPU kernel too.
+    q, k, v = (part.transpose(1, 2).contiguous() for part in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
     return out.reshape(b, num_heads * c, length)
 
 
