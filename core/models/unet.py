@@ -35,7 +35,7 @@ def _check_common(image_size: int, in_channels: int, model_channels: int, num_re
         raise ValueError(f"attention_resolutions holds downsample rates (1, 2, 4, …), not {bad[0]}.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncoderParts:
     """The shared down path of the UNet and the classifier, built by `encoder_half`.
 
