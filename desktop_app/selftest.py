@@ -122,6 +122,14 @@ def check_model(info) -> str:
     return f"{request.steps} {request.sampler} steps, guidance {request.guidance.kind}, shape {expected}, {seconds:.2f} s"
 
 
+def _one_line(exc: BaseException) -> str:
+    """`Type: message (file:line)`, keeping a long message's last line (where its cause is)."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    place = f" ({os.path.basename(where.filename)}:{where.lineno})" if where else ""
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}{place}"
+
+
 def _run_check(name: str, check: Callable[[], str]) -> bool:
     start = time.perf_counter()
     try:
@@ -130,9 +138,7 @@ def _run_check(name: str, check: Callable[[], str]) -> bool:
         print(f"FAIL  {name}: {exc}", flush=True)
         return False
     except Exception as exc:  # a self-test reports every failure as a line, never a traceback dump
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        print(f"FAIL  {name}: {type(exc).__name__}: {exc} ({os.path.basename(where.filename)}:{where.lineno})",
-              flush=True)
+        print(f"FAIL  {name}: {_one_line(exc)}", flush=True)
         return False
     print(f"ok    {name}: {detail} [{time.perf_counter() - start:.2f} s]", flush=True)
     return True
@@ -152,7 +158,7 @@ def run(argv: list[str] | None = None) -> int:
 
         infos = list_models()
     except Exception as exc:
-        print(f"FAIL  models: cannot list the built-in models: {type(exc).__name__}: {exc}", flush=True)
+        print(f"FAIL  models: cannot list the built-in models: {_one_line(exc)}", flush=True)
         infos, ok = [], False
     for info in infos:
         ok &= _run_check(f"model {info.name}", lambda info=info: check_model(info))

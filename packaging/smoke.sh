@@ -59,29 +59,47 @@ else
 fi
 
 # --- Depends: every library the bundle loads from the OS must come from a declared package ----
-DEPENDS="$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed -E 's/\(.*\)//; s/[[:space:]]//g' | grep -v '^$')"
-ALLOWED="$DEPENDS"
-if command -v apt-cache >/dev/null; then  # and what those pull in themselves
-    ALLOWED="$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-               --no-replaces --no-enhances $DEPENDS 2>/dev/null | grep -v '^ ' | sed 's/:.*//' | sort -u)"
+# Resolve as the bootloader does (bundle first). Qt plugins for GTK themes and Wayland load only
+# where their libraries exist; theirs may come from Recommends instead.
+field() { dpkg-deb -f "$DEB" "$1" | tr ',' '\n' | sed -E 's/\(.*\)//; s/[[:space:]]//g' | grep -v '^$' || true; }
+closure() {  # the packages named and everything they depend on, as installed here
+    [[ -z "$*" ]] && return
+    apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
+        --no-enhances "$@" 2>/dev/null | grep -v '^ ' | sed 's/:.*//' | sort -u || printf '%s\n' "$@"
+}
+DEPENDS="$(field Depends)"; RECOMMENDS="$(field Recommends)"
+if command -v apt-cache >/dev/null; then
+    REQUIRED_OK="$(closure $DEPENDS)"; OPTIONAL_OK="$(closure $DEPENDS $RECOMMENDS)"
+else
+    REQUIRED_OK="$DEPENDS"; OPTIONAL_OK="$DEPENDS $RECOMMENDS"
 fi
-SYSTEM_LIBS="$(find "$FAKEROOT/opt/$NAME" -type f \( -name '*.so*' -o -name "$NAME" \) -exec ldd {} + 2>/dev/null \
-    | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | grep -v "^$FAKEROOT" | sort -u)"
-UNDECLARED=""
-for lib in $SYSTEM_LIBS; do
-    owner="$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1 || true)"
-    [[ -z "$owner" ]] && owner="$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1 || true)"
-    if [[ -z "$owner" ]] || ! grep -qx "$owner" <<<"$ALLOWED"; then
-        UNDECLARED+=" $(basename "$lib")(${owner:-no package})"
-    fi
-done
-[[ -z "$UNDECLARED" ]] && pass "Depends covers the $(wc -w <<<"$SYSTEM_LIBS") system libraries the bundle links" \
-    || fail "libraries from packages not in Depends:$UNDECLARED"
-MISSING="$(find "$FAKEROOT/opt/$NAME" -type f -name '*.so*' -exec ldd {} + 2>/dev/null | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')"
-[[ -n "$MISSING" ]] && echo "note  not on this machine, needed only by optional Qt plugins (e.g. the GTK theme): $MISSING"
+INTERNAL="$FAKEROOT/opt/$NAME/_internal"
+OPTIONAL_RE='/plugins/(platformthemes|wayland-[^/]*|platforms/libqwayland[^/]*)/|/libQt6Wayland'
+system_libs() {  # ELF files on stdin -> system libraries they resolve outside the bundle
+    xargs -r env LD_LIBRARY_PATH="$INTERNAL" ldd 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}' \
+        | grep -v "^$FAKEROOT" | sort -u || true
+}
+ELFS="$(find "$FAKEROOT/opt/$NAME" -type f \( -name '*.so*' -o -name "$NAME" \) | sort)"
+REQUIRED_LIBS="$( (grep -Ev "$OPTIONAL_RE" <<<"$ELFS" || true) | system_libs)"
+OPTIONAL_LIBS="$( (grep -E "$OPTIONAL_RE" <<<"$ELFS" || true) | system_libs)"
+undeclared() {  # $1: allowed packages; stdin: libraries -> "lib(package)" for each not allowed
+    local lib owner
+    while read -r lib; do
+        [[ -z "$lib" ]] && continue
+        owner="$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1 || true)"
+        [[ -z "$owner" ]] && owner="$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1 || true)"
+        grep -qx "${owner:-none}" <<<"$1" || printf ' %s(%s)' "$(basename "$lib")" "${owner:-no package}"
+    done
+}
+BAD="$(undeclared "$REQUIRED_OK" <<<"$REQUIRED_LIBS")$(undeclared "$OPTIONAL_OK" <<<"$OPTIONAL_LIBS")"
+[[ -z "$BAD" ]] && pass "Depends/Recommends cover the $(printf '%s\n%s\n' "$REQUIRED_LIBS" "$OPTIONAL_LIBS" | sort -u | grep -c .) system libraries the bundle links" \
+    || fail "libraries from packages not declared:$BAD"
+MISSING="$(xargs -r env LD_LIBRARY_PATH="$INTERNAL" ldd <<<"$ELFS" 2>/dev/null | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ' || true)"
+[[ -n "$MISSING" ]] && echo "note  not on this build machine (used by optional Qt plugins only): $MISSING"
 
 # --- the tarball -----------------------------------------------------------------------------
-if tar -tzf "$TARBALL" | grep -qx "$NAME/$NAME" && tar -tzf "$TARBALL" | grep -qx "$NAME/$NAME.desktop"; then
+LISTING="$(tar -tzf "$TARBALL")"
+if grep -qx "$NAME/$NAME" <<<"$LISTING" && grep -qx "$NAME/$NAME.desktop" <<<"$LISTING"; then
     pass "tarball $(basename "$TARBALL") has $NAME/$NAME and its menu entry"
 else
     fail "tarball contents"
