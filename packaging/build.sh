@@ -72,9 +72,10 @@ linux_tarball() {
 }
 
 # System libraries the bundled Qt (xcb platform plugin, OpenGL, fonts, D-Bus) loads from the OS on
-# Debian 12 / Ubuntu 22.04+; everything else (Python, torch, numpy, Qt itself) is inside the bundle.
+# Debian 12 / Ubuntu 24.04; everything else (Python, torch, numpy, Qt itself) is inside the bundle.
+# libc6 >= the build machine's glibc (2.36 on Debian 12): build on an older distro for older targets.
 # packaging/smoke.sh checks that every library the bundle resolves outside itself comes from these.
-DEB_DEPENDS="libc6 (>= 2.34), libstdc++6, libgcc-s1, zlib1g, libglib2.0-0, libgl1, libegl1, libopengl0, \
+DEB_DEPENDS="libc6 (>= 2.36), libstdc++6, libgcc-s1, zlib1g, libglib2.0-0, libgl1, libegl1, libopengl0, \
 libfontconfig1, libfreetype6, libdbus-1-3, libx11-6, libx11-xcb1, libxext6, libxrender1, libsm6, libice6, \
 libxkbcommon0, libxkbcommon-x11-0, libxcb1, libxcb-cursor0, libxcb-glx0, libxcb-icccm4, libxcb-image0, \
 libxcb-keysyms1, libxcb-randr0, libxcb-render0, libxcb-render-util0, libxcb-shape0, libxcb-shm0, \
