@@ -97,6 +97,14 @@ BAD="$(undeclared "$REQUIRED_OK" <<<"$REQUIRED_LIBS")$(undeclared "$OPTIONAL_OK"
 MISSING="$(xargs -r env LD_LIBRARY_PATH="$INTERNAL" ldd <<<"$ELFS" 2>/dev/null | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ' || true)"
 [[ -n "$MISSING" ]] && echo "note  not on this build machine (used by optional Qt plugins only): $MISSING"
 
+if command -v apt-get >/dev/null && apt-cache policy libc6 2>/dev/null | grep -q "Candidate: [0-9]"; then
+    if apt-get install -s --no-install-recommends "./$DEB" >"$WORK/apt.log" 2>&1; then
+        pass "apt resolves Depends here ($(grep -c '^Inst ' "$WORK/apt.log") packages to install)"
+    else
+        fail "apt cannot resolve Depends: $(grep -E '^ |^E:' "$WORK/apt.log" | head -5 | tr '\n' ' ')"
+    fi
+fi
+
 # --- the tarball -----------------------------------------------------------------------------
 LISTING="$(tar -tzf "$TARBALL")"
 if grep -qx "$NAME/$NAME" <<<"$LISTING" && grep -qx "$NAME/$NAME.desktop" <<<"$LISTING"; then

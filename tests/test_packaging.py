@@ -215,3 +215,15 @@ def test_selftest_window_check_shows_the_window(qapp, monkeypatch):
     monkeypatch.setattr(selftest, "_main_window_factory", lambda: Window)
     assert selftest.check_window().startswith("Window 'Guidance Studio'")
     assert shown == [True]
+
+
+def test_selftest_reports_an_unexpected_error_on_one_line(capsys):
+    from desktop_app import selftest
+
+    def broken() -> str:
+        raise ImportError("Importing the C-extensions failed.\n\nMany lines of advice.\n\nOriginal error was: libfoo.so: bad ELF")
+
+    assert selftest._run_check("numpy", broken) is False
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line
+    assert line.startswith("FAIL  numpy: ImportError: Original error was: libfoo.so: bad ELF (test_packaging.py:")
