@@ -42,10 +42,11 @@ class _Recorder:
 
 
 @pytest.fixture(scope="module")
-def spec() -> dict:
+def spec(tmp_path_factory) -> dict:
     """The spec's namespace after running it with recording stand-ins for PyInstaller."""
     names = {n: type(n, (_Recorder,), {}) for n in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE")}
-    namespace = {"SPECPATH": str(PACKAGING), "__file__": str(PACKAGING / "guidance-studio.spec"), **names}
+    namespace = {"SPECPATH": str(PACKAGING), "DISTPATH": str(tmp_path_factory.mktemp("dist")),
+                 "__file__": str(PACKAGING / "guidance-studio.spec"), **names}
     source = (PACKAGING / "guidance-studio.spec").read_text()
     exec(compile(source, "guidance-studio.spec", "exec"), namespace)
     namespace["calls"] = dict(_Recorder.calls)
