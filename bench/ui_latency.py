@@ -6,15 +6,22 @@ a small stand-in conv net on 3×64×64 when none is installed) it prints:
     with the median and 99th percentile;
   - the time from Start to the first frame painted;
   - frames painted vs steps run (coalescing drops frames the GUI had no time for).
-Usage: python bench/ui_latency.py [--steps 1000] [--batch 2000]
+With --profile it also says where the GUI thread was when a tick came late: a watchdog thread
+samples the GUI thread's Python stack whenever no tick has arrived for 30 ms, and the slowest GUI
+slots are timed one by one.
+Usage: python bench/ui_latency.py [--steps 1000] [--batch 2000] [--profile] [--switch-interval S]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import collections
+import functools
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -63,11 +70,87 @@ def idle_gaps(app: QApplication, seconds: float) -> np.ndarray:
     return np.diff(ticks) * 1000
 
 
-def measure(app: QApplication, win, label: str) -> None:
+class GuiWatchdog:
+    """Samples the GUI thread's Python stack every 5 ms while its last tick is over `late_ms` old."""
+
+    def __init__(self, late_ms: float = 30.0):
+        self.late_s = late_ms / 1000
+        self.gui_id = threading.get_ident()
+        self.last_tick = time.perf_counter()
+        self.stacks: collections.Counter = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def tick(self) -> None:
+        self.last_tick = time.perf_counter()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.005):
+            if time.perf_counter() - self.last_tick < self.late_s:
+                continue
+            frame = sys._current_frames().get(self.gui_id)
+            if frame is None:
+                continue
+            lines = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)[-4:]]
+            self.stacks[" < ".join(reversed(lines))] += 1
+
+    def report(self, top: int = 6) -> None:
+        total = sum(self.stacks.values())
+        print(f"  GUI thread late (no tick for 30 ms): {total} samples of 5 ms; where it was:")
+        for stack, n in self.stacks.most_common(top):
+            print(f"    {n:4d}  {stack}")
+
+
+class SlotTimer:
+    """Wraps methods of objects in place and records (calls, total ms, max ms) per method."""
+
+    def __init__(self):
+        self.stats: dict[str, list[float]] = {}
+
+    def wrap(self, obj, *names: str) -> None:
+        for name in names:
+            original = getattr(obj, name)
+            key = f"{obj.__name__ if isinstance(obj, type) else type(obj).__name__}.{name}"
+            self.stats.setdefault(key, [0, 0.0, 0.0])
+
+            @functools.wraps(original)
+            def timed(*args, _original=original, _key=key, **kwargs):
+                t = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    ms = 1000 * (time.perf_counter() - t)
+                    row = self.stats[_key]
+                    row[0] += 1
+                    row[1] += ms
+                    row[2] = max(row[2], ms)
+            setattr(obj, name, timed)
+
+    def report(self) -> None:
+        print("  GUI slots (calls, total ms, max ms):")
+        for key, (n, total, worst) in sorted(self.stats.items(), key=lambda kv: -kv[1][2]):
+            if n:
+                print(f"    {key:40s} {int(n):5d} {total:8.1f} {worst:7.1f}")
+        for row in self.stats.values():
+            row[:] = [0, 0.0, 0.0]
+
+
+def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None) -> None:
     ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    watchdog = GuiWatchdog() if profile is not None else None
+    if watchdog is not None:
+        timer.timeout.connect(watchdog.tick)
+        watchdog.start()
     shown: list[int] = []
     win.frame_shown.connect(shown.append)
     timer.start()
@@ -76,8 +159,11 @@ def measure(app: QApplication, win, label: str) -> None:
         print(f"{label}: could not start: {win.last_error}")
         return
     finished = wait_for(app, win.run_finished, 600)
+    app.processEvents()  # work queued by the end of the run (recording it in the library)
     end = time.perf_counter()
     timer.stop()
+    if watchdog is not None:
+        watchdog.stop()
     win.frame_shown.disconnect()
     if not finished:
         print(f"{label}: timed out")
@@ -96,6 +182,9 @@ def measure(app: QApplication, win, label: str) -> None:
     worst = np.argsort(gaps)[::-1][:4]
     print("  largest gaps (ms, ending at ms after Start): "
           + ", ".join(f"{gaps[i]:.0f} @ {1000 * stamps[i + 1]:.0f}" for i in worst))
+    if profile is not None:
+        profile.report()
+        watchdog.report()
 
 
 def main() -> int:
@@ -104,6 +193,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="override sys.setswitchinterval (seconds) to compare GIL hand-over settings")
+    parser.add_argument("--profile", action="store_true",
+                        help="also time the GUI slots and sample where the GUI thread is when ticks come late")
     args = parser.parse_args()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -112,6 +203,16 @@ def main() -> int:
     app = QApplication.instance() or QApplication([])
     from desktop_app.main_window import MainWindow
 
+    profile = None
+    if args.profile:  # wrapped on the classes, before the window connects its slots
+        from desktop_app import point_cloud, results_controller, views
+
+        profile = SlotTimer()
+        profile.wrap(MainWindow, "_paint_latest", "_on_finished", "start_run")
+        profile.wrap(views.LiveViews, "new_frame", "finish", "begin")
+        profile.wrap(results_controller.ResultsController, "record")
+        profile.wrap(point_cloud.PointCloudItem, "paint")
+        profile.wrap(views.ImagePane, "show_image")
     win = MainWindow(settings=QSettings(os.path.join(scratch, "studio.ini"), QSettings.Format.IniFormat))
     win.resize(1500, 950)
     win.show()
@@ -123,11 +224,13 @@ def main() -> int:
     print(f"engine + toy-gmm loaded {1000 * (time.perf_counter() - t0):.0f} ms after begin_startup; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     app.processEvents()
+    if profile is not None:
+        profile.wrap(win.plots, "set_curves")
 
     idle = idle_gaps(app, 3.0)
     print(f"idle window, no run (machine baseline): max gap {idle.max():.1f} ms, p99 {np.percentile(idle, 99):.1f} ms")
     win.session.update(sampler="ddpm", steps=args.steps, batch_points=args.batch, guidance="cfg", weight=3.0)
-    measure(app, win, f"toy-gmm: DDPM {args.steps} steps, batch {args.batch}, CFG w=3")
+    measure(app, win, f"toy-gmm: DDPM {args.steps} steps, batch {args.batch}, CFG w=3", profile)
 
     from core import list_models
 
@@ -144,7 +247,7 @@ def main() -> int:
         win.set_bundle(ModelBundle("stand-in-64px", config, StandInUNet()))
         win.session.update(sampler="ddim", steps="100", batch_images=16, guidance="none")
         label = "stand-in conv net 3×64×64: DDIM 100 steps, batch 16"
-    measure(app, win, label)
+    measure(app, win, label, profile)
     win.close()
     return 0
 

@@ -133,12 +133,22 @@ class GalleryWidget(QWidget):
         self.model.clear()
         entries = self.library.list(self.model_filter())
         for entry in entries:
-            item = QStandardItem(QIcon(png_pixmap(entry.thumbnail)), _caption(entry))
-            item.setData(entry.id, ENTRY_ID)
-            item.setToolTip(_tooltip(entry))
-            item.setEditable(False)
-            self.model.appendRow(item)
-        self.count.setText(f"{len(entries)} run{'s' if len(entries) != 1 else ''}")
+            self.model.appendRow(_item(entry))
+        self._show_count(len(entries))
+        self._update_buttons()
+
+    def _show_count(self, n: int) -> None:
+        self.count.setText(f"{n} run{'s' if n != 1 else ''}")
+
+    def show_entry(self, entry: LibraryEntry) -> None:
+        """Show a newly added entry at the top without reloading the others (cheap per run)."""
+        if self.filter.findText(entry.model) < 0:  # a model new to the library: the filter list grows
+            self.refresh()
+            return
+        if self.model_filter() not in (None, entry.model):
+            return
+        self.model.insertRow(0, _item(entry))
+        self._show_count(self.model.rowCount())
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -152,7 +162,7 @@ class GalleryWidget(QWidget):
     def record(self, result: RunResult) -> LibraryEntry:
         """Save and add a finished run, then show it. SaveError propagates to the caller."""
         entry = self.library.record(result)
-        self.refresh()
+        self.show_entry(entry)
         return entry
 
     def reopen_selected(self) -> None:
@@ -186,6 +196,14 @@ class GalleryWidget(QWidget):
             self.library.delete(entry.id)
         self.refresh()
         return len(entries)
+
+
+def _item(entry: LibraryEntry) -> QStandardItem:
+    item = QStandardItem(QIcon(png_pixmap(entry.thumbnail)), _caption(entry))
+    item.setData(entry.id, ENTRY_ID)
+    item.setToolTip(_tooltip(entry))
+    item.setEditable(False)
+    return item
 
 
 def _caption(entry: LibraryEntry) -> str:

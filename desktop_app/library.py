@@ -97,6 +97,25 @@ class LibraryEntry:
         return out
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run whose files are saved and whose thumbnail is encoded, not yet in the index."""
+
+    model: str
+    request: SamplingRequest
+    device: str
+    seconds: float
+    completed: bool
+    created: float
+    thumbnail: bytes
+    files: tuple[Path, ...]
+
+
+def _unlink(paths: tuple[Path, ...]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 class Library:
     """Add, list, get and delete recorded runs. One connection; use it from one thread."""
 
@@ -109,6 +128,13 @@ class Library:
             raise ValueError(f"Cannot open the run library in {self.folder}: {exc}.") from exc
         self._db.row_factory = sqlite3.Row
         self._migrate()
+        # A write-ahead log with NORMAL sync: adding a run does not wait for the disk (an insert on the
+        # GUI thread stays well under a millisecond); a crash can lose at most the last few entries.
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error:
+            pass  # e.g. a file system without shared memory: keep the default journal
 
     @property
     def runs_folder(self) -> Path:
@@ -151,19 +177,34 @@ class Library:
             )
         return self.get(cur.lastrowid)
 
-    def record(self, result: RunResult, per_sample: bool = True) -> LibraryEntry:
-        """Save the run's PNGs under runs/ and add it with a thumbnail; files are removed if adding fails."""
+    def prepare(self, result: RunResult, per_sample: bool = True) -> PreparedRun:
+        """Save the run's PNGs under runs/ and encode its thumbnail. Touches no database, so it may run
+        on any thread (the window does it off the GUI thread); `add_prepared` then lists the run."""
         from .pngio import result_picture, save_result, thumbnail_png
 
+        created = time.time()
         saved = save_result(result, self.runs_folder, per_sample=per_sample)
         try:
-            return self.add(result.model_name, result.request, device=result.device,
-                            seconds=result.seconds, completed=result.completed,
-                            thumbnail=thumbnail_png(result_picture(result)), files=saved.all)
+            thumbnail = thumbnail_png(result_picture(result))
         except BaseException:
-            for path in saved.all:
-                path.unlink(missing_ok=True)
+            _unlink(saved.all)
             raise
+        return PreparedRun(result.model_name, result.request, result.device, float(result.seconds),
+                           bool(result.completed), created, thumbnail, saved.all)
+
+    def add_prepared(self, run: PreparedRun) -> LibraryEntry:
+        """List a prepared run (the library's own thread); its files are removed if adding fails."""
+        try:
+            return self.add(run.model, run.request, device=run.device, seconds=run.seconds,
+                            completed=run.completed, thumbnail=run.thumbnail, files=run.files,
+                            created=run.created)
+        except BaseException:
+            _unlink(run.files)
+            raise
+
+    def record(self, result: RunResult, per_sample: bool = True) -> LibraryEntry:
+        """Save the run's PNGs under runs/ and add it with a thumbnail; files are removed if adding fails."""
+        return self.add_prepared(self.prepare(result, per_sample))
 
     def delete(self, entry_id: int) -> None:
         """Remove the entry and the files it lists; ValueError if there is no such entry."""

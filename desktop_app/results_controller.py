@@ -12,17 +12,20 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QWidget
 
 from .compare_view import CompareWindow
 from .export import export_gif
 from .gallery import GalleryWidget
-from .library import Library, LibraryEntry
+from .library import Library, LibraryEntry, PreparedRun
 from .pngio import SaveError, SavedFiles, default_stem, read_settings, save_result
 from .results import RunResult
 from .sweep_view import SweepWindow
+from .tasks import SerialTasks
+
+RECORD_WAIT_S = 3.0  # at close, how long to let runs still being saved finish
 
 
 def _png_path(event: Any) -> str | None:
@@ -37,7 +40,13 @@ def _png_path(event: Any) -> str | None:
 
 
 class ResultsController(QObject):
-    """Owns the library, gallery dock, compare and sweep windows of one main window."""
+    """Owns the library, gallery dock, compare and sweep windows of one main window.
+
+    `run_recorded(LibraryEntry)` follows each recorded run: its PNGs and thumbnail are made on a
+    helper thread (the GUI stays responsive), then the entry is listed on the GUI thread.
+    """
+
+    run_recorded = Signal(object)
 
     def __init__(self, window: Any, library: Library | None = None):
         super().__init__(window)
@@ -45,6 +54,9 @@ class ResultsController(QObject):
         self.last_entry: LibraryEntry | None = None
         self.last_saved: SavedFiles | None = None
         self._pending: tuple[str, Any] | None = None
+        self._recorder = SerialTasks("Could not record the run in the library: ", self)
+        self._recorder.done.connect(self._on_prepared)
+        self._recorder.failed.connect(lambda _tag, message: self.window.statusBar().showMessage(message))
         try:
             self.library = library if library is not None else Library()
         except ValueError as exc:
@@ -111,16 +123,29 @@ class ResultsController(QObject):
 
     # --- recording and reopening -----------------------------------------------------------------
 
-    def record(self, result: RunResult) -> LibraryEntry | None:
-        """Save a finished run into the library (a run stopped before its first step is skipped)."""
+    def record(self, result: RunResult) -> bool:
+        """Save a finished run into the library in the background; `run_recorded` follows.
+        A run stopped before its first step is skipped (False)."""
         if self.gallery is None or (not result.completed and len(result.xt_frames) <= 1):
-            return None
+            return False
+        library = self.library
+        self._recorder.submit(None, lambda: library.prepare(result))
+        return True
+
+    def recording(self) -> int:
+        """How many finished runs are still being saved."""
+        return self._recorder.pending()
+
+    def _on_prepared(self, _tag: Any, prepared: PreparedRun) -> None:
         try:
-            self.last_entry = self.gallery.record(result)
-        except (SaveError, ValueError, sqlite3.Error) as exc:
+            entry = self.library.add_prepared(prepared)
+        except (ValueError, sqlite3.Error) as exc:
             self.window.statusBar().showMessage(f"Could not record the run in the library: {exc}")
-            return None
-        return self.last_entry
+            return
+        self.last_entry = entry
+        if self.gallery is not None:
+            self.gallery.show_entry(entry)
+        self.run_recorded.emit(entry)
 
     def reopen(self, model_name: str, request: Any) -> bool:
         """Put `request`'s settings into the window, loading `model_name` if another is loaded.
@@ -184,6 +209,7 @@ class ResultsController(QObject):
                 return True
         elif obj is self.window and kind == QEvent.Type.Close:
             self.sweep.shutdown(timeout=1.0)  # stops within one step; the window closes within 2 s
+            self._recorder.wait(RECORD_WAIT_S)  # PNGs being written finish (they are atomic anyway)
         return super().eventFilter(obj, event)
 
     # --- saving and exporting --------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -58,9 +59,59 @@ class BackgroundTask(QObject):
         _emit(self.done, result)
 
 
-def _emit(signal: Any, value: Any) -> None:
+class SerialTasks(QObject):
+    """Functions run one after another on one helper thread, in the order submitted; each outcome
+    comes back on the GUI thread as `done(tag, result)` or `failed(tag, message)`.
+
+    For slow work a slot must not do itself (encoding and writing PNGs): the GUI stays responsive.
+    """
+
+    done = Signal(object, object)
+    failed = Signal(object, str)
+    _finished = Signal(object, object)  # (tag, Future), emitted on the helper thread, received queued
+
+    def __init__(self, context: str = "", parent: QObject | None = None):
+        super().__init__(parent)
+        self._context = context
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serial-task")
+        self._pending: list[tuple[Any, Future]] = []
+        self._finished.connect(self._deliver)
+
+    def submit(self, tag: Any, fn: Callable[[], Any]) -> None:
+        future = self._pool.submit(fn)
+        self._pending.append((tag, future))
+        future.add_done_callback(lambda f: _emit(self._finished, tag, f))
+
+    def pending(self) -> int:
+        """How many submitted functions have not reported yet."""
+        return len(self._pending)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every submitted function has run and report those that have, in order, now
+        (GUI thread; for closing). False if some were still running after `timeout` seconds."""
+        pending = list(self._pending)
+        _, not_done = wait([f for _, f in pending], timeout)
+        for tag, future in pending:
+            if future.done():
+                self._deliver(tag, future)
+        return not not_done
+
+    def _deliver(self, tag: Any, future: Future) -> None:
+        index = next((i for i, (_, f) in enumerate(self._pending) if f is future), None)
+        if index is None:
+            return  # already reported by wait()
+        del self._pending[index]
+        exc = future.exception()
+        if exc is None:
+            self.done.emit(tag, future.result())
+        else:
+            traceback.print_exception(exc)
+            self.failed.emit(tag, describe_error(exc, self._context))
+
+
+def _emit(signal: Any, *values: Any) -> None:
     """Emit from a worker thread, tolerating a receiver already deleted at shutdown."""
     try:
-        signal.emit(value)
+        signal.emit(*values)
     except RuntimeError:
         pass

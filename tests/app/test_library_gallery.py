@@ -104,3 +104,20 @@ def test_broken_settings_cannot_be_reopened_and_say_why(gallery, qtbot):
     with qtbot.assertNotEmitted(gallery.reopen_requested):
         gallery.reopen_selected()
     assert "η must lie in [0, 1]" in gallery.message.text()
+
+
+def test_a_new_entry_appears_on_top_only_under_a_matching_filter(gallery):
+    lib = gallery.library
+    gallery.set_model_filter("toy-gmm")
+    before = gallery.entry_ids()
+    other = lib.record(points_result(6, 1.0, model="toy-other"))
+    gallery.show_entry(other)
+    assert gallery.entry_ids() == before and gallery.count.text() == "2 runs"
+    mine = lib.record(points_result(7, 1.0))
+    gallery.show_entry(mine)
+    assert gallery.entry_ids() == [mine.id, *before] and gallery.count.text() == "3 runs"
+    fresh = lib.record(points_result(8, 1.0, model="brand-new"))
+    gallery.show_entry(fresh)  # a model the filter list lacks: it is added, the filter kept
+    assert gallery.filter.findText("brand-new") > 0 and gallery.model_filter() == "toy-gmm"
+    gallery.set_model_filter(None)
+    assert gallery.entry_ids()[0] == fresh.id and gallery.count.text() == "6 runs"

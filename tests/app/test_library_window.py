@@ -13,9 +13,11 @@ RUN_TIMEOUT_MS = 60_000
 
 
 def run_once(window, qtbot, **settings):
+    """One run with these settings; returns once it has also been recorded in the library."""
     window.session.update(**settings)
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as done:
-        assert window.start_run()
+    with qtbot.waitSignal(window.results.run_recorded, timeout=RUN_TIMEOUT_MS):
+        with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as done:
+            assert window.start_run()
     return done.args[0]
 
 
@@ -29,6 +31,52 @@ def test_every_finished_run_is_recorded_in_the_library(window, qtbot, tmp_path):
     assert all(e.model == "toy-gmm" and e.completed and e.thumbnail for e in entries)
     assert read_settings(entries[0].image_path) == ("toy-gmm", second.request)
     assert results.gallery.entry_ids() == [e.id for e in entries]
+
+
+def test_runs_are_saved_off_the_gui_thread_and_listed_in_order(window, qtbot, monkeypatch):
+    import threading
+
+    from desktop_app.library import Library
+
+    threads = []
+    prepare = Library.prepare
+
+    def spy(self, result, per_sample=True):
+        threads.append(threading.current_thread())
+        return prepare(self, result, per_sample)
+
+    monkeypatch.setattr(Library, "prepare", spy)
+    window.session.update(steps="3", batch_points=30)
+    recorded = []
+    window.results.run_recorded.connect(recorded.append)
+    requests = []
+    for seed in (1, 2, 3):  # three runs back to back, each queued for saving as it finishes
+        window.session.update(seed=seed)
+        with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as done:
+            assert window.start_run()
+        requests.append(done.args[0].request)
+    qtbot.waitUntil(lambda: len(recorded) == 3, timeout=RUN_TIMEOUT_MS)
+    assert threading.main_thread() not in threads and len(threads) == 3
+    assert [e.request for e in recorded] == requests
+    assert [e.request for e in window.results.library.list()] == requests[::-1]
+    assert window.results.gallery.entry_ids() == [e.id for e in recorded[::-1]]
+    assert window.results.gallery.count.text() == "3 runs" and window.results.recording() == 0
+
+
+def test_a_run_still_being_saved_at_close_is_listed(window, qtbot, monkeypatch):
+    import time
+
+    from desktop_app.library import Library
+
+    prepare = Library.prepare
+    monkeypatch.setattr(Library, "prepare", lambda self, *a, **k: (time.sleep(0.3), prepare(self, *a, **k))[1])
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as done:
+        window.session.update(steps="3", batch_points=30, seed=77)
+        assert window.start_run()
+    library = window.results.library
+    assert window.results.recording() == 1 and len(library) == 0
+    window.close()
+    assert [e.request for e in library.list()] == [done.args[0].request]
 
 
 def test_save_then_open_the_png_restores_every_setting(window, qtbot, tmp_path):
@@ -129,3 +177,20 @@ def test_settings_are_not_replaced_during_a_run(window, tmp_path, monkeypatch):
     request = window.session.request().replace(seed=99)
     assert not window.results.reopen("toy-gmm", request)
     assert "Stop the current run" in window.last_error and window.session.settings == before
+
+
+def test_a_run_that_cannot_be_saved_is_reported_and_not_listed(window, qtbot, monkeypatch):
+    from desktop_app.library import Library
+    from desktop_app.pngio import SaveError
+
+    def refuse(self, result, per_sample=True):
+        raise SaveError("Could not save x.png in /full: No space left on device.")
+
+    monkeypatch.setattr(Library, "prepare", refuse)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.session.update(steps="3", batch_points=30)
+        assert window.start_run()
+    qtbot.waitUntil(lambda: window.results.recording() == 0, timeout=RUN_TIMEOUT_MS)
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Could not record the run in the library: ") and "No space left" in message
+    assert len(window.results.library) == 0 and window.results.gallery.entry_ids() == []
