@@ -12,12 +12,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import tempfile
 import time
 import traceback
 from typing import Callable
 
 STEPS = "10"
 BATCH = 4
+DATA_ENV = "GUIDANCE_STUDIO_DATA"  # the run library's folder (desktop_app.library)
 
 
 class CheckFailed(Exception):
@@ -58,21 +60,33 @@ def _main_window_factory() -> Callable[[], object] | None:
 
 
 def check_window() -> str:
+    """Build and show the main window, with throw-away settings and library so nothing of the user's changes."""
     factory = _main_window_factory()
     if factory is None:
         return "skipped: this build has no main window module"
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    window = factory()
-    window.show()
-    QApplication.processEvents()
-    if not window.isVisible():
-        raise CheckFailed("the main window did not become visible")
-    since_start = _seconds_since_process_start()
-    title = window.windowTitle()
-    window.close()
-    window.deleteLater()
-    QApplication.processEvents()
+    with tempfile.TemporaryDirectory(prefix="guidance-studio-selftest-", ignore_cleanup_errors=True) as tmp:
+        settings = QSettings(os.path.join(tmp, "settings.ini"), QSettings.Format.IniFormat)
+        saved = os.environ.get(DATA_ENV)
+        os.environ[DATA_ENV] = os.path.join(tmp, "data")
+        try:
+            window = factory(settings=settings)
+            window.show()
+            QApplication.processEvents()
+            if not window.isVisible():
+                raise CheckFailed("the main window did not become visible")
+            since_start = _seconds_since_process_start()
+            title = window.windowTitle()
+            window.close()
+            window.deleteLater()
+            QApplication.processEvents()
+        finally:
+            if saved is None:
+                os.environ.pop(DATA_ENV, None)
+            else:
+                os.environ[DATA_ENV] = saved
     shown = f", shown {since_start:.2f} s after process start" if since_start is not None else ""
     return f"{type(window).__name__} {title!r}{shown}"
 

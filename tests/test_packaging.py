@@ -202,12 +202,15 @@ def test_selftest_window_check_shows_the_window(qapp, monkeypatch):
 
     from desktop_app import selftest
 
-    shown = []
+    shown, seen = [], []
+    monkeypatch.setenv("GUIDANCE_STUDIO_DATA", "/users/own/data")
 
     class Window(QWidget):
-        def __init__(self):
+        def __init__(self, settings):
             super().__init__()
             self.setWindowTitle("Guidance Studio")
+            settings.setValue("probe", 1)  # lands in a throw-away file, not the user's settings
+            seen.append((settings.fileName(), os.environ["GUIDANCE_STUDIO_DATA"]))
 
         def showEvent(self, event):
             shown.append(True)
@@ -216,6 +219,10 @@ def test_selftest_window_check_shows_the_window(qapp, monkeypatch):
     monkeypatch.setattr(selftest, "_main_window_factory", lambda: Window)
     assert selftest.check_window().startswith("Window 'Guidance Studio'")
     assert shown == [True]
+    (settings_file, data_dir), = seen
+    assert "guidance-studio-selftest-" in settings_file and "guidance-studio-selftest-" in data_dir
+    assert not Path(settings_file).exists(), "the throw-away settings are removed"
+    assert os.environ["GUIDANCE_STUDIO_DATA"] == "/users/own/data"
 
 
 def test_selftest_reports_an_unexpected_error_on_one_line(capsys):
