@@ -116,9 +116,18 @@ fi
 # --- run the installed app -------------------------------------------------------------------
 echo; echo "== $FAKEROOT/usr/bin/$NAME --self-test"
 mkdir -p "$WORK/home" "$WORK/cwd"
+# As root, run it as an ordinary user (nobody) who cannot write to the installed files, as after apt.
+AS_USER=()
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then
+    chmod 755 "$WORK"
+    chown 65534:65534 "$WORK/home" "$WORK/cwd"
+    AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    echo "(as uid 65534)"
+fi
 set +e
 (cd "$WORK/cwd" && env -i HOME="$WORK/home" PATH=/usr/bin:/bin LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen \
-    OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" timeout 600 "$FAKEROOT/usr/bin/$NAME" --self-test) | tee "$WORK/selftest.log"
+    OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" timeout 600 "${AS_USER[@]}" "$FAKEROOT/usr/bin/$NAME" --self-test) \
+    | tee "$WORK/selftest.log"
 STATUS=${PIPESTATUS[0]}
 set -e
 if [[ $STATUS == 0 ]] && grep -q "self-test passed" "$WORK/selftest.log"; then
