@@ -232,3 +232,17 @@ def test_build_network_takes_json_values():
                                        num_classes=11))
     assert model.label_emb.weight.shape == (11, 128)
     assert isinstance(model.middle_block[1], AttentionBlock)
+
+
+def test_networks_run_under_autocast_close_to_float32():
+    # The bundle's fp16 precision runs these under CUDA autocast; CPU bfloat16 autocast takes the same
+    # mixed-dtype paths (float32 norms, half convs, skip concatenation, attention, pooling heads).
+    model = randomize(small_unet(num_classes=3, use_scale_shift_norm=True, resblock_updown=True), scale=0.05)
+    clf = randomize(small_classifier(), scale=0.05)
+    y = torch.tensor([0, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, low_logits = model(X, T, y), clf(X, T)
+    assert low.dtype == torch.bfloat16 and low_logits.dtype == torch.bfloat16
+    ref, ref_logits = model(X, T, y), clf(X, T)
+    assert (low.float() - ref).abs().max() < 0.05 * ref.abs().max()
+    assert (low_logits.float() - ref_logits).abs().max() < 0.05 * ref_logits.abs().max()
