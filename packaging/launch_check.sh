@@ -3,6 +3,8 @@
 # and take a screenshot once the default model has loaded. A measurement, not a test: prints figures.
 #
 #   packaging/launch_check.sh [shot.png] [seconds-before-shot]
+#   MODEL=mnist-cfg RUN=20 packaging/launch_check.sh shot.png 10
+#       opens that model, waits, presses Start (Ctrl+Return), waits RUN s more, then takes the shot
 #
 # Installs dist/guidance-studio_<version>_<arch>.deb into a fresh root (dpkg -x), then starts its
 # /usr/bin/guidance-studio twice with an empty HOME: the first launch reads the files from disk
@@ -25,7 +27,7 @@ done
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 dpkg-deb -x "$DEB" "$WORK/root"
-export APP="$WORK/root/usr/bin/$NAME" WORK SHOT SETTLE
+export APP="$WORK/root/usr/bin/$NAME" WORK SHOT SETTLE MODEL="${MODEL:-}" RUN="${RUN:-0}"
 
 # Runs inside the virtual display: launch, poll for the window every 20 ms, optionally screenshot, quit.
 cat > "$WORK/launch.sh" <<'EOF'
@@ -34,7 +36,9 @@ launch() {  # $1: label, $2: take a screenshot (1/0)
     rm -rf "$WORK/home"; mkdir -p "$WORK/home"
     local start now wid pid
     start=$(date +%s.%N)
-    HOME="$WORK/home" "$APP" >"$WORK/app-$1.log" 2>&1 &
+    local args=()
+    [[ -n "$MODEL" ]] && args=(--model "$MODEL")
+    HOME="$WORK/home" "$APP" "${args[@]}" >"$WORK/app-$1.log" 2>&1 &
     pid=$!
     wid=""
     for _ in $(seq 1 3000); do
@@ -49,8 +53,13 @@ launch() {  # $1: label, $2: take a screenshot (1/0)
         "$wid" "$(xdotool getwindowgeometry "$wid" | tr '\n' ' ')"
     if [[ $2 == 1 ]]; then
         sleep "$SETTLE"
+        if [[ $RUN != 0 ]]; then
+            xdotool windowfocus --sync "$wid" 2>/dev/null || true
+            xdotool key --window "$wid" ctrl+Return
+            sleep "$RUN"
+        fi
         /usr/bin/import -window root "$SHOT"
-        echo "screenshot after $SETTLE s more: $SHOT"
+        echo "screenshot after $SETTLE s more${MODEL:+ on $MODEL}$( [[ $RUN != 0 ]] && echo ", $RUN s into a run"): $SHOT"
     fi
     # Quit as a user would (Ctrl+Q, File > Quit) and time the clean exit.
     xdotool windowfocus --sync "$wid" 2>/dev/null || true
