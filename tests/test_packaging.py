@@ -41,16 +41,21 @@ class _Recorder:
         _Recorder.calls[type(self).__name__] = self
 
 
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> dict:
+def run_spec(dist: Path) -> dict:
     """The spec's namespace after running it with recording stand-ins for PyInstaller."""
+    _Recorder.calls = {}
     names = {n: type(n, (_Recorder,), {}) for n in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE")}
-    namespace = {"SPECPATH": str(PACKAGING), "DISTPATH": str(tmp_path_factory.mktemp("dist")),
+    namespace = {"SPECPATH": str(PACKAGING), "DISTPATH": str(dist),
                  "__file__": str(PACKAGING / "guidance-studio.spec"), **names}
     source = (PACKAGING / "guidance-studio.spec").read_text()
     exec(compile(source, "guidance-studio.spec", "exec"), namespace)
     namespace["calls"] = dict(_Recorder.calls)
     return namespace
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> dict:
+    return run_spec(tmp_path_factory.mktemp("dist"))
 
 
 def test_spec_ships_resources_as_files_and_the_launcher(spec):
@@ -74,6 +79,24 @@ def test_spec_drops_headers_tests_and_translations_but_keeps_what_torch_opens(sp
     for kept in ("torch/bin/torch_shm_manager", "torch/lib/libtorch_cpu.so", "PySide6/Qt/lib/libQt6Gui.so.6",
                  "PySide6/Qt/plugins/platforms/libqxcb.so", "resources/models/mnist-cfg.safetensors"):
         assert keep((kept, "/src/" + kept, "BINARY")), kept
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_spec_platform_settings(platform, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "platform", platform)
+    calls = run_spec(tmp_path)["calls"]
+    exe = calls["EXE"].kwargs
+    assert exe["console"] is False, "a windowed app on Windows and macOS"
+    assert exe["icon"] == str(ICONS / ("app.ico" if platform == "win32" else "app.icns"))
+    assert Path(exe["icon"]).is_file()
+    if platform == "darwin":
+        bundle = calls["BUNDLE"].kwargs
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        assert bundle["name"] == "Guidance Studio.app" and bundle["version"] == version
+        assert bundle["info_plist"]["CFBundleShortVersionString"] == version
+        assert bundle["info_plist"]["CFBundleName"] == "Guidance Studio"
+    else:
+        assert "BUNDLE" not in calls
 
 
 def test_app_starts_and_samples_without_the_excluded_modules(spec):
