@@ -73,14 +73,22 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """A noise-aware classifier p(y | x_t, t): architecture key and keyword arguments."""
+    """A noise-aware classifier p(y | x_t, t): architecture key, keyword arguments, class names.
+
+    The names matter for an unconditional model guided by a classifier: they are the only names
+    its target classes have.
+    """
 
     architecture: str
     num_classes: int
     network: Mapping[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "network", dict(self.network))
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for a classifier of {self.num_classes} classes.")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -117,6 +125,20 @@ class ModelBundle:
                     f"The classifier knows {self.classifier_config.num_classes} classes but the model "
                     f"{self.config.num_classes}."
                 )
+
+    @property
+    def num_targets(self) -> int:
+        """How many classes guidance can target: the model's, or else its classifier's."""
+        if self.config.num_classes:
+            return self.config.num_classes
+        return self.classifier_config.num_classes if self.classifier_config is not None else 0
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """Names of the targetable classes (empty when they have none)."""
+        if self.config.num_classes:
+            return self.config.class_names
+        return self.classifier_config.class_names if self.classifier_config is not None else ()
 
     @property
     def schedule(self) -> Schedule:

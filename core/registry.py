@@ -35,8 +35,9 @@ class ModelInfo:
     name: str
     description: str
     data_shape: tuple[int, ...]
-    num_classes: int
-    class_names: tuple[str, ...]
+    num_classes: int  # the model's own classes (0: unconditional)
+    num_targets: int  # classes guidance can target: the model's, or else its classifier's
+    class_names: tuple[str, ...]  # names of the targetable classes
     null_label: bool
     has_classifier: bool
     path: Path | None
@@ -44,23 +45,27 @@ class ModelInfo:
     def to_dict(self) -> dict:
         return {
             "name": self.name, "description": self.description, "data_shape": list(self.data_shape),
-            "num_classes": self.num_classes, "null_label": self.null_label,
+            "num_classes": self.num_classes, "num_targets": self.num_targets, "null_label": self.null_label,
             "has_classifier": self.has_classifier, "path": str(self.path) if self.path else None,
         }
 
 
-def _info(name: str, config: ModelConfig, has_classifier: bool, path: Path | None) -> ModelInfo:
-    return ModelInfo(name, config.description, config.data_shape, config.num_classes, config.class_names,
-                     config.null_label, has_classifier, path)
+def _info(name: str, config: ModelConfig, classifier: ClassifierConfig | None, path: Path | None) -> ModelInfo:
+    if config.num_classes or classifier is None:
+        targets, names = config.num_classes, config.class_names
+    else:
+        targets, names = classifier.num_classes, classifier.class_names
+    return ModelInfo(name, config.description, config.data_shape, config.num_classes, targets, names,
+                     config.null_label, classifier is not None, path)
 
 
 def list_models(folder: Path = MODELS) -> list[ModelInfo]:
     """The analytic model, then every bundle in `folder`, by name."""
-    infos = [_info(DEFAULT_MODEL, TOY_GMM, True, None)]
+    infos = [_info(DEFAULT_MODEL, TOY_GMM, TOY_GMM_CLASSIFIER, None)]
     for path in sorted(folder.glob("*.safetensors")):
         meta = read_metadata(path)
-        infos.append(_info(meta.get("name", path.stem), ModelConfig.from_json(meta["config"]),
-                           "classifier_config" in meta, path))
+        classifier = ClassifierConfig.from_json(meta["classifier_config"]) if "classifier_config" in meta else None
+        infos.append(_info(meta.get("name", path.stem), ModelConfig.from_json(meta["config"]), classifier, path))
     return infos
 
 

@@ -155,9 +155,9 @@ def _conditioning(request: SamplingRequest, bundle: ModelBundle) -> _Conditionin
     kind = request.guidance.kind
     labels = request.labels()
     if labels is not None:
-        bad = [y for y in labels if not 0 <= y < max(cfg.num_classes, bundle_classifier_classes(bundle))]
+        bad = [y for y in labels if not 0 <= y < bundle.num_targets]
         if bad:
-            raise ValueError(f"Label {bad[0]} is out of range for {bundle.name!r} ({cfg.num_classes} classes).")
+            raise ValueError(f"Label {bad[0]} is out of range for {bundle.name!r} ({bundle.num_targets} classes).")
     if request.guidance.uses_classifier and bundle.classifier is None:
         raise ValueError(f"Classifier guidance needs a classifier, and {bundle.name!r} has none.")
     if request.guidance.uses_cfg and not cfg.null_label:
@@ -176,10 +176,6 @@ def _conditioning(request: SamplingRequest, bundle: ModelBundle) -> _Conditionin
         base = target
     cond = target if cfg.num_classes > 0 else None
     return _Conditioning(base=base, cond=cond, null=null, target=target)
-
-
-def bundle_classifier_classes(bundle: ModelBundle) -> int:
-    return bundle.classifier_config.num_classes if bundle.classifier_config is not None else 0
 
 
 def _synchronize(device: torch.device) -> None:

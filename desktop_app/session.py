@@ -31,8 +31,9 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 class ModelCaps:
     """What the settings need to know about a model, read from its info or its bundle.
 
-    data_shape: one sample, (2,) for points or (C, H, W) for images. source: the file it came
-    from (None for a built-in loaded by name).
+    data_shape: one sample, (2,) for points or (C, H, W) for images. num_classes / class_names:
+    the classes guidance can target (the model's, or an unconditional model's classifier's).
+    source: the file it came from (None for a built-in loaded by name).
     """
 
     name: str
@@ -54,7 +55,7 @@ class ModelCaps:
     @classmethod
     def from_info(cls, info: Any) -> "ModelCaps":
         """From a `core.registry.ModelInfo`."""
-        return cls(info.name, tuple(info.data_shape), info.num_classes, tuple(info.class_names),
+        return cls(info.name, tuple(info.data_shape), info.num_targets, tuple(info.class_names),
                    bool(info.null_label), bool(info.has_classifier), info.description,
                    None)
 
@@ -62,7 +63,7 @@ class ModelCaps:
     def from_bundle(cls, bundle: Any, source: str | None = None) -> "ModelCaps":
         """From a loaded `core.ModelBundle`."""
         cfg = bundle.config
-        return cls(bundle.name, tuple(cfg.data_shape), cfg.num_classes, tuple(cfg.class_names),
+        return cls(bundle.name, tuple(cfg.data_shape), bundle.num_targets, tuple(bundle.target_names),
                    bool(cfg.null_label), bundle.classifier is not None, cfg.description, source)
 
 

@@ -137,7 +137,7 @@ def _donor_classifier(source: str) -> tuple[torch.nn.Module, ClassifierConfig]:
     path = Path(source)
     if path.is_file() and _is_network_file(path):
         classifier, info = load_network(path, role="classifier")
-        return classifier, ClassifierConfig(info.architecture, len(info.class_names), info.network)
+        return classifier, ClassifierConfig(info.architecture, len(info.class_names), info.network, info.class_names)
     from ..registry import load_model
 
     donor = load_model(source, "cpu")
@@ -226,6 +226,6 @@ def _attach(classifier_file: Path, bundle_file: Path) -> None:
         raise ValueError(f"{bundle_file} has {target.config.num_classes} classes, the classifier "
                          f"{len(info.class_names)}.")
     target.classifier = classifier
-    target.classifier_config = ClassifierConfig(info.architecture, len(info.class_names), info.network)
+    target.classifier_config = ClassifierConfig(info.architecture, len(info.class_names), info.network, info.class_names)
     save_bundle(target, bundle_file)
     print(f"stored classifier {info.name!r} in {bundle_file}")

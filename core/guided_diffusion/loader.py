@@ -177,7 +177,9 @@ def load_checkpoint(model_path: str | Path, classifier_path: str | Path | None =
     if clf_state is not None:
         if clf_config is None:
             network, _ = classifier_network(clf_state, Path(classifier_path).name, parsed, config.data_shape[-1])
-            clf_config = ClassifierConfig("unet-classifier", network["out_channels"], network)
+            n = network["out_channels"]
+            clf_config = ClassifierConfig("unet-classifier", n, network,
+                                          class_names=F.imagenet_class_names() if n == F.NUM_CLASSES else ())
         what = f"{Path(classifier_path).name if classifier_path else model_path.name} (classifier)"
         classifier = _build(clf_config.architecture, dict(clf_config.network), clf_state, what)
     bundle = ModelBundle(name, config, model, classifier, clf_config if classifier is not None else None,

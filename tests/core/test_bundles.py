@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, final_sample, list_models, load_model
+from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, final_sample, list_models, load_model, sample
 from core.checkpoints import CheckpointError, load_bundle, save_bundle
 from core.models import build_network
 
@@ -84,3 +84,20 @@ def test_builtin_2d_models_are_listed_and_sample_their_data():
     for kind, kw in (("cfg", dict(weight=0.0)), ("classifier", dict(scale=1.0))):
         x = final_sample(req.replace(batch=500, label=5, guidance=Guidance(kind, **kw)), trained).x
         assert (nearest_component(trained, x) == 5).double().mean() > 0.95
+
+
+def test_an_unconditional_model_targets_its_classifiers_named_classes(gmm, tmp_path):
+    from core import ClassifierConfig
+
+    names = tuple(f"blob {k}" for k in range(8))
+    uncond = ModelBundle("uncond", ModelConfig("gmm", (2,), network=gmm.config.network, clip="none"), gmm.model,
+                         gmm.classifier, ClassifierConfig("gmm-classifier", 8, gmm.config.network, names))
+    assert uncond.num_targets == 8 and uncond.target_names == names
+    loaded = load_bundle(save_bundle(uncond, tmp_path / "uncond.safetensors"))
+    assert loaded.target_names == names
+    info = [i for i in list_models(tmp_path) if i.name == "uncond"][0]
+    assert (info.num_classes, info.num_targets, info.class_names) == (0, 8, names)
+    req = SamplingRequest("uncond", steps=50, batch=300, label=6, guidance=Guidance("classifier", scale=1.0))
+    assert (nearest_component(gmm, final_sample(req, loaded).x) == 6).double().mean() > 0.95
+    with pytest.raises(ValueError, match="out of range"):
+        next(sample(req.replace(label=8), loaded))
