@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     diff.add_argument("--unconditional", action="store_true", help="ignore the labels")
     diff.add_argument("--attach-classifier", metavar="MODEL",
                       help="copy this model's classifier (or a classifier network file) into the new bundle")
+    diff.add_argument("--init", metavar="BUNDLE", type=Path,
+                      help="start from this bundle's (EMA) weights and config instead of a fresh network")
     diff.add_argument("--description", default="")
     _add_common(diff)
     diff.set_defaults(func=run_diffusion)
@@ -114,8 +116,14 @@ def run_diffusion(args) -> int:
                              label_dropout=args.label_dropout if conditional else 0.0, seed=args.seed,
                              log_every=args.log_every)
     model = build_network(config.architecture, config.network)
+    if args.init is not None:  # continue training: same network, its weights as the starting point
+        start_from = load_bundle(args.init)
+        if start_from.config.network != config.network or start_from.config.architecture != config.architecture:
+            raise ValueError(f"{args.init} holds a different network; pass the same --arch and --network.")
+        model.load_state_dict(start_from.model.state_dict())
     params = sum(p.numel() for p in model.parameters())
-    print(f"training {args.name}: {args.arch}, {params:,} parameters, {len(x)} samples, {settings.steps} steps")
+    print(f"training {args.name}: {args.arch}, {params:,} parameters, {len(x)} samples, {settings.steps} steps"
+          + (f", starting from {args.init}" if args.init is not None else ""))
     classifier = classifier_config = None
     if args.attach_classifier:
         classifier, classifier_config = _donor_classifier(args.attach_classifier)
