@@ -118,3 +118,19 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_continue_training_from_a_bundle(folder, tmp_path, capsys):
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    base = ["train", "diffusion", "--data", f"folder:{folder}", "--arch", "unet-patched", "--name", "tiny",
+            "--batch", "4", "--threads", "1"]
+    assert main([*base, "--network", TINY_UNET, "--out", str(first), "--steps", "2"]) == 0
+    assert main([*base, "--network", TINY_UNET, "--out", str(second), "--steps", "1", "--lr", "0",
+                 "--init", str(first)]) == 0
+    assert "starting from" in capsys.readouterr().out
+    a, b = load_bundle(first), load_bundle(second)
+    for (key, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(x, y), key  # lr 0: the continued model is exactly its starting point
+    other = json.dumps({**json.loads(TINY_UNET), "model_channels": 64})
+    assert main([*base, "--network", other, "--out", str(second), "--steps", "1", "--init", str(first)]) == 2
+    assert "different network" in capsys.readouterr().err
