@@ -31,14 +31,17 @@ done
 say() { printf '\n== %s\n' "$*"; }
 
 # With --reuse: true when $1 exists and is newer than the bundle it was made from.
-reusable() { [[ $REUSE == 1 && -f "$1" && "$1" -nt "$BUNDLE/_internal" ]]; }
+reusable() {
+    [[ $REUSE == 1 && -f "$1" && "$1" -nt "$BUNDLE/_internal" && "$1" -nt packaging/build.sh \
+       && "$1" -nt packaging/linux/$NAME.desktop ]]
+}
 
 bundle_is_fresh() {
     [[ -x "$BUNDLE/$NAME" || -x "$BUNDLE/$NAME.exe" ]] || return 1
     # Fresh when no source, resource or recipe file is newer than the bundle's executable.
     local newer
-    newer="$(find core desktop_app resources packaging pyproject.toml -newer "$BUNDLE/_internal" \
-             -type f ! -name '*.pyc' -print -quit)"
+    newer="$(find core desktop_app resources packaging/guidance-studio.spec packaging/launcher.py pyproject.toml \
+             -newer "$BUNDLE/_internal" -type f ! -name '*.pyc' -print -quit)"
     [[ -z "$newer" ]]
 }
 

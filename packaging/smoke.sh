@@ -97,7 +97,7 @@ BAD="$(undeclared "$REQUIRED_OK" <<<"$REQUIRED_LIBS")$(undeclared "$OPTIONAL_OK"
 MISSING="$(xargs -r env LD_LIBRARY_PATH="$INTERNAL" ldd <<<"$ELFS" 2>/dev/null | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ' || true)"
 [[ -n "$MISSING" ]] && echo "note  not on this build machine (used by optional Qt plugins only): $MISSING"
 
-if command -v apt-get >/dev/null && apt-cache policy libc6 2>/dev/null | grep -q "Candidate: [0-9]"; then
+if command -v apt-get >/dev/null && [[ "$(apt-cache policy libc6 2>/dev/null || true)" == *"Candidate: "[0-9]* ]]; then
     if apt-get install -s --no-install-recommends "./$DEB" >"$WORK/apt.log" 2>&1; then
         pass "apt resolves Depends here ($(grep -c '^Inst ' "$WORK/apt.log") packages to install)"
     else
