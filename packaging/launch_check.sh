@@ -55,16 +55,18 @@ launch() {  # $1: label, $2: take a screenshot (1/0)
         sleep "$SETTLE"
         if [[ $RUN != 0 ]]; then
             xdotool windowfocus --sync "$wid" 2>/dev/null || true
-            xdotool key --window "$wid" ctrl+Return
+            xdotool key --window "$wid" ctrl+Return || echo "$1: could not press Start"
             sleep "$RUN"
         fi
         /usr/bin/import -window root "$SHOT"
         echo "screenshot after $SETTLE s more${MODEL:+ on $MODEL}$( [[ $RUN != 0 ]] && echo ", $RUN s into a run"): $SHOT"
     fi
-    # Quit as a user would (Ctrl+Q, File > Quit) and time the clean exit.
+    # Quit as a user would (Ctrl+Q, File > Quit) and time the clean exit. Look the window up again:
+    # Qt may have replaced the native window since (its id then changes).
+    wid="$(xdotool search --onlyvisible --name '^Guidance Studio' 2>/dev/null | head -1 || true)"
     xdotool windowfocus --sync "$wid" 2>/dev/null || true
     start=$(date +%s.%N)
-    xdotool key --window "$wid" ctrl+q
+    xdotool key --window "$wid" ctrl+q 2>/dev/null || { echo "$1: could not send Ctrl+Q; terminating"; kill "$pid"; }
     local waited=0
     while kill -0 "$pid" 2>/dev/null && [[ $waited -lt 250 ]]; do sleep 0.02; waited=$((waited + 1)); done
     if kill -0 "$pid" 2>/dev/null; then
