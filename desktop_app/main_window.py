@@ -215,6 +215,7 @@ class MainWindow(QMainWindow):
     def _on_model_loaded(self, name: str) -> None:
         caps = self.session.caps
         self.views.set_points_mode(caps is None or caps.is_points)
+        self.views.reset()  # the last run belongs to the previous model; it stays in the library
         self.views.set_backdrop(None)
         self.model_panel.select_key(self.loader.key)
         self.plots.set_notes(prob="" if caps and caps.has_classifier else "no classifier")

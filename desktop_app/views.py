@@ -172,6 +172,18 @@ class LiveViews(QWidget):
         self._set_controls_enabled(True)
         self.clear()
 
+    def reset(self) -> None:
+        """No run on screen (another model was loaded): empty panes, scrubber and replay disabled."""
+        self.play_button.setChecked(False)
+        self.source = None
+        self.shown_index = -1
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, 0)
+        self.slider.blockSignals(False)
+        self.step_label.setText("no run yet")
+        self._set_controls_enabled(False)
+        self.clear()
+
     def clear(self) -> None:
         for pane in self.image_panes:
             pane.show_image(None)

@@ -1,0 +1,78 @@
+"""What the 2-D panes really show, read back from the window's pixels: no points left over from an
+earlier run, and a clean slate when another model is loaded."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPoint
+from PySide6.QtGui import QImage
+
+from .conftest import LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS
+
+
+def run_to_end(qtbot, window, **settings):
+    window.session.update(**settings)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.start_run()
+    return finished.args[0]
+
+
+def on_screen(qtbot, window, widget) -> np.ndarray:
+    """(H, W, 3) uint8: the pixels the window's backing store holds for `widget` now (what the user
+    sees, including regions a repaint forgot), after pending paints have run."""
+    qtbot.wait(50)
+    shot = widget.screen().grabWindow(window.winId()).toImage().convertToFormat(QImage.Format.Format_RGB888)
+    corner = widget.mapTo(window, QPoint(0, 0))
+    shot = shot.copy(corner.x(), corner.y(), widget.width(), widget.height())
+    rows = np.frombuffer(shot.constBits(), np.uint8).reshape(shot.height(), shot.bytesPerLine())
+    return rows[:, : 3 * shot.width()].reshape(shot.height(), shot.width(), 3).copy()
+
+
+def tinted(pixels: np.ndarray, rgb) -> int:
+    """How many pixels carry the hue of `rgb` drawn over white: the pattern of its channel order
+    (e.g. green: G > R ≈ B; brown: R > G > B), at least 12 levels away from grey."""
+    p = pixels.astype(int)
+    order = np.argsort(rgb)
+    lo, mid, hi = (p[..., order[k]] for k in range(3))
+    spread = hi - lo
+    if rgb[order[1]] - rgb[order[0]] < 20:  # two channels alike (green, blue): they stay alike
+        ok = np.abs(mid - lo) <= 8
+    else:
+        ok = (mid - lo >= 4) & (hi - mid >= 4)
+    return int(((spread >= 12) & ok).sum())
+
+
+def test_x0_pane_shows_only_the_new_runs_points(qtbot, window):
+    from core.images import PALETTE
+
+    green, brown = PALETTE[2], PALETTE[5]
+    for pane in window.views.point_panes:
+        pane.backdrop.setVisible(False)  # only the cloud has colour now
+    run_to_end(qtbot, window, guidance="cfg", weight=4.0, class_index=2, steps="40", batch_points=1000)
+    x0_pane = window.views.point_panes[1]
+    assert tinted(on_screen(qtbot, window, x0_pane), green) > 10  # the first run's cloud is seen
+    result = run_to_end(qtbot, window, guidance="classifier", scale=3.0, class_index=5)
+    for pane, frames in zip(window.views.point_panes, (result.xt_frames, result.x0_frames)):
+        assert pane.cloud.group_colors == [tuple(int(c) for c in brown)]
+        np.testing.assert_array_equal(pane.points, frames[-1])
+        pixels = on_screen(qtbot, window, pane)
+        assert tinted(pixels, green) == 0 and tinted(pixels, brown) > 10
+    window.views.slider.setValue(17)
+    pixels = on_screen(qtbot, window, x0_pane)
+    np.testing.assert_array_equal(x0_pane.points, result.x0_frames[17])
+    assert tinted(pixels, green) == 0 and tinted(pixels, brown) > 10
+    window.views.slider.setValue(0)  # no x̂0 yet at step 0: the pane holds no points at all
+    pixels = on_screen(qtbot, window, x0_pane)
+    assert x0_pane.cloud.group_colors == [] and tinted(pixels, green) == tinted(pixels, brown) == 0
+
+
+def test_loading_another_model_clears_the_last_runs_views(qtbot, window):
+    run_to_end(qtbot, window, steps="10", batch_points=200, class_index=4)
+    views = window.views
+    assert views.point_panes[1].points is not None and views.slider.isEnabled()
+    with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        window.loader.load("toy-scurve")
+    assert views.source is None and views.shown_index == -1 and views.step_label.text() == "no run yet"
+    assert not views.slider.isEnabled() and not views.play_button.isEnabled()
+    for pane in views.point_panes:
+        assert pane.points is None and pane.cloud.group_colors == []
+    assert window.current_result() is not None  # the run itself is kept (save, library)
