@@ -17,7 +17,7 @@ from .point_cloud import PointCloudItem, cache_axes
 
 XT_TITLE = "x<sub>t</sub> &nbsp;noisy sample"
 X0_TITLE = "x<sub>0</sub> &nbsp;predicted from x<sub>t</sub>"
-POINT_RANGE = 3.0  # the 2-D panes show [−3, 3]²: the whole initial noise cloud and the data
+POINT_RANGE = 2.0  # the 2-D panes show [−2, 2]² (the built-in data lie within ±1.5; the narrow side of a pane)
 
 
 class FrameSource(Protocol):

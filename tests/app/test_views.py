@@ -76,3 +76,25 @@ def test_loading_another_model_clears_the_last_runs_views(qtbot, window):
     for pane in views.point_panes:
         assert pane.points is None and pane.cloud.group_colors == []
     assert window.current_result() is not None  # the run itself is kept (save, library)
+
+
+def view_box(pane) -> tuple[tuple[float, float], tuple[float, float]]:
+    (x0, x1), (y0, y1) = pane.getViewBox().viewRange()
+    return (x0, x1), (y0, y1)
+
+
+def test_2d_views_frame_the_models_data_and_hold_still_during_a_run(qtbot, window):
+    pane = window.views.point_panes[0]
+    qtbot.waitUntil(lambda: pane.backdrop.group_colors != [], timeout=LOAD_TIMEOUT_MS)
+    data = np.concatenate([pts for _, _, pts in pane.backdrop._groups])
+    lo, hi = data.min(axis=0), data.max(axis=0)  # toy-gmm: the unit circle's clusters, about ±1.3
+    (x0, x1), (y0, y1) = view_box(pane)
+    assert x0 < lo[0] and x1 > hi[0] and y0 < lo[1] and y1 > hi[1]  # all the data is in view
+    assert min(x1 - x0, y1 - y0) < 1.8 * (hi - lo).max()  # and fills the pane's narrow side
+    box = pane.getViewBox()
+    np.testing.assert_allclose((x1 - x0) / box.width(), (y1 - y0) / box.height(), rtol=1e-3)  # aspect 1
+    ranges = []
+    window.frame_shown.connect(lambda _i: ranges.append(view_box(pane)))
+    run_to_end(qtbot, window, sampler="ddpm", steps="100", batch_points=500)
+    assert len(ranges) >= 1 and all(r == ((x0, x1), (y0, y1)) for r in ranges)
+    assert view_box(pane) == ((x0, x1), (y0, y1))
