@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import threading
+import time
 
 APP_NAME = "Guidance Studio"
 
@@ -60,7 +63,27 @@ def main(argv: list[str] | None = None) -> int:
 
     with loop:
         loop.run_until_complete(run_app())
+    window.settings.sync()
+    if not _join_background_threads(EXIT_WAIT_S):
+        # A thread is still inside native code (a torch op, a PNG encode): tearing the interpreter
+        # down under it can abort the process ("terminate called without an active exception").
+        # Everything worth keeping is written by now, so leave without the teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+EXIT_WAIT_S = 3.0
+
+
+def _join_background_threads(timeout: float) -> bool:
+    """Wait up to `timeout` s in all for the sampling, loading and saving threads; True if all ended."""
+    deadline = time.monotonic() + timeout
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in others)
 
 
 def _icon_path() -> str | None:

@@ -119,9 +119,18 @@ class PointCloudItem(pg.GraphicsObject):
             painter.drawPoints([QPointF(x, y) for x, y in pts])
 
 
+LEFT_AXIS_WIDTH = 44  # px: room for labels like "-0.75" or "1e+03"
+
+
 def cache_axes(plot: pg.PlotItem) -> None:
     """Render `plot`'s axes into a cached pixmap: a new frame then blits them instead of replaying
-    their tick labels (which dominated the GUI thread's time per frame)."""
+    their tick labels (which dominated the GUI thread's time per frame).
+
+    The left axis gets a fixed width: left to size itself by its tick labels, a new label width
+    resizes the view box, which (aspect-locked, or auto-ranged) changes the ticks, whose labels
+    resize the axis again — a paint loop that never ends.
+    """
+    plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
         axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)
