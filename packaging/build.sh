@@ -120,7 +120,6 @@ Maintainer: Guidance Studio developers <guidance-studio@users.noreply.github.com
 Installed-Size: $size_kb
 Depends: $DEB_DEPENDS
 Recommends: $DEB_RECOMMENDS
-Homepage: https://github.com/guidance-studio/guidance-studio
 Description: watch guided diffusion sample, step by step
  A desktop app that shows how a diffusion model turns noise into an image
  and how classifier guidance and classifier-free guidance steer it. It runs
