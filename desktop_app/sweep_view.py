@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from .pngio import SaveError, write_png
 from .qtpix import to_pixmap
 from .sweep import PARAMETERS, SweepCell, SweepSpec, compose_grid, parse_seeds, parse_values, run_sweep
+from .tasks import ThreadedJob, _emit
 
 if TYPE_CHECKING:  # core loads torch; this window is built before that
     from core import ModelBundle, SamplingRequest
@@ -31,14 +32,7 @@ PARAMETER_NAMES = {"weight": "CFG weight w", "scale": "classifier scale s", "ste
 CELL_SIZE = 192
 
 
-def _emit(signal: Any, *args: Any) -> None:
-    try:
-        signal.emit(*args)
-    except RuntimeError:  # the receiver was deleted at shutdown
-        pass
-
-
-class SweepRunner(QObject):
+class SweepRunner(ThreadedJob):
     """Runs a sweep in a thread. cell_done(SweepCell) per run; then finished(completed) or failed(msg)."""
 
     cell_done = Signal(object)
@@ -46,23 +40,12 @@ class SweepRunner(QObject):
     failed = Signal(str)
 
     def __init__(self, spec: SweepSpec, bundle: ModelBundle, parent: QObject | None = None):
-        super().__init__(parent)
+        super().__init__("sweep", parent)
         self.spec, self.bundle = spec, bundle
         self.cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="sweep")
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
         self.cancel.set()
-
-    def is_running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _run(self) -> None:
         done = 0

@@ -26,19 +26,14 @@ def describe_error(exc: BaseException, context: str = "") -> str:
     return f"{context}{text}"
 
 
-class BackgroundTask(QObject):
-    """`fn()` in a daemon thread; `done(result)` or `failed(message)` afterwards, on the GUI thread."""
+class ThreadedJob(QObject):
+    """A QObject whose `_run` executes once in a daemon thread; its signals reach the GUI thread."""
 
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, fn: Callable[[], Any], context: str = "", parent: QObject | None = None):
+    def __init__(self, thread_name: str, parent: QObject | None = None):
         super().__init__(parent)
-        self._fn = fn
-        self._context = context
-        self._thread = threading.Thread(target=self._run, daemon=True, name="background-task")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=thread_name)
 
-    def start(self) -> "BackgroundTask":
+    def start(self):
         self._thread.start()
         return self
 
@@ -46,8 +41,26 @@ class BackgroundTask(QObject):
         return self._thread.is_alive()
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Join the thread; True when it has ended (or never started)."""
+        if self._thread.ident is None:
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class BackgroundTask(ThreadedJob):
+    """`fn()` in a daemon thread; `done(result)` or `failed(message)` afterwards, on the GUI thread."""
+
+    done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, fn: Callable[[], Any], context: str = "", parent: QObject | None = None):
+        super().__init__("background-task", parent)
+        self._fn = fn
+        self._context = context
 
     def _run(self) -> None:
         try:

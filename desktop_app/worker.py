@@ -14,11 +14,11 @@ from PySide6.QtCore import QObject, Signal
 
 from core import ModelBundle, SamplingRequest, sample
 
-from .tasks import _emit, describe_error
+from .tasks import ThreadedJob, _emit, describe_error
 from .trajectory import Frame, Trajectory
 
 
-class SamplingWorker(QObject):
+class SamplingWorker(ThreadedJob):
     """One run of `request` on `bundle`. Start with `start()`; the GUI calls `take_frame()` on frame_ready."""
 
     frame_ready = Signal()
@@ -26,7 +26,7 @@ class SamplingWorker(QObject):
     failed = Signal(str)
 
     def __init__(self, request: SamplingRequest, bundle: ModelBundle, parent: QObject | None = None):
-        super().__init__(parent)
+        super().__init__("sampling", parent)
         self.request = request
         self.bundle = bundle
         self.trajectory = Trajectory(request, bundle.name, str(bundle.device), len(bundle.config.data_shape) == 1)
@@ -35,10 +35,6 @@ class SamplingWorker(QObject):
         self._lock = threading.Lock()
         self._latest: Frame | None = None
         self._posted = False
-        self._thread = threading.Thread(target=self._run, daemon=True, name="sampling")
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
         """Ask the run to end after the step in progress."""
@@ -47,16 +43,6 @@ class SamplingWorker(QObject):
     @property
     def stopping(self) -> bool:
         return self._cancel.is_set()
-
-    def is_running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Join the engine thread; True when it has ended."""
-        if self._thread.ident is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def take_frame(self) -> Frame | None:
         """The newest frame not yet taken (GUI thread), re-arming `frame_ready`."""
