@@ -5,6 +5,7 @@ and reports on the GUI thread; a failed load shows a message and keeps the previ
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,17 @@ from .tasks import BackgroundTask
 
 
 def _import_engine() -> tuple[list[Any], list[str]]:
-    """Import torch and the engine (slow, first time) and read the model list and devices."""
+    """Import torch and the engine (slow, first time) and read the model list and devices.
+
+    CPU sampling gets all cores but one: the GUI thread keeps a core to paint on, so the window
+    stays responsive while the sampler runs (on 2 cores, torch's 2 threads otherwise starve it).
+    """
+    import torch
+
     from core import list_models
     from core.device import available_devices
 
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     return list_models(), available_devices()
 
 
