@@ -235,14 +235,20 @@ class ResultsController(QObject):
         self.window.statusBar().showMessage(f"Saved {count} PNG{'s' if count > 1 else ''} in {path.parent}.")
         return self.last_saved
 
-    def save_dialog(self) -> None:
+    def _ask_save_path(self, title: str, suffix: str, file_filter: str) -> str | None:
+        """A path (ending in `suffix`) to save the current result to, or None (no result, or cancelled)."""
         result = self._result_or_error()
         if result is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save result", f"{default_stem(result)}.png",
-                                              "PNG images (*.png)")
+            return None
+        path, _ = QFileDialog.getSaveFileName(self.window, title, f"{default_stem(result)}{suffix}", file_filter)
+        if not path:
+            return None
+        return path if path.lower().endswith(suffix) else f"{path}{suffix}"
+
+    def save_dialog(self) -> None:
+        path = self._ask_save_path("Save result", ".png", "PNG images (*.png)")
         if path:
-            self.save_to(path if path.lower().endswith(".png") else f"{path}.png")
+            self.save_to(path)
 
     def open_png_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open settings from a PNG", "", "PNG images (*.png)")
@@ -262,13 +268,9 @@ class ResultsController(QObject):
         return written
 
     def export_gif_dialog(self) -> None:
-        result = self._result_or_error()
-        if result is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export trajectory GIF", f"{default_stem(result)}.gif",
-                                              "GIF animations (*.gif)")
+        path = self._ask_save_path("Export trajectory GIF", ".gif", "GIF animations (*.gif)")
         if path:
-            self.export_gif_to(path if path.lower().endswith(".gif") else f"{path}.gif")
+            self.export_gif_to(path)
 
     # --- compare and sweep -----------------------------------------------------------------------
 
