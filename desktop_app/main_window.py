@@ -11,15 +11,23 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMessageBox, QScrollArea,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .models import ModelLoader
 from .panels import GuidancePanel, ModelPanel, RunPanel, SamplerPanel
-from .plots import StepPlots
 from .results_controller import ResultsController
 from .session import Session
-from .views import LiveViews
+from .views.live import LiveViews
+from .views.plots import StepPlots
 
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
@@ -245,7 +253,7 @@ class MainWindow(QMainWindow):
             return False
         from core.images import PALETTE
 
-        from .worker import SamplingWorker
+        from .run.worker import SamplingWorker
 
         self.worker = worker = SamplingWorker(request, self.bundle)
         worker.frame_ready.connect(self._on_frame_ready)

@@ -169,7 +169,7 @@ class ModelLoader(QObject):
             self._start_backdrop(bundle)
 
     def _start_backdrop(self, bundle: Any) -> None:
-        from .backdrop import data_backdrop
+        from .views.backdrop import data_backdrop
 
         task = BackgroundTask(lambda: data_backdrop(bundle), "Could not draw the data backdrop: ", self)
 

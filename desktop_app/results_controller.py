@@ -16,13 +16,13 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QWidget
 
-from .compare_view import CompareWindow
-from .export import export_gif
-from .gallery import GalleryWidget
-from .library import Library, LibraryEntry, PreparedRun
-from .pngio import SaveError, SavedFiles, default_stem, read_settings, save_result
-from .results import RunResult
-from .sweep_view import SweepWindow
+from .compare.sweep_window import SweepWindow
+from .compare.window import CompareWindow
+from .library.export import export_gif
+from .library.gallery import GalleryWidget
+from .library.pngio import SavedFiles, SaveError, default_stem, read_settings, save_result
+from .library.store import Library, LibraryEntry, PreparedRun
+from .run.results import RunResult
 from .tasks import SerialTasks
 
 RECORD_WAIT_S = 3.0  # at close, how long to let runs still being saved finish

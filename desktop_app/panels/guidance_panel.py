@@ -1,8 +1,7 @@
 """Guidance panel: type, target class by name, classifier scale s, CFG weight w (s_cfg = 1+w), window."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QWidget)
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
 
 from ..session import GUIDANCE_LABELS, Session
 from .widgets import ItemCombo, enable, set_quietly

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from core import Guidance, SamplingRequest
-from desktop_app.compare import differing_keys, effective_settings, format_value, setting_keys, wipe
-from desktop_app.library import Library
+from desktop_app.compare.diff import differing_keys, effective_settings, format_value, setting_keys, wipe
+from desktop_app.library.store import Library
 
 
 def test_diff_names_exactly_the_differing_settings(tmp_path):

@@ -10,9 +10,9 @@ import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from core import Guidance, SamplingRequest  # noqa: E402
-from desktop_app.gallery import ALL_MODELS, GalleryWidget  # noqa: E402
-from desktop_app.library import Library  # noqa: E402
-from desktop_app.results import RunResult  # noqa: E402
+from desktop_app.library.gallery import ALL_MODELS, GalleryWidget  # noqa: E402
+from desktop_app.library.store import Library  # noqa: E402
+from desktop_app.run.results import RunResult  # noqa: E402
 
 
 def points_result(seed: int, weight: float, model: str = "toy-gmm") -> RunResult:

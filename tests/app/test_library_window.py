@@ -7,7 +7,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence
 
-from desktop_app.pngio import read_settings
+from desktop_app.library.pngio import read_settings
 
 RUN_TIMEOUT_MS = 60_000
 
@@ -36,7 +36,7 @@ def test_every_finished_run_is_recorded_in_the_library(window, qtbot, tmp_path):
 def test_runs_are_saved_off_the_gui_thread_and_listed_in_order(window, qtbot, monkeypatch):
     import threading
 
-    from desktop_app.library import Library
+    from desktop_app.library.store import Library
 
     threads = []
     prepare = Library.prepare
@@ -66,7 +66,7 @@ def test_runs_are_saved_off_the_gui_thread_and_listed_in_order(window, qtbot, mo
 def test_a_run_still_being_saved_at_close_is_listed(window, qtbot, monkeypatch):
     import time
 
-    from desktop_app.library import Library
+    from desktop_app.library.store import Library
 
     prepare = Library.prepare
     monkeypatch.setattr(Library, "prepare", lambda self, *a, **k: (time.sleep(0.3), prepare(self, *a, **k))[1])
@@ -180,8 +180,8 @@ def test_settings_are_not_replaced_during_a_run(window, tmp_path, monkeypatch):
 
 
 def test_a_run_that_cannot_be_saved_is_reported_and_not_listed(window, qtbot, monkeypatch):
-    from desktop_app.library import Library
-    from desktop_app.pngio import SaveError
+    from desktop_app.library.pngio import SaveError
+    from desktop_app.library.store import Library
 
     def refuse(self, result, per_sample=True):
         raise SaveError("Could not save x.png in /full: No space left on device.")

@@ -10,10 +10,10 @@ from PIL import Image
 
 from core import Guidance, SamplingRequest, load_model, sample
 from core.images import to_uint8
-from desktop_app import pngio
-from desktop_app.export import export_gif, trajectory_frames
-from desktop_app.pngio import SaveError, read_metadata, read_settings, save_result, write_png
-from desktop_app.results import RunResult
+from desktop_app.library import pngio
+from desktop_app.library.export import export_gif, trajectory_frames
+from desktop_app.library.pngio import SaveError, read_metadata, read_settings, save_result, write_png
+from desktop_app.run.results import RunResult
 
 
 def points_run(steps: str = "8", batch: int = 64) -> RunResult:

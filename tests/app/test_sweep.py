@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core import Guidance, SamplingRequest, load_model
-from desktop_app.sweep import SweepSpec, apply_value, compose_grid, parse_seeds, parse_values, run_sweep
+from desktop_app.compare.sweep import SweepSpec, apply_value, compose_grid, parse_seeds, parse_values, run_sweep
 
 BASE = SamplingRequest(model="toy-gmm", steps="6", guidance=Guidance(kind="cfg", weight=1.0), label=4, batch=32)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core import Guidance, SamplingRequest, load_model, sample
-from desktop_app.trajectory import Trajectory, image_preview
+from desktop_app.run.trajectory import Trajectory, image_preview
 
 from .conftest import RUN_TIMEOUT_MS, tiny_bundle
 
@@ -53,7 +53,7 @@ def test_nan_samples_are_reported_not_kept():
 
 
 def test_frames_coalesce_when_the_gui_is_busy(qtbot):
-    from desktop_app.worker import SamplingWorker
+    from desktop_app.run.worker import SamplingWorker
 
     req = SamplingRequest(model="tiny", steps="30", batch=4)
     worker = SamplingWorker(req, tiny_bundle())
@@ -68,7 +68,7 @@ def test_frames_coalesce_when_the_gui_is_busy(qtbot):
 
 
 def test_stop_ends_the_run_early_with_an_incomplete_result(qtbot):
-    from desktop_app.worker import SamplingWorker
+    from desktop_app.run.worker import SamplingWorker
 
     req = SamplingRequest(model="tiny", steps="200", batch=4)
     worker = SamplingWorker(req, tiny_bundle(delay=0.01))
@@ -80,7 +80,7 @@ def test_stop_ends_the_run_early_with_an_incomplete_result(qtbot):
 
 
 def test_engine_errors_become_a_failed_signal(qtbot):
-    from desktop_app.worker import SamplingWorker
+    from desktop_app.run.worker import SamplingWorker
 
     class Exploding(torch.nn.Module):
         def forward(self, x, t, y=None):

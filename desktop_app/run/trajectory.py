@@ -18,7 +18,6 @@ from core.images import grid, to_uint8
 
 from .results import RunResult
 
-
 MEMORY_BUDGET = 768 * 2**20  # bytes of uint8 previews one run may keep (x_t and x̂0, every step)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..run.results import RunResult
 from .pngio import atomic_write, points_picture
-from .results import RunResult
 
 MIN_PANEL = 192  # image grids smaller than this are enlarged (nearest neighbour) to stay legible
 POINT_EXTENT = 3.0  # 2-D frames show [−3, 3]²: all of the initial noise cloud, like the live view

@@ -11,13 +11,20 @@ from typing import Callable
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QMessageBox, QPushButton, QVBoxLayout,
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
-from .library import Library, LibraryEntry
-from .qtpix import png_pixmap
-from .results import RunResult
+from ..qtpix import png_pixmap
+from ..run.results import RunResult
+from .store import Library, LibraryEntry
 
 ALL_MODELS = "All models"
 ENTRY_ID = Qt.ItemDataRole.UserRole + 1

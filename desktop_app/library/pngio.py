@@ -23,7 +23,7 @@ from PIL import Image, PngImagePlugin
 if TYPE_CHECKING:  # core loads torch; it is imported on first use so the window opens before that
     from core import SamplingRequest
 
-    from .results import RunResult
+    from ..run.results import RunResult
 
 CHUNK_KEY = "guidance-studio"
 FORMAT_VERSION = 1

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .export import enlarge, font
-from .pngio import result_picture
-from .results import RunResult
+from ..library.export import enlarge, font
+from ..library.pngio import result_picture
+from ..run.results import RunResult
 
 if TYPE_CHECKING:  # core loads torch; the sweep window is built before that
     from core import ModelBundle, SamplingRequest

@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core import ModelBundle, SamplingRequest, sample
 
-from .tasks import ThreadedJob, _emit, describe_error
+from ..tasks import ThreadedJob, _emit, describe_error
 from .trajectory import Frame, Trajectory
 
 

@@ -9,13 +9,24 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
-    QCheckBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea, QSizePolicy, QSlider, QSplitter,
-    QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
-from .compare import differing_keys, effective_settings, format_value, setting_keys, wipe
-from .library import LibraryEntry
-from .qtpix import fitted, read_picture, to_pixmap
+from ..library.store import LibraryEntry
+from ..qtpix import fitted, read_picture, to_pixmap
+from .diff import differing_keys, effective_settings, format_value, setting_keys, wipe
 
 HIGHLIGHT = QColor(255, 236, 140)
 

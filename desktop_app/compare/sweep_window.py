@@ -13,14 +13,23 @@ from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-    QScrollArea, QVBoxLayout, QWidget,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
 )
 
-from .pngio import SaveError, write_png
-from .qtpix import to_pixmap
+from ..library.pngio import SaveError, write_png
+from ..qtpix import to_pixmap
+from ..tasks import ThreadedJob, _emit
 from .sweep import PARAMETERS, SweepCell, SweepSpec, compose_grid, parse_seeds, parse_values, run_sweep
-from .tasks import ThreadedJob, _emit
 
 if TYPE_CHECKING:  # core loads torch; this window is built before that
     from core import ModelBundle, SamplingRequest

@@ -1,0 +1,1 @@
+"""Side by side: comparing saved runs and sweeping one parameter over seeds."""

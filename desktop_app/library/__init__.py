@@ -1,0 +1,1 @@
+"""Kept results: the SQLite run library, its gallery, PNG input/output and GIF export."""
