@@ -4,13 +4,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
 
+from .conditioning import Conditions
 from .requests import VARIANCES
 from .schedule import SCHEDULES, Schedule
+
+if TYPE_CHECKING:
+    from .requests import SamplingRequest
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -103,7 +107,8 @@ class ModelBundle:
     """A loaded model, ready to sample on `device`.
 
     model(x, t, y) → ε (B, C, …) or ε and v (B, 2C, …) when the config learns sigma; t holds original
-    timesteps, y labels (the null label = num_classes) or None. classifier(x, t) → logits (B, K).
+    timesteps, y a condition batch (`core.conditioning`: labels with the null label = num_classes, or
+    prompt embeddings) or None. classifier(x, t) → logits (B, K).
     """
 
     name: str
@@ -143,6 +148,45 @@ class ModelBundle:
     @property
     def schedule(self) -> Schedule:
         return Schedule.from_name(self.config.schedule, self.config.num_timesteps)
+
+    def sampling_schedule(self, steps: str) -> Schedule:
+        """The schedule a run of `steps` (a respacing spec) walks; families with their own timestep
+        selection (diffusers schedulers) override this."""
+        return self.schedule.respace(steps)
+
+    def sample_shape(self, request: "SamplingRequest") -> tuple[int, ...]:
+        """The shape of one sample of `request`, without the batch (latent models: from the image size)."""
+        return self.config.data_shape
+
+    def conditions(self, request: "SamplingRequest") -> Conditions:
+        """Which condition batch each network pass gets (DESIGN.md, "Which prediction each guidance
+        type starts from"); ValueError when the request does not fit the model."""
+        cfg = self.config
+        kind = request.guidance.kind
+        labels = request.labels()
+        if labels is not None:
+            bad = [y for y in labels if not 0 <= y < self.num_targets]
+            if bad:
+                raise ValueError(f"Label {bad[0]} is out of range for {self.name!r} ({self.num_targets} classes).")
+        if request.guidance.uses_classifier and self.classifier is None:
+            raise ValueError(f"Classifier guidance needs a classifier, and {self.name!r} has none.")
+        if request.guidance.uses_cfg and not cfg.null_label:
+            raise ValueError(f"Classifier-free guidance needs a model with a null label; {self.name!r} has none.")
+        needs_label = kind != "none" or (cfg.num_classes > 0 and not cfg.null_label)
+        if needs_label and labels is None:
+            raise ValueError(f"Choose a target class: {kind!r} guidance on {self.name!r} needs one.")
+        target = None if labels is None else torch.tensor(labels, dtype=torch.long, device=self.device)
+        null = None
+        if cfg.null_label:
+            null = torch.full((request.batch,), cfg.num_classes, dtype=torch.long, device=self.device)
+        if cfg.num_classes == 0:
+            base = None
+        elif cfg.null_label:
+            base = null
+        else:
+            base = target
+        cond = target if cfg.num_classes > 0 else None
+        return Conditions(base=base, cond=cond, null=null, target=target)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

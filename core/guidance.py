@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .bundle import ModelBundle
+from .conditioning import CondBatch, concat
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def _autocast(bundle: ModelBundle) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=bundle.device.type, dtype=dtype)
 
 
-def network_output(bundle: ModelBundle, x: Tensor, t: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def network_output(bundle: ModelBundle, x: Tensor, t: Tensor, y: CondBatch) -> tuple[Tensor, Tensor | None]:
     """(ε, v) of one forward; v is None unless the model learns sigma. Both float32."""
     with _autocast(bundle):
         out = bundle.model(x, t, y)
@@ -51,18 +52,19 @@ def predict(
     bundle: ModelBundle,
     x: Tensor,
     t: Tensor,
-    labels: Tensor | None,
-    null_labels: Tensor | None = None,
+    labels: CondBatch,
+    null_labels: CondBatch = None,
     weight: float = 0.0,
 ) -> Prediction:
-    """ε̂ at x_t for `labels`; with `null_labels` and w ≠ 0, classifier-free guided in one forward.
+    """ε̂ at x_t for the condition batch `labels`; with `null_labels` and w ≠ 0, classifier-free guided
+    in one forward.
 
-    x: (B, …); t: (B,) original timesteps; labels, null_labels: (B,) or None.
+    x: (B, …); t: (B,) original timesteps; labels, null_labels: condition batches of B (or None).
     """
     if null_labels is None or weight == 0.0:
         eps, var_frac = network_output(bundle, x, t, labels)
         return Prediction(eps, var_frac, None)
-    eps2, var2 = network_output(bundle, torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null_labels]))
+    eps2, var2 = network_output(bundle, torch.cat([x, x]), torch.cat([t, t]), concat(labels, null_labels))
     eps_c, eps_u = eps2.chunk(2)
     cfg_term = weight * (eps_c - eps_u)
     # The variance of a learned-sigma model comes from the conditional branch.
@@ -70,10 +72,11 @@ def predict(
     return Prediction(eps_c + cfg_term, var_frac, cfg_term)
 
 
-def classifier_log_prob(
+def classifier_log_probs(
     bundle: ModelBundle, x: Tensor, t: Tensor, labels: Tensor, with_grad: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """log p_φ(y | x_t, t) per sample, and its gradient w.r.t. x_t when `with_grad`.
+    """log p_φ(k | x_t, t) of every class k, (B, K), and ∇_{x_t} log p_φ(y | x_t, t) of the target
+    labels y when `with_grad` (else None).
 
     Gradients are switched on here and only here; the sampling loop itself runs without them.
     """
@@ -83,11 +86,11 @@ def classifier_log_prob(
     if not with_grad:
         with _autocast(bundle):
             logits = classifier(x, t).float()
-        return logits.log_softmax(dim=-1).gather(1, labels[:, None])[:, 0], None
+        return logits.log_softmax(dim=-1), None
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
         with _autocast(bundle):
             logits = classifier(x_in, t).float()
-        log_p = logits.log_softmax(dim=-1).gather(1, labels[:, None])[:, 0]
-        (grad,) = torch.autograd.grad(log_p.sum(), x_in)
-    return log_p.detach(), grad.float()
+        log_probs = logits.log_softmax(dim=-1)
+        (grad,) = torch.autograd.grad(log_probs.gather(1, labels[:, None]).sum(), x_in)
+    return log_probs.detach(), grad.float()

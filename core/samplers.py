@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol, Union
 
 import torch
 from torch import Tensor
@@ -30,9 +30,15 @@ class Step:
 
     x: the sample now, (B, …) on the model's device. timestep: the original timestep t the
     network was evaluated at in this update (None at index 0). x0: x̂0 predicted at that x_t.
-    log_prob: the classifier's log p(y | x_t, t) of the target label, (B,), whenever the model has a
-    classifier. guidance_norm: ‖Δε‖ per sample, the change guidance made to ε at this step (DDPM's
-    mean shift counted as its ε equivalent); None when no guidance is configured.
+    log_prob: the classifier's log p(y | x_t, t) of the target label, (B,); log_probs: of every
+    class, (B, K). Both are None at steps where the diagnostics were not asked for (`sample`'s
+    `diagnostics`), except that classifier guidance computes them anyway, at no extra cost.
+    guidance_norm: ‖Δε‖ per sample, the change guidance made to ε at this step (DDPM's mean shift
+    counted as its ε equivalent); None when no guidance is configured.
+    cfg_term: w·(ε_c − ε_u), (B, …), the part of ε̂ that CFG added (None without CFG at this step).
+    classifier_term: the classifier's change to ε, (B, …): −√(1−ᾱ_t)·s·∇log p for DDIM, the ε
+    equivalent of the mean shift Σ·s·∇log p for DDPM (None without classifier guidance at this step).
+    Δε = cfg_term + classifier_term: these are the tensors the update used, not recomputations.
     noise_level: √(1−ᾱ_t) of the x_t this update started from. seconds: the update's wall time.
     """
 
@@ -45,6 +51,9 @@ class Step:
     guidance_norm: Tensor | None
     noise_level: float
     seconds: float
+    log_probs: Tensor | None = None
+    cfg_term: Tensor | None = None
+    classifier_term: Tensor | None = None
 
     @property
     def is_last(self) -> bool:
@@ -140,44 +149,6 @@ def ddim_step(
 
 # --- the loop ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Conditioning:
-    """Which labels each network pass gets, derived from the request and the model (DESIGN.md)."""
-
-    base: Tensor | None  # what unguided sampling feeds the network (null label, target, or None)
-    cond: Tensor | None  # the target labels (CFG's conditional pass), or None
-    null: Tensor | None  # the null labels (CFG's unconditional pass), or None
-    target: Tensor | None  # the classifier's target labels, or None
-
-
-def _conditioning(request: SamplingRequest, bundle: ModelBundle) -> _Conditioning:
-    cfg = bundle.config
-    kind = request.guidance.kind
-    labels = request.labels()
-    if labels is not None:
-        bad = [y for y in labels if not 0 <= y < bundle.num_targets]
-        if bad:
-            raise ValueError(f"Label {bad[0]} is out of range for {bundle.name!r} ({bundle.num_targets} classes).")
-    if request.guidance.uses_classifier and bundle.classifier is None:
-        raise ValueError(f"Classifier guidance needs a classifier, and {bundle.name!r} has none.")
-    if request.guidance.uses_cfg and not cfg.null_label:
-        raise ValueError(f"Classifier-free guidance needs a model with a null label; {bundle.name!r} has none.")
-    needs_label = kind != "none" or (cfg.num_classes > 0 and not cfg.null_label)
-    if needs_label and labels is None:
-        raise ValueError(f"Choose a target class: {kind!r} guidance on {bundle.name!r} needs one.")
-    device = bundle.device
-    target = None if labels is None else torch.tensor(labels, dtype=torch.long, device=device)
-    null = torch.full((request.batch,), cfg.num_classes, dtype=torch.long, device=device) if cfg.null_label else None
-    if cfg.num_classes == 0:
-        base = None
-    elif cfg.null_label:
-        base = null
-    else:
-        base = target
-    cond = target if cfg.num_classes > 0 else None
-    return _Conditioning(base=base, cond=cond, null=null, target=target)
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -185,28 +156,38 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+Diagnostics = Union[bool, Callable[[int], bool]]
+
+
 @torch.no_grad()
-def sample(request: SamplingRequest, bundle: ModelBundle, cancel: CancelToken | None = None) -> Iterator[Step]:
+def sample(
+    request: SamplingRequest, bundle: ModelBundle, cancel: CancelToken | None = None, *,
+    diagnostics: Diagnostics = False,
+) -> Iterator[Step]:
     """Yield the initial noise and the state after every denoising step.
 
     Stops early, between steps, once `cancel.is_set()`; closing the generator is equally safe.
     Raises ValueError (before yielding anything) when the request does not fit the model.
+    diagnostics: whether to compute the per-step extras that cost a pass of their own (the
+    classifier's p(y | x_t) when it is not guiding): True every step, False never, or a callable
+    asked with the step index k = 1 … n before each update.
     """
     cfg = bundle.config
-    schedule: Schedule = bundle.schedule.respace(request.steps)
+    schedule: Schedule = bundle.sampling_schedule(request.steps)
     n = schedule.num_steps
     coefs = [schedule.coefficients(i) for i in range(n)]
     variance = request.variance or cfg.variance
     if variance == "learned_range" and not cfg.learn_sigma:
         raise ValueError(f"{bundle.name!r} does not learn its variance; use fixed_small or fixed_large.")
     clip = cfg.clip if request.clip == "auto" else request.clip
-    labels = _conditioning(request, bundle)
+    conds = bundle.conditions(request)
     g = request.guidance
     guided = g.kind != "none"
     needs_step_noise = request.sampler == "ddpm" or request.eta > 0
     device = bundle.device
 
-    noise = NoiseStream(request.seed, request.batch, cfg.data_shape, n, device)
+    wants_diagnostics = diagnostics if callable(diagnostics) else (lambda _k: bool(diagnostics))
+    noise = NoiseStream(request.seed, request.batch, bundle.sample_shape(request), n, device)
     x = noise.initial()
     yield Step(0, n, None, x, None, None, None, 1.0, 0.0)
 
@@ -220,14 +201,16 @@ def sample(request: SamplingRequest, bundle: ModelBundle, cancel: CancelToken | 
         active = guided and g.active_at((k - 1) / n)
 
         if g.uses_cfg:
-            pred = G.predict(bundle, x, t, labels.cond, labels.null, g.weight if active else 0.0)
+            pred = G.predict(bundle, x, t, conds.cond, conds.null, g.weight if active else 0.0)
         else:
-            pred = G.predict(bundle, x, t, labels.base)
+            pred = G.predict(bundle, x, t, conds.base)
 
-        log_prob = grad = None
-        if bundle.classifier is not None and labels.target is not None:
+        log_prob = log_probs = grad = None
+        if bundle.classifier is not None and conds.target is not None:
             with_grad = active and g.uses_classifier and g.scale != 0.0
-            log_prob, grad = G.classifier_log_prob(bundle, x, t, labels.target, with_grad)
+            if with_grad or wants_diagnostics(k):
+                log_probs, grad = G.classifier_log_probs(bundle, x, t, conds.target, with_grad)
+                log_prob = log_probs.gather(1, conds.target[:, None])[:, 0]
             if grad is not None:
                 grad = g.scale * grad
 
@@ -248,13 +231,14 @@ def sample(request: SamplingRequest, bundle: ModelBundle, cancel: CancelToken | 
             delta = sum(d for d in (pred.cfg_term, eps_shift) if d is not None)
             norm = delta.flatten(1).norm(dim=1) if isinstance(delta, Tensor) else torch.zeros(request.batch, device=device)
         _synchronize(device)
-        yield Step(k, n, c.timestep, x, x0, log_prob, norm, c.sigma_noise, time.perf_counter() - start)
+        yield Step(k, n, c.timestep, x, x0, log_prob, norm, c.sigma_noise, time.perf_counter() - start,
+                   log_probs=log_probs, cfg_term=pred.cfg_term, classifier_term=eps_shift)
 
 
-def final_sample(request: SamplingRequest, bundle: ModelBundle) -> Step:
+def final_sample(request: SamplingRequest, bundle: ModelBundle, *, diagnostics: Diagnostics = False) -> Step:
     """Drain `sample` and return its last Step."""
     last = None
-    for last in sample(request, bundle):
+    for last in sample(request, bundle, diagnostics=diagnostics):
         pass
     assert last is not None
     return last

@@ -163,7 +163,7 @@ def run_sweep(spec: SweepSpec, bundle: ModelBundle, cancel=None) -> Iterator[Swe
             request = spec.request(r, c)
             start = time.perf_counter()
             initial = last = None
-            for step in sample(request, bundle, cancel):
+            for step in sample(request, bundle, cancel, diagnostics=True):
                 if initial is None:
                     initial = step.x.detach().float().cpu().numpy()
                 last = step

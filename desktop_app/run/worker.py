@@ -65,7 +65,7 @@ class SamplingWorker(ThreadedJob):
     def _run(self) -> None:
         traj = self.trajectory
         try:
-            for step in sample(self.request, self.bundle, self._cancel):
+            for step in sample(self.request, self.bundle, self._cancel, diagnostics=True):
                 self._publish(traj.add(step))
             completed = traj.num_steps > 0 and len(traj) == traj.num_steps + 1
             result = traj.result(completed)

@@ -24,7 +24,7 @@ def test_trajectory_keeps_every_step_and_packs_a_result():
     bundle = load_model("toy-gmm", device="cpu")
     req = SamplingRequest(model="toy-gmm", steps="20", batch=50, label=2, guidance=Guidance(kind="cfg", weight=2.0))
     traj = Trajectory(req, "toy-gmm", "cpu", is_points=True)
-    steps = list(sample(req, bundle))
+    steps = list(sample(req, bundle, diagnostics=True))
     for step in steps:
         traj.add(step)
     result = traj.result(completed=True)

@@ -179,7 +179,7 @@ def test_convert_round_trip_is_bit_identical(files, tmp_path):
         assert torch.equal(reopened.model(X, T, Y), original.model(X, T, Y))
         assert torch.equal(reopened.classifier(X, T), original.classifier(X, T))
     for req in (request(), request(sampler="ddpm", steps="5", guidance=Guidance(kind="none"), label=3)):
-        a, b = final_sample(req, original), final_sample(req, reopened)
+        a, b = final_sample(req, original, diagnostics=True), final_sample(req, reopened, diagnostics=True)
         assert torch.equal(a.x, b.x) and torch.equal(a.x0, b.x0)
         assert a.log_prob is not None and torch.equal(a.log_prob, b.log_prob)
 

@@ -58,7 +58,7 @@ def test_bundled_classifier_is_noise_aware(bundle, held_out):
 def sample(bundle, guidance: Guidance, steps: str = "ddim20") -> torch.Tensor:
     request = SamplingRequest(model="mnist-cfg", sampler="ddim", steps=steps, guidance=guidance, label=LABELS,
                               seed=0, batch=len(LABELS))
-    return final_sample(request, bundle)
+    return final_sample(request, bundle, diagnostics=True)
 
 
 def test_cfg_samples_are_the_requested_digits(bundle, judge):

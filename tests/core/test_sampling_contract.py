@@ -73,11 +73,33 @@ def test_diagnostics_are_reported_as_the_math_says(gmm):
     t = torch.full((6,), step.timestep)
     expected = w * (gmm.model(prev.x, t, torch.full((6,), 3)) - gmm.model(prev.x, t, None))
     torch.testing.assert_close(step.guidance_norm, expected.norm(dim=1), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(step.log_prob, gmm.classifier(prev.x, t)[:, 3], rtol=1e-4, atol=1e-6)
-    assert steps[-1].log_prob.exp().min() > 0.99  # guided into class 3
-    # Unguided with a classifier present: log p(y|x_t) still reported, guidance norm not.
-    plain = list(sample(req.replace(guidance=Guidance("none")), gmm))
+    torch.testing.assert_close(step.cfg_term, expected, rtol=1e-4, atol=1e-6)
+    assert step.classifier_term is None
+    # CFG alone: the classifier's p(y|x_t) costs a pass of its own, so only when asked for.
+    assert step.log_prob is None and step.log_probs is None
+    asked = list(sample(req, gmm, diagnostics=lambda k: k % 5 == 0))
+    assert [s.index for s in asked if s.log_prob is not None] == [5, 10, 15, 20]
+    torch.testing.assert_close(asked[5].x, step.x)  # asking changes nothing else
+    torch.testing.assert_close(asked[5].log_prob, gmm.classifier(prev.x, t)[:, 3], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(asked[5].log_probs, gmm.classifier(prev.x, t), rtol=1e-4, atol=1e-6)
+    assert asked[-1].log_prob.exp().min() > 0.99  # guided into class 3
+    # Unguided with a classifier present: log p(y|x_t) reported when asked for, guidance norm not.
+    plain = list(sample(req.replace(guidance=Guidance("none")), gmm, diagnostics=True))
     assert plain[3].log_prob is not None and plain[3].guidance_norm is None
+
+
+def test_classifier_term_is_the_shift_the_update_used(gmm):
+    s = 1.5
+    req = SamplingRequest("toy-gmm", steps=20, batch=5, seed=3, label=2, guidance=Guidance("classifier", scale=s))
+    steps = list(sample(req, gmm))  # classifier guidance reports log p for free, without being asked
+    prev, step = steps[6], steps[7]
+    assert step.log_prob is not None and step.cfg_term is None
+    t = torch.full((5,), step.timestep)
+    x_in = prev.x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(gmm.classifier(x_in, t)[:, 2].sum(), x_in)
+    expected = -math.sqrt(1 - gmm.schedule.alphas_cumprod[step.timestep]) * s * grad
+    torch.testing.assert_close(step.classifier_term, expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(step.guidance_norm, expected.norm(dim=1), rtol=1e-4, atol=1e-6)
 
 
 def test_guidance_window_limits_where_guidance_acts(gmm):

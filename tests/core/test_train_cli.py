@@ -73,7 +73,7 @@ def test_train_diffusion_classifier_and_judge(trained, capsys):
         assert torch.equal(a, b)
     request = SamplingRequest(model="tiny", steps="3", guidance=Guidance(kind="both", scale=1.0, weight=1.0),
                               label=(0, 1), seed=0, batch=2)
-    last = final_sample(request, bundle)
+    last = final_sample(request, bundle, diagnostics=True)
     assert last.x.shape == (2, 1, 32, 32) and last.log_prob.shape == (2,) and torch.isfinite(last.x).all()
 
     assert main(args["judge"]) == 0
