@@ -154,6 +154,20 @@ class ModelBundle:
         selection (diffusers schedulers) override this."""
         return self.schedule.respace(steps)
 
+    @property
+    def is_latent(self) -> bool:
+        """Whether samples live in a latent space that `decode` turns into images (diffusers VAEs)."""
+        return False
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples → images in [−1, 1], (B, C, H, W): exact (the VAE for latent models; identity here)."""
+        return x
+
+    def preview(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples → a fast approximate picture for live views (latent models: a linear latent→RGB map);
+        identity for pixel-space models."""
+        return x
+
     def sample_shape(self, request: "SamplingRequest") -> tuple[int, ...]:
         """The shape of one sample of `request`, without the batch (latent models: from the image size)."""
         return self.config.data_shape

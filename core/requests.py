@@ -16,6 +16,7 @@ SAMPLERS = ("ddpm", "ddim")
 GUIDANCE_KINDS = ("none", "classifier", "cfg", "both")
 VARIANCES = ("fixed_small", "fixed_large", "learned_range")
 CLIP_MODES = ("auto", "none", "clip", "dynamic")
+MAX_IMAGE_SIDE = 4096
 _STEPS_SPEC = re.compile(r"ddim[1-9]\d*|[1-9]\d*(,[1-9]\d*)*")
 
 
@@ -75,6 +76,10 @@ class SamplingRequest:
     label: the target class of every sample, one class per sample, or None (unconditional).
     clip: x̂0 handling; "auto" is the model's default (clip for images, none for 2-D points).
     variance: DDPM variance; None is the model's own.
+    prompt / negative_prompt: the text a prompt-conditioned model (Stable Diffusion) is guided to and
+    away from; CFG's unconditional pass uses the negative prompt, or the empty prompt when it is "".
+    width / height: the image size in pixels for models that sample any size (latent models; multiples
+    of 8); None is the model's own size.
     """
 
     model: str
@@ -88,6 +93,10 @@ class SamplingRequest:
     clip: str = "auto"
     dynamic_percentile: float = 0.995
     variance: str | None = None
+    prompt: str | None = None
+    negative_prompt: str = ""
+    width: int | None = None
+    height: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -119,6 +128,17 @@ class SamplingRequest:
             raise ValueError("The dynamic-thresholding percentile must lie in [0.5, 1].")
         if self.variance is not None and self.variance not in VARIANCES:
             raise ValueError(f"Unknown variance {self.variance!r}; choose one of {', '.join(VARIANCES)}.")
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise ValueError("The prompt must be text.")
+        if not isinstance(self.negative_prompt, str):
+            raise ValueError("The negative prompt must be text.")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or int(value) != value or not 8 <= value <= MAX_IMAGE_SIDE or value % 8:
+                raise ValueError(f"The image {name} must be a multiple of 8 from 8 to {MAX_IMAGE_SIDE}, got {value}.")
+            object.__setattr__(self, name, int(value))
 
     def labels(self) -> tuple[int, ...] | None:
         """The target class of each sample, or None."""

@@ -204,6 +204,10 @@ def test_thresholding():
         (dict(seed=-1), "seed"),
         (dict(clip="sometimes"), "clipping"),
         (dict(label=(1, 2), batch=3), "labels for a batch"),
+        (dict(width=500), "multiple of 8"),
+        (dict(height=0), "multiple of 8"),
+        (dict(width=8192), "multiple of 8"),
+        (dict(prompt=3), "prompt must be text"),
     ],
 )
 def test_bad_requests_are_refused_with_a_readable_message(changes, message):
@@ -244,7 +248,8 @@ def test_requests_that_do_not_fit_the_model_are_refused(gmm):
 
 def test_request_round_trips_through_a_dict():
     req = SamplingRequest("toy-gmm", sampler="ddpm", steps="10,20", eta=0.3, label=(1, 2),
-                          batch=2, guidance=Guidance("both", scale=1.5, weight=2.0, window=(0.1, 0.9)))
+                          batch=2, guidance=Guidance("both", scale=1.5, weight=2.0, window=(0.1, 0.9)),
+                          prompt="a red fox", negative_prompt="blurry", width=64, height=48)
     import json
 
     assert SamplingRequest.from_dict(json.loads(json.dumps(req.to_dict()))) == req
