@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -28,6 +29,8 @@ class ModelConfig:
     null_label: the network accepts label index `num_classes` as "no label" (classifier-free guidance).
     learn_sigma: the network outputs 2·C channels, ε then the `learned_range` interpolation v.
     clip: the default x̂0 handling ("clip" keeps images in [−1, 1]; points are not clipped).
+    default_guidance_scale: the CFG strength the model's family samples with by default, as diffusers'
+    `guidance_scale` γ = s_cfg = 1 + w (Stable Diffusion 7.5, DiT 4.0); None when the family has none.
     """
 
     architecture: str
@@ -42,6 +45,7 @@ class ModelConfig:
     variance: str = "fixed_small"
     clip: str = "clip"
     description: str = ""
+    default_guidance_scale: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
@@ -57,6 +61,9 @@ class ModelConfig:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes.")
         if self.null_label and self.num_classes < 1:
             raise ValueError("A null label only makes sense for a class-conditional model.")
+        gamma = self.default_guidance_scale
+        if gamma is not None and not (math.isfinite(gamma) and gamma >= 0):
+            raise ValueError(f"The default guidance scale γ must be a finite number ≥ 0, not {gamma}.")
 
     @property
     def is_image(self) -> bool:

@@ -34,6 +34,7 @@ class ModelCaps:
     data_shape: one sample, (2,) for points or (C, H, W) for images. num_classes / class_names:
     the classes guidance can target (the model's, or an unconditional model's classifier's).
     source: the file it came from (None for a built-in loaded by name).
+    default_gamma: the family's default CFG strength as γ = 1 + w (diffusers' guidance_scale), or None.
     """
 
     name: str
@@ -44,6 +45,7 @@ class ModelCaps:
     has_classifier: bool = False
     description: str = ""
     source: str | None = None
+    default_gamma: float | None = None
 
     @property
     def is_points(self) -> bool:
@@ -64,7 +66,8 @@ class ModelCaps:
         """From a loaded `core.ModelBundle`."""
         cfg = bundle.config
         return cls(bundle.name, tuple(cfg.data_shape), bundle.num_targets, tuple(bundle.target_names),
-                   bool(cfg.null_label), bundle.classifier is not None, cfg.description, source)
+                   bool(cfg.null_label), bundle.classifier is not None, cfg.description, source,
+                   cfg.default_guidance_scale)
 
 
 @dataclass(frozen=True)
@@ -162,9 +165,16 @@ class Session:
             self._notify()
 
     def set_caps(self, caps: ModelCaps | None) -> None:
-        """The model now loaded; settings that no longer apply fall back to ones that do."""
+        """The model now loaded; settings that no longer apply fall back to ones that do.
+
+        Switching to a model whose family has a default CFG strength (Stable Diffusion γ 7.5, DiT 4.0)
+        starts it with classifier-free guidance at that strength; reloading the same model keeps the
+        user's settings.
+        """
         self._caps = caps
         if caps is not None:
+            if caps.name != self._settings.model and caps.default_gamma is not None:
+                self._settings = dataclasses.replace(self._settings, guidance="cfg", weight=caps.default_gamma - 1)
             self._settings = dataclasses.replace(self._settings, model=caps.name)
         self._settings = self._coerce(self._settings)
         self._notify()

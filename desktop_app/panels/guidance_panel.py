@@ -1,4 +1,5 @@
-"""Guidance panel: type, target class by name, classifier scale s, CFG weight w (s_cfg = 1+w), window."""
+"""Guidance panel: type, target class by name, classifier scale s, CFG strength as the weight w or as
+γ = s_cfg = 1 + w (diffusers' guidance_scale; both boxes are editable and show the same setting), window."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
@@ -17,10 +18,10 @@ class GuidancePanel(QGroupBox):
         self.target.activated.connect(lambda _: session.update(class_index=int(self.target.currentData())))
         self.scale = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1000.0, singleStep=0.5)
         self.scale.valueChanged.connect(lambda v: session.update(scale=float(v)))
-        self.weight = QDoubleSpinBox(decimals=2, minimum=-1.0, maximum=100.0, singleStep=0.5)
+        self.weight = QDoubleSpinBox(decimals=2, minimum=-1.0, maximum=100.0, singleStep=0.5, prefix="w = ")
         self.weight.valueChanged.connect(lambda v: session.update(weight=float(v)))
-        self.s_cfg = QLabel()
-        self.s_cfg.setToolTip("The same guidance as the scale other tools use: s_cfg = 1 + w")
+        self.gamma = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=101.0, singleStep=0.5, prefix="γ = ")
+        self.gamma.valueChanged.connect(lambda v: session.update(weight=round(float(v) - 1.0, 6)))
         self.window_on = QCheckBox("Only from")
         self.window_on.toggled.connect(lambda on: session.update(window_on=bool(on)))
         self.window_start = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.99, singleStep=0.05)
@@ -31,7 +32,7 @@ class GuidancePanel(QGroupBox):
 
         weight_row = QHBoxLayout()
         weight_row.addWidget(self.weight, 1)
-        weight_row.addWidget(self.s_cfg)
+        weight_row.addWidget(self.gamma, 1)
         window_row = QHBoxLayout()
         window_row.addWidget(self.window_on)
         window_row.addWidget(self.window_start)
@@ -41,7 +42,7 @@ class GuidancePanel(QGroupBox):
         form.addRow("Type", self.kind)
         form.addRow("Target class", self.target)
         form.addRow("Classifier scale s", self.scale)
-        form.addRow("CFG weight w", weight_row)
+        form.addRow("CFG strength", weight_row)
         form.addRow("Window", window_row)
         session.subscribe(lambda _: self.refresh())
         self.refresh()
@@ -70,13 +71,14 @@ class GuidancePanel(QGroupBox):
         set_quietly(self.window_on, s.window_on)
         set_quietly(self.window_start, s.window_start)
         set_quietly(self.window_end, s.window_end)
-        self.s_cfg.setText(f"s_cfg = {1 + s.weight:.2f}")
+        set_quietly(self.gamma, round(1.0 + s.weight, 6))
         blocked = [r for k in ("classifier", "cfg") if (r := reasons[f"guidance:{k}"])]
         self.kind.setToolTip("\n".join(blocked) or "How sampling is steered toward the target class")
         enable(self.target, reasons["class"], "The class every sample is steered toward (and coloured by)")
         enable(self.scale, reasons["scale"], "Classifier guidance: μ ← μ + s·Σ·∇log p(y|x_t)")
         enable(self.weight, reasons["weight"], "ε̂ = (1+w)·ε(x, y) − w·ε(x, ∅); w = 0 is the plain conditional model")
-        self.s_cfg.setEnabled(reasons["weight"] is None)
+        enable(self.gamma, reasons["weight"], "The same strength as diffusers' guidance_scale γ = s_cfg = 1 + w "
+               "(γ = 1 is the plain conditional model); type either w or γ")
         window_reason = reasons["window"]
         enable(self.window_on, window_reason, "Guidance applies only in this fraction of the run (0 = first step)")
         for box in (self.window_start, self.window_end):

@@ -112,3 +112,15 @@ def test_listeners_hear_changes_once():
     s.update(seed=5)
     s.update(seed=5)  # no change, no notification
     assert heard == [s]
+
+
+def test_a_family_default_guidance_strength_applies_when_switching_to_that_model():
+    sd = ModelCaps("tiny-sd", (4, 8, 8), 1, null_label=True, default_gamma=7.5)
+    s = session_with(GMM, guidance="none", weight=2.0)
+    s.set_caps(sd)
+    assert (s.settings.guidance, s.settings.weight) == ("cfg", 6.5)
+    s.update(weight=3.0)
+    s.set_caps(sd)  # the same model again (reload, restart): the user's choice stays
+    assert s.settings.weight == 3.0
+    s.set_caps(GMM)  # a family without a default keeps the current strength
+    assert (s.settings.guidance, s.settings.weight) == ("cfg", 3.0)

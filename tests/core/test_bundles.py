@@ -101,3 +101,13 @@ def test_an_unconditional_model_targets_its_classifiers_named_classes(gmm, tmp_p
     assert (nearest_component(gmm, final_sample(req, loaded).x) == 6).double().mean() > 0.95
     with pytest.raises(ValueError, match="out of range"):
         next(sample(req.replace(label=8), loaded))
+
+
+def test_default_guidance_scale_round_trips_and_is_validated(tmp_path):
+    bundle = _mlp_bundle()
+    bundle.config = ModelConfig(**{**bundle.config.__dict__, "default_guidance_scale": 4.0})
+    assert load_bundle(save_bundle(bundle, tmp_path / "g.safetensors")).config.default_guidance_scale == 4.0
+    assert ModelConfig("mlp", (2,)).default_guidance_scale is None
+    for bad in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="default guidance scale"):
+            ModelConfig("mlp", (2,), default_guidance_scale=bad)
