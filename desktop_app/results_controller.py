@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QWidget
 
@@ -62,6 +62,8 @@ class ResultsController(QObject):
         except ValueError as exc:
             self.library = None
             self._library_error = str(exc)
+        if self.library is not None and self.library.notice:  # said once, when the window is up
+            QTimer.singleShot(0, lambda: window.show_error(self.library.notice))
         self.compare = CompareWindow(window)
         self.compare.setWindowFlag(Qt.WindowType.Window)
         self.sweep = SweepWindow(window.session.request, lambda: window.bundle, window)
@@ -125,8 +127,8 @@ class ResultsController(QObject):
 
     def record(self, result: RunResult) -> bool:
         """Save a finished run into the library in the background; `run_recorded` follows.
-        A run stopped before its first step is skipped (False)."""
-        if self.gallery is None or (not result.completed and len(result.xt_frames) <= 1):
+        A run stopped before its first step, or any run while the library is read-only, is skipped (False)."""
+        if self.gallery is None or self.library.read_only or (not result.completed and len(result.xt_frames) <= 1):
             return False
         library = self.library
         self._recorder.submit(None, lambda: library.prepare(result))

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from ..qtpix import png_pixmap
 from ..run.results import RunResult
-from .store import Library, LibraryEntry
+from .store import Library, LibraryEntry, SkippedRow
 
 ALL_MODELS = "All models"
 ENTRY_ID = Qt.ItemDataRole.UserRole + 1
@@ -143,6 +143,7 @@ class GalleryWidget(QWidget):
             self.model.appendRow(_item(entry))
         self._show_count(len(entries))
         self._update_buttons()
+        self.message.setText(_skipped_text(self.library.skipped))
 
     def _show_count(self, n: int) -> None:
         self.count.setText(f"{n} run{'s' if n != 1 else ''}")
@@ -181,7 +182,7 @@ class GalleryWidget(QWidget):
         except (TypeError, ValueError) as exc:
             self.message.setText(f"Cannot reopen this run: {exc}")
             return
-        self.message.clear()
+        self.message.setText(_skipped_text(self.library.skipped))
         self.reopen_requested.emit(entries[0].model, request)
 
     def compare_selected(self) -> None:
@@ -203,6 +204,16 @@ class GalleryWidget(QWidget):
             self.library.delete(entry.id)
         self.refresh()
         return len(entries)
+
+
+def _skipped_text(skipped: list[SkippedRow]) -> str:
+    """One line naming the library rows that could not be shown, or ""."""
+    if not skipped:
+        return ""
+    first = skipped[0]
+    more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+    return (f"{len(skipped)} damaged run{'s' if len(skipped) > 1 else ''} not shown: "
+            f"run {first.id}: {first.reason}{more}.")
 
 
 def _item(entry: LibraryEntry) -> QStandardItem:

@@ -7,8 +7,10 @@ variable GUIDANCE_STUDIO_DATA or by passing a folder to `Library`. It holds `lib
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,23 +113,57 @@ class PreparedRun:
     files: tuple[Path, ...]
 
 
+class _Damaged(Exception):
+    """The database file is not a sound SQLite database (its message says what is wrong)."""
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Damage (not a database, malformed pages) as opposed to locks, permissions or a full disk."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _writable(folder: Path) -> bool:
+    """Can files be created in `folder`? (Tried, not guessed: permissions say nothing about a
+    read-only mount, and root passes every permission check.)"""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _move_database(path: Path, aside: Path) -> None:
+    """Rename a database and its -wal/-shm companions (named as SQLite expects beside `aside`)."""
+    for suffix in ("-wal", "-shm", ""):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            os.replace(source, aside.with_name(aside.name + suffix))
+
+
 def _unlink(paths: tuple[Path, ...]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
 
 
 class Library:
-    """Add, list, get and delete recorded runs. One connection; use it from one thread."""
+    """Add, list, get and delete recorded runs. One connection; use it from one thread.
+
+    Opening never fails on bad state (DESIGN.md, "Start-up never fails on bad state"): a damaged
+    database file is moved aside as `library.sqlite3.damaged-<time>` and a new one started; a folder
+    that cannot be written is opened read-only (`read_only`; nothing is recorded). `notice` then holds
+    the one sentence to tell the user. Rows that cannot be read are skipped by `list` and named in
+    `skipped`. Only a library written by a newer app version is refused (ValueError).
+    """
 
     def __init__(self, folder: str | Path | None = None) -> None:
         self.folder = Path(folder) if folder is not None else data_dir()
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.folder / DB_NAME)
-        except (OSError, sqlite3.Error) as exc:
-            raise ValueError(f"Cannot open the run library in {self.folder}: {exc}.") from exc
+        self.read_only = False
+        self.notice: str | None = None
+        self.skipped: list[SkippedRow] = []
+        self._db = self._open()
         self._db.row_factory = sqlite3.Row
-        self._migrate()
+        if self.read_only:
+            return
         # A write-ahead log with NORMAL sync: adding a run does not wait for the disk (an insert on the
         # GUI thread stays well under a millisecond); a crash can lose at most the last few entries.
         try:
@@ -137,20 +173,90 @@ class Library:
             pass  # e.g. a file system without shared memory: keep the default journal
 
     @property
+    def path(self) -> Path:
+        return self.folder / DB_NAME
+
+    @property
     def runs_folder(self) -> Path:
         return self.folder / "runs"
 
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise ValueError(
-                f"The run library in {self.folder} was written by a newer Guidance Studio "
-                f"(schema {version}, this version reads up to {SCHEMA_VERSION}); please update the app."
-            )
+    def _open(self) -> sqlite3.Connection:
+        """A checked connection: the file as it is, or a fresh one after moving a damaged file aside,
+        or read-only (the file as it is, or an empty in-memory library) when it cannot be written."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            writable = _writable(self.folder) and (not self.path.exists() or os.access(self.path, os.W_OK))
+        except OSError as exc:
+            return self._read_only(f"The run library folder {self.folder} cannot be created "
+                                   f"({exc.strerror or exc})")
+        if not writable:
+            return self._read_only(f"The run library in {self.folder} cannot be written")
+        try:
+            return self._checked(sqlite3.connect(self.path))
+        except _Damaged as exc:
+            damage = str(exc)
+        except sqlite3.Error as exc:  # locked, unreadable, disk full during an upgrade: leave the file be
+            return self._read_only(f"The run library in {self.folder} cannot be opened for writing ({exc})")
+        aside = self.path.with_name(f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            _move_database(self.path, aside)
+            db = self._checked(sqlite3.connect(self.path))
+        except (OSError, sqlite3.Error, _Damaged) as exc:
+            return self._read_only(f"The run library in {self.folder} is damaged ({damage}) and could not be "
+                                   f"replaced ({exc})")
+        self.notice = (f"The run library was damaged ({damage}). It was moved aside as {aside.name} and a new, "
+                       "empty library was started.")
+        return db
+
+    def _read_only(self, reason: str) -> sqlite3.Connection:
+        """The existing file opened read-only if it is readable and sound, else an empty in-memory library."""
+        self.read_only = True
+        if self.path.is_file():
+            try:  # immutable: no -wal/-shm files are needed (or made) in a folder that cannot be written
+                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+                db = self._checked(db, migrate=False)
+                self.notice = f"{reason}: past runs are shown, but new runs are not recorded."
+                return db
+            except (sqlite3.Error, _Damaged) as exc:
+                reason = f"{reason}, and its database cannot be read ({exc})"
+        self.notice = f"{reason}: the library is empty and new runs are not recorded this session."
+        return self._checked(sqlite3.connect(":memory:"))
+
+    def _checked(self, db: sqlite3.Connection, migrate: bool = True) -> sqlite3.Connection:
+        """`db` after a structural check and, when `migrate`, the schema upgrades. On failure `db` is
+        closed and the error raised: _Damaged for a damaged file, ValueError for a newer schema,
+        sqlite3.Error for anything else (locked, read-only, disk full)."""
+        try:
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                problems = [row[0] for row in db.execute("PRAGMA quick_check(1)")]
+                if problems != ["ok"]:
+                    raise _Damaged(f"integrity check: {problems[0]}")
+                if version > SCHEMA_VERSION:
+                    raise ValueError(
+                        f"The run library in {self.folder} was written by a newer Guidance Studio "
+                        f"(schema {version}, this version reads up to {SCHEMA_VERSION}); please update the app."
+                    )
+                if version and not db.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone():
+                    raise _Damaged(f"schema {version} without its table of runs")
+            except sqlite3.DatabaseError as exc:
+                raise (_Damaged(str(exc)) if _is_damage(exc) else exc) from None
+            if migrate:
+                self._migrate(db, version)
+            elif version < SCHEMA_VERSION:
+                raise _Damaged(f"schema {version} cannot be upgraded read-only")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection, version: int) -> None:
         for target in range(version, SCHEMA_VERSION):
-            with self._db:
-                self._db.executescript(_MIGRATIONS[target])
-                self._db.execute(f"PRAGMA user_version = {target + 1}")
+            with db:
+                db.executescript(_MIGRATIONS[target])
+                db.execute(f"PRAGMA user_version = {target + 1}")
 
     def close(self) -> None:
         self._db.close()
@@ -220,31 +326,90 @@ class Library:
     # --- reading ---
 
     def get(self, entry_id: int) -> LibraryEntry:
+        """The entry with this id; ValueError if there is none or its row cannot be read."""
         row = self._db.execute("SELECT * FROM runs WHERE id = ?", (entry_id,)).fetchone()
         if row is None:
             raise ValueError(f"The library has no run with id {entry_id}.")
-        return _entry(row)
+        try:
+            return _entry(row)
+        except BadRow as exc:
+            raise ValueError(f"Run {entry_id} of the library cannot be read: {exc}.") from None
 
     def list(self, model: str | None = None) -> list[LibraryEntry]:
-        """All entries, newest first, optionally only those of one model."""
+        """All readable entries, newest first, optionally only those of one model. Rows that cannot be
+        read are left out and listed in `skipped` (replaced on every call)."""
         if model is None:
             rows = self._db.execute("SELECT * FROM runs ORDER BY created DESC, id DESC")
         else:
             rows = self._db.execute("SELECT * FROM runs WHERE model = ? ORDER BY created DESC, id DESC",
                                     (model,))
-        return [_entry(r) for r in rows]
+        entries, self.skipped = [], []
+        for row in rows:
+            try:
+                entries.append(_entry(row))
+            except BadRow as exc:
+                self.skipped.append(SkippedRow(row["id"], str(exc)))
+        return entries
 
     def models(self) -> list[str]:
         """The distinct model names that have entries, sorted."""
-        return [r[0] for r in self._db.execute("SELECT DISTINCT model FROM runs ORDER BY model")]
+        names = (r[0] for r in self._db.execute("SELECT DISTINCT model FROM runs ORDER BY model"))
+        return [name for name in names if isinstance(name, str)]
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
 
+class BadRow(ValueError):
+    """A library row whose values are not what the schema promises (damaged or hand-edited)."""
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row `Library.list` left out, and why."""
+
+    id: int
+    reason: str
+
+
+def _json(text: Any, what: str, kind: type) -> Any:
+    if not isinstance(text, str):
+        raise BadRow(f"its {what} are not text")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadRow(f"its {what} are not valid JSON") from None
+    if not isinstance(value, kind):
+        raise BadRow(f"its {what} are not a JSON {'object' if kind is dict else 'list'}")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value < 1e11:  # seconds: up to the year 5000
+        raise BadRow(f"its {what} is not a plausible number")
+    return float(value)
+
+
 def _entry(row: sqlite3.Row) -> LibraryEntry:
+    """The entry of one row; BadRow says what is wrong with a row that does not fit the schema."""
+    settings = _json(row["settings"], "settings", dict)
+    guidance = settings.get("guidance", {})
+    if not isinstance(guidance, dict):
+        raise BadRow("its guidance settings are not a JSON object")
+    shown = [guidance.get("scale", 0), guidance.get("weight", 0), settings.get("seed", 0)]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in shown):
+        raise BadRow("its seed or guidance strength is not a number")
+    files = _json(row["files"], "file names", list)
+    if not all(isinstance(f, str) and f and "\0" not in f for f in files):
+        raise BadRow("its file names are not all text")
+    model, device, thumbnail = row["model"], row["device"], row["thumbnail"]
+    if not isinstance(model, str) or not isinstance(device, str):
+        raise BadRow("its model or device name is not text")
+    if thumbnail is not None and not isinstance(thumbnail, bytes):
+        raise BadRow("its thumbnail is not a picture")
     return LibraryEntry(
-        id=row["id"], created=row["created"], model=row["model"], settings=json.loads(row["settings"]),
-        device=row["device"], seconds=row["seconds"], completed=bool(row["completed"]),
-        thumbnail=row["thumbnail"], files=tuple(Path(p) for p in json.loads(row["files"])),
+        id=row["id"], created=_number(row["created"], "date"), model=model, settings=settings,
+        device=device, seconds=_number(row["seconds"], "duration"), completed=bool(row["completed"]),
+        thumbnail=thumbnail, files=tuple(Path(p) for p in files),
     )

@@ -88,13 +88,6 @@ def test_data_folder_comes_from_the_environment(tmp_path, monkeypatch):
     assert data_dir().name == "guidance-studio"
 
 
-def test_unusable_folder_is_a_clear_error(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(ValueError, match="Cannot open the run library"):
-        Library(blocker / "lib")
-
-
 def test_flat_settings_for_comparison(tmp_path):
     entry = Library(tmp_path).add("toy-gmm", request(seed=4), device="cpu")
     flat = entry.flat_settings()

@@ -1,0 +1,156 @@
+"""A damaged or unwritable run library never stops the app: damaged files are moved aside and a fresh
+library is started, an unwritable folder opens read-only, bad rows are skipped and reported, and the
+user is told once."""
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from core import Guidance, SamplingRequest
+from desktop_app.library.store import DB_NAME, Library
+from desktop_app.run.results import RunResult
+
+from .conftest import LOAD_TIMEOUT_MS
+
+
+def points_result(seed: int) -> RunResult:
+    req = SamplingRequest(model="toy-gmm", guidance=Guidance(kind="cfg", weight=1.0), label=2, seed=seed, batch=20)
+    pts = np.random.default_rng(seed).normal(0, 0.5, (20, 2)).astype(np.float32)
+    return RunResult(req, "toy-gmm", "cpu", 0.5, pts)
+
+
+def filled_library(folder, runs: int = 3) -> list[int]:
+    with Library(folder) as lib:
+        return [lib.record(points_result(seed)).id for seed in range(runs)]
+
+
+def aside_files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".damaged-" in p.name)
+
+
+def test_random_bytes_are_moved_aside_and_a_new_library_started(tmp_path):
+    garbage = np.random.default_rng(0).integers(0, 256, 9000, dtype=np.uint8).tobytes()
+    (tmp_path / DB_NAME).write_bytes(garbage)
+    lib = Library(tmp_path)
+    assert not lib.read_only and len(lib) == 0 and lib.list() == []
+    (aside,) = aside_files(tmp_path)
+    assert (tmp_path / aside).read_bytes() == garbage  # nothing of the user's is deleted
+    assert "file is not a database" in lib.notice and aside in lib.notice and "new, empty library" in lib.notice
+    lib.record(points_result(7))  # the fresh library works
+    assert [e.request.seed for e in Library(tmp_path).list()] == [7]
+
+
+def test_damaged_pages_are_detected_at_opening(tmp_path):
+    filled_library(tmp_path, runs=30)  # thumbnails spread the rows over many pages
+    path = tmp_path / DB_NAME
+    sqlite3.connect(path).close()  # the last connection folds the write-ahead log into the file
+    assert not (tmp_path / f"{DB_NAME}-wal").exists()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 6 * page
+    data[3 * page:3 * page + 64] = b"\xff" * 64  # the header of an interior page
+    path.write_bytes(bytes(data))
+    lib = Library(tmp_path)
+    assert len(lib) == 0 and not lib.read_only
+    assert len(aside_files(tmp_path)) == 1 and "was damaged" in lib.notice
+
+
+def test_rows_that_cannot_be_read_are_skipped_and_named(tmp_path):
+    ids = filled_library(tmp_path, runs=5)
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    with db:
+        db.execute("UPDATE runs SET settings = '{bad' WHERE id = ?", (ids[1],))
+        db.execute("UPDATE runs SET files = '{\"a\": 1}' WHERE id = ?", (ids[2],))
+        db.execute("UPDATE runs SET settings = ? WHERE id = ?", ('{"guidance": "cfg", "seed": 1}', ids[3]))
+    db.close()
+    lib = Library(tmp_path)
+    assert lib.notice is None
+    assert [e.id for e in lib.list()] == [ids[4], ids[0]]
+    assert [(s.id, s.reason) for s in sorted(lib.skipped, key=lambda s: s.id)] == [
+        (ids[1], "its settings are not valid JSON"),
+        (ids[2], "its file names are not a JSON list"),
+        (ids[3], "its guidance settings are not a JSON object"),
+    ]
+    with pytest.raises(ValueError, match=f"Run {ids[1]} of the library cannot be read: its settings are not valid"):
+        lib.get(ids[1])
+    deep = "[" * 100_000 + "]" * 100_000
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE runs SET settings = ? WHERE id = ?", ('{"x": ' + deep + "}", ids[0]))
+    assert [e.id for e in lib.list()] == [ids[4]] and ids[0] in [s.id for s in lib.skipped]
+
+
+def test_gallery_shows_the_readable_rows_and_says_which_were_skipped(qtbot, tmp_path):
+    from desktop_app.library.gallery import GalleryWidget
+
+    ids = filled_library(tmp_path, runs=3)
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE runs SET settings = '[1, 2]' WHERE id = ?", (ids[0],))
+    gallery = GalleryWidget(Library(tmp_path))
+    qtbot.addWidget(gallery)
+    assert gallery.entry_ids() == [ids[2], ids[1]] and gallery.count.text() == "2 runs"
+    assert gallery.message.text() == f"1 damaged run not shown: run {ids[0]}: its settings are not a JSON object."
+
+
+def test_an_uncreatable_folder_gives_an_empty_read_only_library(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    lib = Library(blocker / "lib")
+    assert lib.read_only and len(lib) == 0 and lib.list() == []
+    assert lib.notice.startswith(f"The run library folder {blocker / 'lib'} cannot be created")
+    assert lib.notice.endswith("the library is empty and new runs are not recorded this session.")
+
+
+READ_ONLY_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from desktop_app.library.store import Library
+    lib = Library(sys.argv[1])
+    print(lib.read_only, len(lib), [e.request.seed for e in lib.list()])
+    print(lib.notice)
+""")
+
+
+def test_a_read_only_file_system_opens_the_library_read_only(tmp_path):
+    """A real read-only mount (a private mount namespace); skipped where the machine does not allow one."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a private read-only mount")
+    folder = tmp_path / "data"
+    filled_library(folder, runs=2)
+    before = sorted((p.name, p.stat().st_size) for p in folder.rglob("*"))
+    command = (f'mount --bind "{folder}" "{folder}" && mount -o remount,ro,bind "{folder}" "{folder}" && '
+               f'exec "{sys.executable}" -c "$0" "{folder}"')
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", command, READ_ONLY_SCRIPT], capture_output=True,
+                          text=True, cwd=os.getcwd(), timeout=60)
+    if proc.returncode != 0 and "mount" in proc.stderr:
+        pytest.skip(f"no private read-only mount here: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr
+    first, notice = proc.stdout.splitlines()
+    assert first == "True 2 [1, 0]"
+    assert notice == (f"The run library in {folder} cannot be written: "
+                      "past runs are shown, but new runs are not recorded.")
+    assert sorted((p.name, p.stat().st_size) for p in folder.rglob("*")) == before
+
+
+def test_the_window_starts_on_a_damaged_library_and_says_so_once(qtbot, settings, tmp_path):
+    from desktop_app.main_window import MainWindow
+
+    folder = tmp_path / "data"  # the app tests' private data folder
+    folder.mkdir()
+    (folder / DB_NAME).write_bytes(b"SQLite format 3\x00" + b"\x07" * 5000)
+    shown = []
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.error_shown.connect(shown.append)
+    win.show()
+    with qtbot.waitSignal(win.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        win.begin_startup()
+    assert len(shown) == 1 and shown[0].startswith("The run library was damaged") and "moved aside as" in shown[0]
+    assert win.results.gallery is not None and win.results.gallery.entry_ids() == []
+    assert len(aside_files(folder)) == 1
