@@ -1,14 +1,16 @@
 """Guidance: what the network predicts at x_t, and the classifier's gradient (DESIGN.md).
 
 Classifier-free guidance is composed around the network call: the conditional and unconditional
-passes run as one batched forward of 2B samples, ε̂ = (1+w)·ε_c − w·ε_u. The classifier term is
-sampler-specific (DDPM shifts the mean, DDIM shifts ε), so this module only supplies the gradient
-∇_{x_t} log p_φ(y | x_t, t), evaluated at the current x_t, and the samplers apply it.
+passes run as one batched forward of 2B samples, ε̂ = (1+w)·ε_c − w·ε_u; the unguided twin's pass, when
+asked for, joins that same forward. The classifier term is sampler-specific (DDPM shifts the mean, DDIM
+shifts ε), so this module only supplies the gradient ∇_{x_t} log p_φ(y | x_t, t), evaluated at the
+current x_t, and the samplers apply it.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -23,11 +25,13 @@ class Prediction:
 
     eps: ε̂, shape of x. var_frac: the `learned_range` output v ∈ [−1, 1] (shape of x) or None.
     cfg_term: w·(ε_c − ε_u), the part of ε̂ that guidance added, or None without CFG.
+    twin: the unguided twin's own prediction at its sample, when `predict` was given one (else None).
     """
 
     eps: Tensor
     var_frac: Tensor | None
     cfg_term: Tensor | None
+    twin: "Prediction | None" = None
 
 
 def _autocast(bundle: ModelBundle) -> contextlib.AbstractContextManager:
@@ -48,6 +52,19 @@ def network_output(bundle: ModelBundle, x: Tensor, t: Tensor, y: CondBatch) -> t
     return out, None
 
 
+def network_outputs(
+    bundle: ModelBundle, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]
+) -> list[tuple[Tensor, Tensor | None]]:
+    """(ε, v) of each pass (x_i, y_i), all at timesteps t (B,), from one forward over their concatenation."""
+    if len(passes) == 1:
+        ((x, y),) = passes
+        return [network_output(bundle, x, t, y)]
+    n = len(passes)
+    eps, var_frac = network_output(
+        bundle, torch.cat([x for x, _ in passes]), torch.cat([t] * n), concat(*(y for _, y in passes)))
+    return list(zip(eps.chunk(n), var_frac.chunk(n) if var_frac is not None else [None] * n))
+
+
 def predict(
     bundle: ModelBundle,
     x: Tensor,
@@ -55,21 +72,24 @@ def predict(
     labels: CondBatch,
     null_labels: CondBatch = None,
     weight: float = 0.0,
+    twin: tuple[Tensor, CondBatch] | None = None,
 ) -> Prediction:
     """ε̂ at x_t for the condition batch `labels`; with `null_labels` and w ≠ 0, classifier-free guided
     in one forward.
 
     x: (B, …); t: (B,) original timesteps; labels, null_labels: condition batches of B (or None).
+    twin: the unguided twin's sample and condition batch (x', y'), evaluated in the same forward;
+    its unguided ε and v come back as `Prediction.twin`.
     """
-    if null_labels is None or weight == 0.0:
-        eps, var_frac = network_output(bundle, x, t, labels)
-        return Prediction(eps, var_frac, None)
-    eps2, var2 = network_output(bundle, torch.cat([x, x]), torch.cat([t, t]), concat(labels, null_labels))
-    eps_c, eps_u = eps2.chunk(2)
-    cfg_term = weight * (eps_c - eps_u)
-    # The variance of a learned-sigma model comes from the conditional branch.
-    var_frac = None if var2 is None else var2.chunk(2)[0]
-    return Prediction(eps_c + cfg_term, var_frac, cfg_term)
+    guided = null_labels is not None and weight != 0.0
+    passes = [(x, labels)] + ([(x, null_labels)] if guided else []) + ([twin] if twin is not None else [])
+    outputs = network_outputs(bundle, t, passes)
+    twin_prediction = Prediction(*outputs.pop(), None) if twin is not None else None
+    eps_c, var_frac = outputs[0]  # a learned-sigma model's variance comes from the conditional branch
+    if not guided:
+        return Prediction(eps_c, var_frac, None, twin_prediction)
+    cfg_term = weight * (eps_c - outputs[1][0])
+    return Prediction(eps_c + cfg_term, var_frac, cfg_term, twin_prediction)
 
 
 def classifier_log_probs(

@@ -148,6 +148,12 @@ class SamplingRequest:
             return self.label
         return (self.label,) * self.batch
 
+    def unguided(self) -> "SamplingRequest":
+        """The same run with guidance switched off (w = s = 0): under CFG the plain conditional model,
+        under classifier guidance the prediction it starts from. Its samples are the unguided twin's."""
+        kind = "cfg" if self.guidance.uses_cfg else "none"
+        return self.replace(guidance=Guidance(kind))
+
     def replace(self, **changes: Any) -> "SamplingRequest":
         return dataclasses.replace(self, **changes)
 

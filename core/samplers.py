@@ -15,6 +15,7 @@ from torch import Tensor
 
 from . import guidance as G
 from .bundle import ModelBundle
+from .conditioning import Conditions
 from .noise import NoiseStream
 from .requests import SamplingRequest
 from .schedule import Schedule, StepCoefficients
@@ -39,6 +40,7 @@ class Step:
     classifier_term: the classifier's change to ε, (B, …): −√(1−ᾱ_t)·s·∇log p for DDIM, the ε
     equivalent of the mean shift Σ·s·∇log p for DDPM (None without classifier guidance at this step).
     Δε = cfg_term + classifier_term: these are the tensors the update used, not recomputations.
+    twin_x, twin_x0: the unguided twin's sample and x̂0 (`sample(..., twin=True)`), else None.
     noise_level: √(1−ᾱ_t) of the x_t this update started from. seconds: the update's wall time.
     """
 
@@ -54,6 +56,8 @@ class Step:
     log_probs: Tensor | None = None
     cfg_term: Tensor | None = None
     classifier_term: Tensor | None = None
+    twin_x: Tensor | None = None
+    twin_x0: Tensor | None = None
 
     @property
     def is_last(self) -> bool:
@@ -159,10 +163,75 @@ def _synchronize(device: torch.device) -> None:
 Diagnostics = Union[bool, Callable[[int], bool]]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every update of one run shares: coefficients of its schedule, condition batches, variance, x̂0
+    handling. `sample` and `update_terms` both step through it, so both compute exactly the same math."""
+
+    request: SamplingRequest
+    bundle: ModelBundle
+    coefs: tuple[StepCoefficients, ...]
+    conds: Conditions
+    variance: str
+    clip: str
+
+    @classmethod
+    def of(cls, request: SamplingRequest, bundle: ModelBundle) -> "_Plan":
+        """ValueError when the request does not fit the model."""
+        cfg = bundle.config
+        schedule: Schedule = bundle.sampling_schedule(request.steps)
+        variance = request.variance or cfg.variance
+        if variance == "learned_range" and not cfg.learn_sigma:
+            raise ValueError(f"{bundle.name!r} does not learn its variance; use fixed_small or fixed_large.")
+        clip = cfg.clip if request.clip == "auto" else request.clip
+        coefs = tuple(schedule.coefficients(i) for i in range(schedule.num_steps))
+        return cls(request, bundle, coefs, bundle.conditions(request), variance, clip)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.coefs)
+
+    def coefficients(self, k: int) -> StepCoefficients:
+        """The scalars of update k = 1 … n (from the noisiest timestep down to 0)."""
+        return self.coefs[self.num_steps - k]
+
+    def strengths(self, k: int) -> tuple[float, float]:
+        """(w, s) in force at update k: the CFG weight and the classifier scale, 0 where they do not act."""
+        g = self.request.guidance
+        active = g.kind != "none" and g.active_at((k - 1) / self.num_steps)
+        return (g.weight if active and g.uses_cfg else 0.0, g.scale if active and g.uses_classifier else 0.0)
+
+    def predict(self, x: Tensor, t: Tensor, weight: float, twin_x: Tensor | None = None) -> G.Prediction:
+        """ε̂ at x (CFG with `weight` when the guidance uses it), and the unguided twin's ε at `twin_x`."""
+        conds = self.conds
+        uses_cfg = self.request.guidance.uses_cfg
+        cond = conds.cond if uses_cfg else conds.base  # the twin's condition: guidance off, w = s = 0
+        twin = None if twin_x is None else (twin_x, cond)
+        return G.predict(self.bundle, x, t, cond, conds.null if uses_cfg else None, weight, twin)
+
+    def classify(self, x: Tensor, t: Tensor, scale: float, diagnose: bool) -> tuple[Tensor | None, Tensor | None]:
+        """(log p(k | x_t) of every class or None, s·∇log p(y | x_t) or None): computed only when the
+        classifier guides (s ≠ 0) or `diagnose` asks for it."""
+        if self.bundle.classifier is None or self.conds.target is None or not (scale != 0.0 or diagnose):
+            return None, None
+        log_probs, grad = G.classifier_log_probs(self.bundle, x, t, self.conds.target, scale != 0.0)
+        return log_probs, None if grad is None else scale * grad
+
+    def update(self, x: Tensor, pred: G.Prediction, k: int, noise: Tensor | None,
+               grad: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Update k from x with the prediction `pred`: (x_{t−1}, x̂0, the classifier's Δε or None)."""
+        c, request = self.coefficients(k), self.request
+        if request.sampler == "ddpm":
+            return ddpm_step(x, pred.eps, c, variance=self.variance, var_frac=pred.var_frac, clip=self.clip,
+                             percentile=request.dynamic_percentile, noise=noise, grad=grad)
+        return ddim_step(x, pred.eps, c, eta=request.eta, clip=self.clip, percentile=request.dynamic_percentile,
+                         noise=noise, grad=grad)
+
+
 @torch.no_grad()
 def sample(
     request: SamplingRequest, bundle: ModelBundle, cancel: CancelToken | None = None, *,
-    diagnostics: Diagnostics = False,
+    diagnostics: Diagnostics = False, twin: bool = False,
 ) -> Iterator[Step]:
     """Yield the initial noise and the state after every denoising step.
 
@@ -171,68 +240,81 @@ def sample(
     diagnostics: whether to compute the per-step extras that cost a pass of their own (the
     classifier's p(y | x_t) when it is not guiding): True every step, False never, or a callable
     asked with the step index k = 1 … n before each update.
+    twin: also sample the unguided twin (`SamplingRequest.unguided`: the same run with w = s = 0) from
+    the same noise, reported as `Step.twin_x` / `twin_x0`. Until guidance first acts the twin IS this
+    run and costs nothing; from then on its pass joins the network's forward (B more samples).
     """
-    cfg = bundle.config
-    schedule: Schedule = bundle.sampling_schedule(request.steps)
-    n = schedule.num_steps
-    coefs = [schedule.coefficients(i) for i in range(n)]
-    variance = request.variance or cfg.variance
-    if variance == "learned_range" and not cfg.learn_sigma:
-        raise ValueError(f"{bundle.name!r} does not learn its variance; use fixed_small or fixed_large.")
-    clip = cfg.clip if request.clip == "auto" else request.clip
-    conds = bundle.conditions(request)
-    g = request.guidance
-    guided = g.kind != "none"
+    plan = _Plan.of(request, bundle)
+    n = plan.num_steps
+    guided = request.guidance.kind != "none"
     needs_step_noise = request.sampler == "ddpm" or request.eta > 0
     device = bundle.device
 
     wants_diagnostics = diagnostics if callable(diagnostics) else (lambda _k: bool(diagnostics))
     noise = NoiseStream(request.seed, request.batch, bundle.sample_shape(request), n, device)
     x = noise.initial()
-    yield Step(0, n, None, x, None, None, None, 1.0, 0.0)
+    yield Step(0, n, None, x, None, None, None, 1.0, 0.0, twin_x=x if twin else None)
 
+    twin_x: Tensor | None = None  # the twin's sample once it has parted from this run's
     for k in range(1, n + 1):
         if cancel is not None and cancel.is_set():
             return
         start = time.perf_counter()
-        i = n - k  # schedule index, from the noisiest down to 0
-        c = coefs[i]
+        c = plan.coefficients(k)
         t = torch.full((request.batch,), c.timestep, dtype=torch.long, device=device)
-        active = guided and g.active_at((k - 1) / n)
-
-        if g.uses_cfg:
-            pred = G.predict(bundle, x, t, conds.cond, conds.null, g.weight if active else 0.0)
-        else:
-            pred = G.predict(bundle, x, t, conds.base)
-
-        log_prob = log_probs = grad = None
-        if bundle.classifier is not None and conds.target is not None:
-            with_grad = active and g.uses_classifier and g.scale != 0.0
-            if with_grad or wants_diagnostics(k):
-                log_probs, grad = G.classifier_log_probs(bundle, x, t, conds.target, with_grad)
-                log_prob = log_probs.gather(1, conds.target[:, None])[:, 0]
-            if grad is not None:
-                grad = g.scale * grad
+        weight, scale = plan.strengths(k)
+        if twin and twin_x is None and (weight != 0.0 or scale != 0.0):
+            twin_x = x  # guidance acts for the first time: from here on the twin takes its own path
+        pred = plan.predict(x, t, weight, twin_x)
+        log_probs, grad = plan.classify(x, t, scale, wants_diagnostics(k))
+        log_prob = None if log_probs is None else log_probs.gather(1, plan.conds.target[:, None])[:, 0]
 
         z = noise.step() if needs_step_noise else None
-        z = z if i > 0 else None
-        if request.sampler == "ddpm":
-            x, x0, eps_shift = ddpm_step(
-                x, pred.eps, c, variance=variance, var_frac=pred.var_frac, clip=clip,
-                percentile=request.dynamic_percentile, noise=z, grad=grad,
-            )
-        else:
-            x, x0, eps_shift = ddim_step(
-                x, pred.eps, c, eta=request.eta, clip=clip, percentile=request.dynamic_percentile,
-                noise=z, grad=grad,
-            )
+        z = z if k < n else None
+        x_prev, x0, eps_shift = plan.update(x, pred, k, z, grad)
+        twin_x0 = x0 if twin else None
+        if twin_x is not None:
+            twin_x, twin_x0, _ = plan.update(twin_x, pred.twin, k, z, None)
+        x = x_prev
         norm = None
         if guided:
             delta = sum(d for d in (pred.cfg_term, eps_shift) if d is not None)
             norm = delta.flatten(1).norm(dim=1) if isinstance(delta, Tensor) else torch.zeros(request.batch, device=device)
         _synchronize(device)
         yield Step(k, n, c.timestep, x, x0, log_prob, norm, c.sigma_noise, time.perf_counter() - start,
-                   log_probs=log_probs, cfg_term=pred.cfg_term, classifier_term=eps_shift)
+                   log_probs=log_probs, cfg_term=pred.cfg_term, classifier_term=eps_shift,
+                   twin_x=(x if twin_x is None else twin_x) if twin else None, twin_x0=twin_x0)
+
+
+@dataclass(frozen=True)
+class UpdateTerms:
+    """What one update computes at some points (N, …): eps, the model's own ε there with guidance
+    left out (ε_c under CFG, the base prediction otherwise), and the two guidance terms, as in `Step`."""
+
+    eps: Tensor
+    cfg_term: Tensor | None
+    classifier_term: Tensor | None
+
+
+@torch.no_grad()
+def update_terms(request: SamplingRequest, bundle: ModelBundle, x: Tensor, k: int) -> UpdateTerms:
+    """Update k (1 … n) of `request` evaluated at arbitrary points x (N, …), as if they were its samples
+    (all with the request's first target label): the same code path `sample` takes, without noise.
+
+    For fields of arrows over the plane: at a sample's own x_t this gives exactly that Step's terms.
+    """
+    labels = request.labels()
+    plan = _Plan.of(request.replace(batch=len(x), label=None if labels is None else labels[0]), bundle)
+    if not 1 <= k <= plan.num_steps:
+        raise ValueError(f"Update {k} is outside this run's 1 … {plan.num_steps}.")
+    x = x.to(bundle.device)
+    t = torch.full((len(x),), plan.coefficients(k).timestep, dtype=torch.long, device=bundle.device)
+    weight, scale = plan.strengths(k)
+    pred = plan.predict(x, t, weight)
+    _, grad = plan.classify(x, t, scale, False)
+    _, _, eps_shift = plan.update(x, pred, k, None, grad)
+    eps = pred.eps if pred.cfg_term is None else pred.eps - pred.cfg_term
+    return UpdateTerms(eps, pred.cfg_term, eps_shift)
 
 
 def final_sample(request: SamplingRequest, bundle: ModelBundle, *, diagnostics: Diagnostics = False) -> Step:
