@@ -173,7 +173,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     gaps = np.diff([start, *ticks, end]) * 1000
     first = (win.first_frame_at - start) * 1000 if win.first_frame_at else float("nan")
     print(f"{label}")
-    print(f"  run: {len(result.xt_frames) - 1} steps in {end - start:.2f} s on {result.device}; "
+    print(f"  run: {len(result) - 1} steps in {end - start:.2f} s on {result.device}; "
           f"frames painted: {len(shown)}")
     print(f"  GUI timer (10 ms) gaps: max {gaps.max():.1f} ms, p99 {np.percentile(gaps, 99):.1f} ms, "
           f"median {np.median(gaps):.1f} ms  (target max ≤ 50 ms)")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported on use: grids and scatter plots need only numpy
+    from torch import Tensor
 
 # One colour per class (tab10-like), RGB.
 PALETTE = np.array([
@@ -14,13 +16,25 @@ PALETTE = np.array([
 ], dtype=np.uint8)
 
 
-def to_uint8(x: Tensor) -> np.ndarray:
-    """Images (B, C, H, W) in [−1, 1] → (B, H, W, 3) uint8 (grey images are repeated to RGB)."""
+def pixels(x: Tensor) -> np.ndarray:
+    """Images (B, C, H, W) in [−1, 1] → (B, H, W, C') uint8 with C' = 1 for grey (C < 3), else 3."""
     if x.dim() != 4:
         raise ValueError(f"Expected images of shape (B, C, H, W), got {tuple(x.shape)}.")
-    pixels = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
-    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
+    import torch
+
+    x = x[:, :1] if x.shape[1] < 3 else x[:, :3]
+    values = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return values.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def rgb(pictures: np.ndarray) -> np.ndarray:
+    """(…, C) uint8 with C = 1 or 3 → (…, 3): grey repeated to RGB."""
+    return np.repeat(pictures, 3, axis=-1) if pictures.shape[-1] == 1 else pictures
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """Images (B, C, H, W) in [−1, 1] → (B, H, W, 3) uint8 (grey images are repeated to RGB)."""
+    return rgb(pixels(x))
 
 
 def grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: int = 0) -> np.ndarray:

@@ -16,13 +16,15 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QWidget
 
+from core.pngmeta import SaveError, read_settings
+from core.runs import RunResult
+
 from .compare.sweep_window import SweepWindow
 from .compare.window import CompareWindow
 from .library.export import export_gif
 from .library.gallery import GalleryWidget
-from .library.pngio import SavedFiles, SaveError, default_stem, read_settings, save_result
+from .library.pngio import SavedFiles, default_stem, save_result
 from .library.store import Library, LibraryEntry, PreparedRun
-from .run.results import RunResult
 from .tasks import SerialTasks
 
 RECORD_WAIT_S = 3.0  # at close, how long to let runs still being saved finish
@@ -128,7 +130,7 @@ class ResultsController(QObject):
     def record(self, result: RunResult) -> bool:
         """Save a finished run into the library in the background; `run_recorded` follows.
         A run stopped before its first step, or any run while the library is read-only, is skipped (False)."""
-        if self.gallery is None or self.library.read_only or (not result.completed and len(result.xt_frames) <= 1):
+        if self.gallery is None or self.library.read_only or (not result.completed and len(result) <= 1):
             return False
         library = self.library
         self._recorder.submit(None, lambda: library.prepare(result))

@@ -6,16 +6,16 @@ grid isolates the effect of the swept parameter.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from core.runs import RunResult
+
 from ..library.export import enlarge, font
 from ..library.pngio import result_picture
-from ..run.results import RunResult
 
 if TYPE_CHECKING:  # core loads torch; the sweep window is built before that
     from core import ModelBundle, SamplingRequest
@@ -154,6 +154,7 @@ class SweepCell:
 def run_sweep(spec: SweepSpec, bundle: ModelBundle, cancel=None) -> Iterator[SweepCell]:
     """Run the cells row by row; yield each as it finishes. Stops between steps once `cancel` is set."""
     from core import sample
+    from core.recording import Recorder
 
     rows, cols = spec.shape
     for r in range(rows):
@@ -161,16 +162,16 @@ def run_sweep(spec: SweepSpec, bundle: ModelBundle, cancel=None) -> Iterator[Swe
             if cancel is not None and cancel.is_set():
                 return
             request = spec.request(r, c)
-            start = time.perf_counter()
+            recorder = Recorder.for_bundle(request, bundle)
             initial = last = None
             for step in sample(request, bundle, cancel, diagnostics=True):
                 if initial is None:
                     initial = step.x.detach().float().cpu().numpy()
+                recorder.add(step)
                 last = step
             if last is None or not last.is_last:
                 return  # cancelled inside this cell: nothing half-done is reported
-            result = RunResult(request, bundle.name, str(bundle.device), time.perf_counter() - start,
-                               last.x.detach().float().cpu().numpy())
+            result = recorder.result(completed=True)
             yield SweepCell(r, c, result, initial, result_picture(result))
 
 

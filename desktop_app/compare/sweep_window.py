@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..library.pngio import SaveError, write_png
+from core.pngmeta import SaveError, write_png
+
 from ..qtpix import to_pixmap
 from ..tasks import ThreadedJob, _emit
 from .sweep import PARAMETERS, SweepCell, SweepSpec, compose_grid, parse_seeds, parse_values, run_sweep

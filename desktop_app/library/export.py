@@ -6,8 +6,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..run.results import RunResult
-from .pngio import atomic_write, points_picture
+from core.pngmeta import atomic_write
+from core.runs import RunResult
+
+from ..run.trajectory import Frames
+from .pngio import points_picture
 
 MIN_PANEL = 192  # image grids smaller than this are enlarged (nearest neighbour) to stay legible
 POINT_EXTENT = 3.0  # 2-D frames show [−3, 3]²: all of the initial noise cloud, like the live view
@@ -29,16 +32,21 @@ def enlarge(picture: np.ndarray, min_side: int = MIN_PANEL) -> np.ndarray:
     return picture if factor == 1 else picture.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def frame_picture(frame: np.ndarray | None, result: RunResult, blank: bool = False) -> np.ndarray:
-    """One stored frame → (H, W, 3) uint8: a point cloud is rasterised, an image grid enlarged."""
+def frame_picture(frame: np.ndarray | None, result: RunResult, like: np.ndarray | None = None) -> np.ndarray:
+    """One frame's pane → (H, W, 3) uint8: a point cloud is rasterised, an image grid enlarged.
+
+    None (x̂0 before the first update) gives a blank pane: white for points, black the size of `like`
+    for images.
+    """
     if result.is_points:
-        if blank or frame is None:
+        if frame is None:
             return np.full((256, 256, 3), 255, np.uint8)
         return points_picture(frame, result.request, size=256, extent=POINT_EXTENT)
     if frame is None:
-        raise ValueError("An image trajectory frame is missing.")
-    picture = enlarge(np.asarray(frame, dtype=np.uint8))
-    return np.zeros_like(picture) if blank else picture
+        if like is None:
+            raise ValueError("An image trajectory frame is missing.")
+        return np.zeros_like(enlarge(like))
+    return enlarge(np.asarray(frame, dtype=np.uint8))
 
 
 def labelled(picture: np.ndarray, text: str) -> Image.Image:
@@ -56,11 +64,10 @@ def trajectory_frames(result: RunResult, max_frames: int | None = None) -> list[
     Each frame is x_t (left) and x̂0 (right) with captions naming the step, so no two frames are
     identical (GIF writers merge identical consecutive frames).
     """
-    n = len(result.xt_frames)
+    frames_of = Frames(result)
+    n = len(frames_of)
     if n == 0:
         raise ValueError("This run has no trajectory frames to export.")
-    if len(result.x0_frames) != n:
-        raise ValueError(f"The run has {n} x_t frames but {len(result.x0_frames)} x̂0 frames.")
     indices = list(range(n))
     if max_frames is not None and n > max_frames:
         if max_frames < 2:
@@ -69,9 +76,10 @@ def trajectory_frames(result: RunResult, max_frames: int | None = None) -> list[
     last = n - 1
     frames = []
     for i in indices:
-        xt = labelled(frame_picture(result.xt_frames[i], result), f"x_t   step {i}/{last}")
-        x0 = labelled(frame_picture(result.x0_frames[i], result, blank=(i == 0)),
-                      "predicted x0" if i else "predicted x0 (none yet)")
+        frame = frames_of.frame(i)
+        xt = labelled(frame_picture(frame.xt, result), f"x_t   step {i}/{last}")
+        x0 = labelled(frame_picture(frame.x0, result, like=frame.xt),
+                      "predicted x0" if frame.x0 is not None else "predicted x0 (none yet)")
         canvas = Image.new("RGB", (xt.width + GAP + x0.width, max(xt.height, x0.height)), "white")
         canvas.paste(xt, (0, 0))
         canvas.paste(x0, (xt.width + GAP, 0))

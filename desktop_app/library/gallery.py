@@ -22,8 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.runs import RunResult
+
 from ..qtpix import png_pixmap
-from ..run.results import RunResult
 from .store import Library, LibraryEntry, SkippedRow
 
 ALL_MODELS = "All models"

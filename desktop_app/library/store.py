@@ -20,8 +20,7 @@ import platformdirs
 
 if TYPE_CHECKING:  # core loads torch: imported where needed, so the window opens first
     from core import SamplingRequest
-
-    from ..run.results import RunResult
+    from core.runs import RunResult
 
 ENV_VAR = "GUIDANCE_STUDIO_DATA"
 DB_NAME = "library.sqlite3"

@@ -1,9 +1,10 @@
 """The sampling worker: `core.sample` in a thread, newest-frame coalescing, cancel, errors as signals.
 
-The engine thread converts each step to previews (`Trajectory.add`) and stores it as the latest
-frame; it posts `frame_ready` only when the GUI has taken the previous one, so the GUI never queues
-work and the engine never waits for painting. Stop sets a `threading.Event` the step iterator checks
-between steps. The run ends with `finished(RunResult)` (completed=False after Stop) or `failed(msg)`.
+The engine thread records each step (`core.recording.Recorder`: previews and curves, the run's named
+tracks) and stores it as the latest frame; it posts `frame_ready` only when the GUI has taken the
+previous one, so the GUI never queues work and the engine never waits for painting. Stop sets a
+`threading.Event` the step iterator checks between steps. The run ends with `finished(RunResult)`
+(completed=False after Stop) or `failed(msg)`.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import traceback
 from PySide6.QtCore import QObject, Signal
 
 from core import ModelBundle, SamplingRequest, sample
+from core.recording import Recorder
 
 from ..tasks import ThreadedJob, _emit, describe_error
-from .trajectory import Frame, Trajectory
+from .trajectory import Frame, Frames
 
 
 class SamplingWorker(ThreadedJob):
@@ -29,7 +31,8 @@ class SamplingWorker(ThreadedJob):
         super().__init__("sampling", parent)
         self.request = request
         self.bundle = bundle
-        self.trajectory = Trajectory(request, bundle.name, str(bundle.device), len(bundle.config.data_shape) == 1)
+        self.recorder = Recorder.for_bundle(request, bundle)
+        self.trajectory = Frames(self.recorder)  # what the GUI reads while the run is recorded
         self.frames_posted = 0
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -63,12 +66,12 @@ class SamplingWorker(ThreadedJob):
                 self._cancel.set()
 
     def _run(self) -> None:
-        traj = self.trajectory
+        recorder = self.recorder
         try:
             for step in sample(self.request, self.bundle, self._cancel, diagnostics=True):
-                self._publish(traj.add(step))
-            completed = traj.num_steps > 0 and len(traj) == traj.num_steps + 1
-            result = traj.result(completed)
+                self._publish(self.trajectory.frame(recorder.add(step)))
+            completed = recorder.num_steps > 0 and len(recorder) == recorder.num_steps + 1
+            result = recorder.result(completed)
         except Exception as exc:  # bad checkpoint, NaN, out of memory: a message, never a crash
             traceback.print_exc()
             _emit(self.failed, describe_error(exc, "Sampling failed: "))

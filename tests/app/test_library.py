@@ -10,9 +10,9 @@ from PIL import Image
 
 from core import Guidance, SamplingRequest
 from desktop_app.library import store as library_module
-from desktop_app.library.pngio import read_settings
+from core.pngmeta import read_settings
 from desktop_app.library.store import Library, data_dir
-from desktop_app.run.results import RunResult
+from core.runs import RunResult
 
 
 def request(model: str = "toy-gmm", **changes) -> SamplingRequest:

@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from core import Guidance, SamplingRequest  # noqa: E402
 from desktop_app.library.gallery import ALL_MODELS, GalleryWidget  # noqa: E402
 from desktop_app.library.store import Library  # noqa: E402
-from desktop_app.run.results import RunResult  # noqa: E402
+from core.runs import RunResult  # noqa: E402
 
 
 def points_result(seed: int, weight: float, model: str = "toy-gmm") -> RunResult:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from core import Guidance, SamplingRequest
+from core.runs import RunResult
 from desktop_app.library.store import DB_NAME, Library
-from desktop_app.run.results import RunResult
 
 from .conftest import LOAD_TIMEOUT_MS
 

@@ -7,7 +7,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence
 
-from desktop_app.library.pngio import read_settings
+from core.pngmeta import read_settings
 
 RUN_TIMEOUT_MS = 60_000
 
@@ -138,7 +138,7 @@ def test_export_gif_and_menu_entries(window, qtbot, tmp_path):
     result = run_once(window, qtbot, steps="7", batch_points=80)
     path = window.results.export_gif_to(tmp_path / "run.gif")
     with Image.open(path) as gif:
-        assert gif.n_frames == len(result.xt_frames) == 8
+        assert gif.n_frames == len(result) == 8
     file_menu = [a.text() for a in window.file_menu.actions()]
     assert "&Save result…" in file_menu and "Open settings from &PNG…" in file_menu
     assert window.results.save_action.shortcut() == QKeySequence(QKeySequence.StandardKey.Save)
@@ -180,7 +180,7 @@ def test_settings_are_not_replaced_during_a_run(window, tmp_path, monkeypatch):
 
 
 def test_a_run_that_cannot_be_saved_is_reported_and_not_listed(window, qtbot, monkeypatch):
-    from desktop_app.library.pngio import SaveError
+    from core.pngmeta import SaveError
     from desktop_app.library.store import Library
 
     def refuse(self, result, per_sample=True):

@@ -10,43 +10,47 @@ from PIL import Image
 
 from core import Guidance, SamplingRequest, load_model, sample
 from core.images import to_uint8
+from core.pngmeta import CHUNK_KEY, SaveError, read_metadata, read_settings, write_png
+from core.recording import Recorder
+from core.runs import RunResult, read_run
 from desktop_app.library import pngio
 from desktop_app.library.export import export_gif, trajectory_frames
-from desktop_app.library.pngio import SaveError, read_metadata, read_settings, save_result, write_png
-from desktop_app.run.results import RunResult
+from desktop_app.library.pngio import save_result
 
 
 def points_run(steps: str = "8", batch: int = 64) -> RunResult:
     """A real toy-gmm run with every step's point cloud kept."""
     request = SamplingRequest(model="toy-gmm", steps=steps, guidance=Guidance(kind="cfg", weight=1.5),
                               label=2, seed=7, batch=batch)
-    xs, x0s = [], []
+    recorder = Recorder(request, "toy-gmm", "cpu", is_points=True)
     for step in sample(request, load_model("toy-gmm", device="cpu")):
-        xs.append(step.x.numpy().copy())
-        x0s.append(None if step.x0 is None else step.x0.numpy().copy())
-    return RunResult(request, "toy-gmm", "cpu", 0.25, xs[-1], xs, x0s)
+        recorder.add(step)
+    result = recorder.result(completed=True)
+    return RunResult(request, "toy-gmm", "cpu", 0.25, result.samples, result.tracks, result.num_steps)
 
 
 def image_run(batch: int = 3, frames: int = 5) -> RunResult:
-    """A synthetic image-model result: (B, 3, 6, 5) samples and uint8 grid frames."""
+    """A synthetic image-model result: (B, 3, 6, 5) samples and uint8 per-sample previews."""
     rng = np.random.default_rng(0)
     request = SamplingRequest(model="some-images", sampler="ddpm", steps="ddim25", label=(1, 0, 1),
                               seed=3, batch=batch, clip="dynamic",
                               guidance=Guidance(kind="both", scale=2.0, weight=0.5, window=(0.1, 0.9)))
     samples = rng.uniform(-1, 1, (batch, 3, 6, 5)).astype(np.float32)
-    grids = [rng.integers(0, 256, (10, 20, 3), dtype=np.uint8) for _ in range(frames)]
-    return RunResult(request, "some-images", "cuda:0", 12.5, samples, grids, list(grids), completed=False)
+    previews = [rng.integers(0, 256, (batch, 6, 5, 3), dtype=np.uint8) for _ in range(frames)]
+    tracks = {"xt": previews, "x0": [None, *previews[1:]], "noise_level": list(np.linspace(1, 0.1, frames))}
+    return RunResult(request, "some-images", "cuda:0", 12.5, samples, tracks, num_steps=24, completed=False)
 
 
 def test_points_result_round_trips_through_png(tmp_path):
     run = points_run()
     saved = save_result(run, tmp_path)
     assert saved.samples == ()  # a 2-D model has no per-sample pictures
+    assert saved.run == tmp_path / f"{saved.grid.stem}.run.npz" and len(read_run(saved.run)) == 9
     model, request = read_settings(saved.grid)
     assert (model, request) == ("toy-gmm", run.request)
     meta = read_metadata(saved.grid)
     assert meta["device"] == "cpu" and meta["seconds"] == 0.25 and meta["completed"] is True
-    assert meta["app_version"] and meta["sample_index"] is None
+    assert meta["app_version"] and meta["sample_index"] is None and meta["run_file"] == saved.run.name
     with Image.open(saved.grid) as img:
         assert img.size == (256, 256)
 
@@ -55,7 +59,7 @@ def test_image_result_saves_grid_and_every_sample_with_settings(tmp_path):
     run = image_run()
     saved = save_result(run, tmp_path, stem="run")
     assert [p.name for p in saved.all] == ["run.png", "run_sample000.png", "run_sample001.png",
-                                           "run_sample002.png"]
+                                           "run_sample002.png", "run.run.npz"]
     expected = to_uint8(torch.from_numpy(run.samples))
     for i, path in enumerate(saved.samples):
         assert read_settings(path) == ("some-images", run.request)
@@ -147,5 +151,5 @@ def test_gif_of_an_image_run_and_bad_input(tmp_path):
 def test_metadata_is_plain_json_in_a_text_chunk(tmp_path):
     saved = save_result(points_run(steps="4", batch=8), tmp_path)
     with Image.open(saved.grid) as img:
-        data = json.loads(img.text[pngio.CHUNK_KEY])
+        data = json.loads(img.text[CHUNK_KEY])
     assert data["request"]["guidance"] == {"kind": "cfg", "scale": 0.0, "weight": 1.5, "window": [0.0, 1.0]}

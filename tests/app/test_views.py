@@ -6,6 +6,8 @@ import numpy as np
 from PySide6.QtCore import QPoint
 from PySide6.QtGui import QImage
 
+from desktop_app.run.trajectory import Frames
+
 from .conftest import LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS
 
 
@@ -51,14 +53,15 @@ def test_x0_pane_shows_only_the_new_runs_points(qtbot, window):
     x0_pane = window.views.point_panes[1]
     assert tinted(on_screen(qtbot, window, x0_pane), green) > 10  # the first run's cloud is seen
     result = run_to_end(qtbot, window, guidance="classifier", scale=3.0, class_index=5)
-    for pane, frames in zip(window.views.point_panes, (result.xt_frames, result.x0_frames)):
+    last = Frames(result).frame(len(result) - 1)
+    for pane, points in zip(window.views.point_panes, (last.xt, last.x0)):
         assert pane.cloud.group_colors == [tuple(int(c) for c in brown)]
-        np.testing.assert_array_equal(pane.points, frames[-1])
+        np.testing.assert_array_equal(pane.points, points)
         pixels = on_screen(qtbot, window, pane)
         assert tinted(pixels, green) == 0 and tinted(pixels, brown) > 10
     window.views.slider.setValue(17)
     pixels = on_screen(qtbot, window, x0_pane)
-    np.testing.assert_array_equal(x0_pane.points, result.x0_frames[17])
+    np.testing.assert_array_equal(x0_pane.points, Frames(result).frame(17).x0)
     assert tinted(pixels, green) == 0 and tinted(pixels, brown) > 10
     window.views.slider.setValue(0)  # no x̂0 yet at step 0: the pane holds no points at all
     pixels = on_screen(qtbot, window, x0_pane)

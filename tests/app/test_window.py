@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from desktop_app.run.trajectory import Frames
+
 from .conftest import LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS, tiny_bundle
 
 
@@ -21,13 +23,14 @@ def test_toy_gmm_run_shows_frames_and_ends_on_the_last_step(qtbot, window):
     result = run_to_end(qtbot, window)
     assert result.completed and window.current_result() is result
     assert len(shown) >= 1 and shown == sorted(shown)
-    assert len(result.xt_frames) == 201 and result.samples.shape == (500, 2)
+    assert len(result) == 201 and result.samples.shape == (500, 2)
+    last = Frames(result).frame(200)
     views = window.views
     assert views.shown_index == 200 and views.slider.value() == 200 and views.slider.maximum() == 200
-    np.testing.assert_array_equal(views.point_panes[0].points, result.xt_frames[-1])
-    np.testing.assert_array_equal(views.point_panes[1].points, result.x0_frames[-1])
+    np.testing.assert_array_equal(views.point_panes[0].points, last.xt)
+    np.testing.assert_array_equal(views.point_panes[1].points, last.x0)
     steps, noise = window.plots.curve_data("noise")
-    np.testing.assert_allclose(noise, result.noise_level, rtol=1e-6)
+    np.testing.assert_allclose(noise, result.track("noise_level"), rtol=1e-6)
     _, prob = window.plots.curve_data("prob")
     assert prob[-1] > 0.9  # CFG towards class 2 leaves nearly every point in it
     assert "done: 200 steps" in window.run_panel.progress.format()
@@ -50,11 +53,12 @@ def test_image_model_runs_in_grid_views(qtbot, window):
     assert window.views.stack.currentIndex() == 1 and window.session.caps.name == "tiny"
     window.session.update(steps="15", batch_images=4)
     result = run_to_end(qtbot, window)
-    assert result.samples.shape == (4, 3, 8, 8) and len(result.xt_frames) == 16
+    assert result.samples.shape == (4, 3, 8, 8) and len(result) == 16
+    last = Frames(result).frame(15)
     shown = window.views.image_panes[0].image
     assert shown.shape == (22, 22, 3)
-    np.testing.assert_array_equal(shown, result.xt_frames[-1])
-    np.testing.assert_array_equal(window.views.image_panes[1].image, result.x0_frames[-1])
+    np.testing.assert_array_equal(shown, last.xt)
+    np.testing.assert_array_equal(window.views.image_panes[1].image, last.x0)
     _, prob = window.plots.curve_data("prob")
     assert len(prob) == 0 and window.plots.notes["prob"] == "no classifier"
     assert "no classifier" in window.plots.plots["prob"].titleLabel.text
@@ -67,7 +71,7 @@ def test_stop_mid_run_keeps_a_partial_result(qtbot, window):
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
         window.start_run()
     result = finished.args[0]
-    assert not result.completed and 1 <= len(result.xt_frames) < 501
+    assert not result.completed and 1 <= len(result) < 501
     assert "stopped at step" in window.run_panel.progress.format()
     assert window.run_panel.start_button.isEnabled()
 
@@ -78,8 +82,9 @@ def test_scrubbing_shows_that_steps_frames(qtbot, window):
     views = window.views
     views.slider.setValue(17)
     assert views.shown_index == 17 and "step 17 / 50" in views.step_label.text()
-    np.testing.assert_array_equal(views.point_panes[0].points, result.xt_frames[17])
-    np.testing.assert_array_equal(views.point_panes[1].points, result.x0_frames[17])
+    frame = Frames(result).frame(17)
+    np.testing.assert_array_equal(views.point_panes[0].points, frame.xt)
+    np.testing.assert_array_equal(views.point_panes[1].points, frame.x0)
     assert window.plots.cursors["noise"].value() == 17
     views.slider.setValue(0)
     assert views.point_panes[1].points is None  # no x̂0 before the first update
@@ -142,7 +147,7 @@ def test_classifier_guidance_plots_probability_and_norm(qtbot, window):
     result = run_to_end(qtbot, window)
     _, norm = window.plots.curve_data("norm")
     assert len(norm) == 40 and (norm > 0).all()
-    np.testing.assert_allclose(norm, np.nanmean(result.guidance_norm[1:], axis=1), rtol=1e-5)
+    np.testing.assert_allclose(norm, result.track("guidance_norm")[1:], rtol=1e-5)
 
 
 def test_corrupt_checkpoint_shows_an_error_and_keeps_the_model(qtbot, window, tmp_path):

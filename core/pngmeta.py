@@ -1,0 +1,127 @@
+"""PNGs with a run's settings embedded, written atomically, and reading the settings back. No Qt, no torch.
+
+The app and the CLI (`python -m core sample --out x.png`) write the same record, so File › Open
+settings from PNG accepts either. A PNG carries one text chunk, `guidance-studio`, holding JSON:
+{"format", "app_version", "model", "device", "seconds", "completed", "created", "sample_index",
+"request": SamplingRequest.to_dict()} plus, for app runs, "run_file": the name of the run file saved
+beside it (`core.runs`), so that reopening the PNG can show the whole run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+if TYPE_CHECKING:
+    from .requests import SamplingRequest
+
+CHUNK_KEY = "guidance-studio"
+FORMAT_VERSION = 1
+
+
+class SaveError(OSError):
+    """Writing a file failed (unwritable folder, full disk); nothing half-written was left behind."""
+
+
+def app_version() -> str:
+    """The installed distribution's version, or a marker when running from a source tree."""
+    try:
+        return metadata.version("guidance-studio")
+    except metadata.PackageNotFoundError:
+        return "source"
+
+
+def run_metadata(model: str, request: SamplingRequest, *, device: str = "", seconds: float = 0.0,
+                 completed: bool = True, sample_index: int | None = None, created: float | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """The JSON-able record embedded in every PNG of a run (`extra` keys are added as they are)."""
+    when = time.localtime(time.time() if created is None else created)
+    return {
+        "format": FORMAT_VERSION,
+        "app_version": app_version(),
+        "model": model,
+        "device": device,
+        "seconds": round(float(seconds), 4),
+        "completed": bool(completed),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", when),
+        "sample_index": sample_index,
+        "request": request.to_dict(),
+        **extra,
+    }
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The embedded record of a PNG written by `write_png`; ValueError for any other file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            text = dict(getattr(img, "text", {}) or {})
+    except FileNotFoundError:
+        raise ValueError(f"No such file: {path}.") from None
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{path.name} is not a readable image ({exc}).") from None
+    if CHUNK_KEY not in text:
+        raise ValueError(f"{path.name} holds no Guidance Studio settings (it was not saved by this app).")
+    try:
+        data = json.loads(text[CHUNK_KEY])
+    except json.JSONDecodeError:
+        raise ValueError(f"The settings embedded in {path.name} are damaged (not valid JSON).") from None
+    if not isinstance(data, dict) or "request" not in data or "model" not in data:
+        raise ValueError(f"The settings embedded in {path.name} are incomplete.")
+    return data
+
+
+def read_settings(path: str | Path) -> tuple[str, SamplingRequest]:
+    """(model name, request) embedded in a PNG saved by this app or the CLI; ValueError otherwise."""
+    from .requests import SamplingRequest
+
+    data = read_metadata(path)
+    try:
+        request = SamplingRequest.from_dict(data["request"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"The settings embedded in {Path(path).name} are not valid: {exc}") from None
+    return str(data["model"]), request
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call `write(file)` on a temporary file beside `path`, then rename it to `path`.
+
+    On any failure the temporary file is removed, `path` is untouched, and SaveError says why.
+    """
+    path = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".part", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise SaveError(f"Could not save {path.name} in {path.parent}: {exc.strerror or exc}.") from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return path
+
+
+def write_png(path: str | Path, picture: np.ndarray, meta: dict[str, Any] | None = None) -> Path:
+    """Write an (H, W, 3) uint8 picture as PNG, with `meta` as our JSON text chunk, atomically."""
+    info = PngImagePlugin.PngInfo()
+    if meta is not None:
+        info.add_text(CHUNK_KEY, json.dumps(meta, sort_keys=True))
+    img = Image.fromarray(np.ascontiguousarray(picture))
+    return atomic_write(path, lambda fh: img.save(fh, format="PNG", pnginfo=info))

@@ -1,0 +1,248 @@
+"""A run as a record: settings, outcome and every step's previews, and its file (`.run.npz`). No torch.
+
+`RunResult` is what a finished, stopped or reopened run is everywhere in the studio and the CLI.
+Its per-step data are named tracks (index = step, 0 = the initial noise), so new per-step views add
+a track by name and it is saved and reopened with no change here.
+
+The run file is a compressed `.npz` (NumPy's zip of `.npy` arrays, read with `allow_pickle=False`,
+so opening one never runs code):
+  meta            0-d str: JSON of `pngmeta.run_metadata` plus num_steps, timestamp, data_shape
+  samples         (B, *data_shape) float32, the last step reached, in model space
+  labels          (B,) int64 target class per sample, −1 when unconditional
+  track/<name>    one track stacked over the steps reached: (steps, ...)
+  mask/<name>     (steps,) bool, only for tracks some steps lack (those rows are zeros)
+`python -m core sample --out run.npz` writes the same file (samples and labels are the keys it has
+always written), so the app opens a CLI run as a run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .pngmeta import atomic_write, run_metadata
+
+if TYPE_CHECKING:
+    from .requests import SamplingRequest
+
+RUN_SUFFIX = ".run.npz"
+# Bytes of uint8 image previews (all image tracks together) one run file may hold before they are
+# shrunk further: keeps a 4-image 256×256 run of 250 steps under 60 MB on disk.
+PREVIEW_BUDGET = 48 * 2**20
+MAX_FILE_BYTES = 4 * 2**30  # a run file that would unpack to more than this is refused as damaged
+
+# The tracks every recorded run has (`core.recording.Recorder`); others are added by name.
+XT, X0, TIMESTEP, NOISE, ELAPSED, PROB, NORM = ("xt", "x0", "timestep", "noise_level", "elapsed", "prob",
+                                               "guidance_norm")
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """One run: what was asked, what happened, and every step it reached.
+
+    samples: (B, *data_shape) float32 in model space, the last step reached.
+    tracks: name → per-step values (a list, or an array whose first axis is the step), None where a
+      step has none. Standard tracks (`core.recording`):
+        xt, x0       previews of x_t and x̂0: images (B, h, w, C) uint8, C = 1 or 3, downscaled for
+                     large images; 2-D models (B, 2) float16. x0 is None at step 0.
+        timestep     the network's t (None at step 0); noise_level √(1−ᾱ_t) of x_t; elapsed: seconds
+                     from the start to this step
+        prob         mean classifier p(y | x_t) of the target (None where not computed)
+        guidance_norm  mean ‖Δε‖ over the batch (None when unguided)
+    num_steps: the denoising steps the run was set to take; len(result) − 1 were reached.
+    completed: False when it was stopped early. created: seconds since the epoch.
+    """
+
+    request: SamplingRequest
+    model_name: str
+    device: str
+    seconds: float
+    samples: np.ndarray
+    tracks: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    num_steps: int = 0
+    completed: bool = True
+    created: float = field(default_factory=time.time)
+
+    @property
+    def is_points(self) -> bool:
+        return self.samples.ndim == 2
+
+    def __len__(self) -> int:
+        """Steps recorded (the initial noise counts as one); 0 for a run without a trajectory."""
+        for name in (NOISE, XT):
+            if name in self.tracks:
+                return len(self.tracks[name])
+        return 0
+
+    def track(self, name: str) -> Sequence[Any]:
+        """The per-step values of one track (empty when the run has none)."""
+        return self.tracks.get(name, ())
+
+    def labels(self) -> np.ndarray:
+        """(B,) int64 target class of each sample, −1 when unconditional."""
+        labels = self.request.labels()
+        batch = len(self.samples)
+        if labels is None:
+            return np.full(batch, -1, np.int64)
+        return np.asarray(labels[:batch], dtype=np.int64)
+
+
+# --- the run file --------------------------------------------------------------------------------
+
+def _stack(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-step values → (steps, ...) array and a (steps,) presence mask (None when every step has one)."""
+    present = np.array([v is not None for v in values], dtype=bool)
+    if not present.any():
+        raise ValueError("empty track")
+    first = np.asarray(next(v for v in values if v is not None))
+    if first.dtype.kind in "fc" and first.dtype.itemsize > 4 and first.ndim == 0:
+        first = first.astype(np.float32)  # python floats: per-step curves are float32 on disk
+    blank = np.zeros_like(first)
+    rows = [blank if v is None else np.asarray(v, dtype=first.dtype) for v in values]
+    shapes = {r.shape for r in rows}
+    if len(shapes) != 1:
+        raise ValueError(f"steps of different shapes {sorted(shapes)}")
+    return np.stack(rows), (None if present.all() else present)
+
+
+def shrink_images(stack: np.ndarray, factor: int) -> np.ndarray:
+    """(..., h, w, C) uint8 previews → (..., ⌈h/f⌉, ⌈w/f⌉, C) by averaging f×f blocks (edges repeated)."""
+    if factor <= 1:
+        return stack
+    h, w = stack.shape[-3:-1]
+    ph, pw = -h % factor, -w % factor
+    if ph or pw:
+        pad = [(0, 0)] * (stack.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
+        stack = np.pad(stack, pad, mode="edge")
+    h2, w2 = stack.shape[-3] // factor, stack.shape[-2] // factor
+    blocks = stack.reshape(*stack.shape[:-3], h2, factor, w2, factor, stack.shape[-1])
+    return (blocks.mean(axis=(-4, -2), dtype=np.float32) + 0.5).astype(np.uint8)
+
+
+def _is_image_track(array: np.ndarray) -> bool:
+    return array.dtype == np.uint8 and array.ndim == 5  # (steps, B, h, w, C)
+
+
+def fit_previews(arrays: dict[str, np.ndarray], budget: int = PREVIEW_BUDGET) -> dict[str, np.ndarray]:
+    """Shrink every image track by one common factor so that together they hold ≤ `budget` bytes."""
+    total = sum(a.nbytes for a in arrays.values() if _is_image_track(a))
+    if total <= budget:
+        return arrays
+    factor = math.ceil(math.sqrt(total / budget))
+    while sum(shrink_images(a[:1], factor).nbytes * len(a) for a in arrays.values() if _is_image_track(a)) > budget:
+        factor += 1
+    return {k: shrink_images(a, factor) if _is_image_track(a) else a for k, a in arrays.items()}
+
+
+def run_arrays(result: RunResult, budget: int = PREVIEW_BUDGET, **meta: Any) -> dict[str, np.ndarray]:
+    """Everything the run file holds, as named arrays (`meta` keys are added to the JSON record)."""
+    tracks: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = {}
+    for name, values in result.tracks.items():
+        values = list(values)
+        if not values or all(v is None for v in values):
+            continue
+        try:
+            tracks[name], mask = _stack(values)
+        except ValueError as exc:
+            raise ValueError(f"The run's track {name!r} cannot be saved: {exc}.") from None
+        if mask is not None:
+            masks[name] = mask
+    tracks = fit_previews(tracks, budget)
+    record = run_metadata(result.model_name, result.request, device=result.device, seconds=result.seconds,
+                          completed=result.completed, created=result.created, num_steps=int(result.num_steps),
+                          timestamp=float(result.created), data_shape=list(result.samples.shape[1:]), **meta)
+    out = {"meta": np.array(json.dumps(record, sort_keys=True)),
+           "samples": np.ascontiguousarray(result.samples, dtype=np.float32), "labels": result.labels()}
+    out.update({f"track/{k}": v for k, v in tracks.items()})
+    out.update({f"mask/{k}": v for k, v in masks.items()})
+    return out
+
+
+def write_run(path: str | Path, result: RunResult, budget: int = PREVIEW_BUDGET, **meta: Any) -> Path:
+    """Write the run file atomically (SaveError on failure; nothing half-written is left)."""
+    arrays = run_arrays(result, budget, **meta)
+    return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+
+
+def read_run_meta(path: str | Path) -> dict[str, Any]:
+    """Only the JSON record of a run file (cheap); ValueError when it is not one."""
+    with _open(path) as data:
+        return _meta(data, Path(path).name)
+
+
+def read_run(path: str | Path) -> RunResult:
+    """A run file back as a RunResult; ValueError with a readable sentence for anything else."""
+    from .requests import SamplingRequest
+
+    path = Path(path)
+    name = path.name
+    with _open(path) as data:
+        meta = _meta(data, name)
+        try:
+            request = SamplingRequest.from_dict(meta["request"])
+            samples = np.asarray(data["samples"], dtype=np.float32)
+            keys = set(data.files)
+            tracks = {k[len("track/"):]: data[k] for k in keys if k.startswith("track/")}
+            masks = {k[len("mask/"):]: data[k] for k in keys if k.startswith("mask/")}
+        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"{name} is damaged: {exc}") from None
+    lengths = {len(a) for a in tracks.values() if a.ndim >= 1}
+    if samples.ndim < 2 or len(lengths) > 1 or any(a.ndim == 0 for a in tracks.values()):
+        raise ValueError(f"{name} is damaged: its arrays do not fit together.")
+    steps = lengths.pop() if lengths else 0
+    lists: dict[str, list[Any]] = {}
+    for key, array in tracks.items():
+        mask = masks.get(key)
+        if mask is not None and (mask.dtype != bool or mask.shape != (steps,)):
+            raise ValueError(f"{name} is damaged: the mask of {key!r} does not fit its track.")
+        lists[key] = [array[i] if mask is None or mask[i] else None for i in range(steps)]
+    try:
+        return RunResult(request, str(meta["model"]), str(meta.get("device", "")), float(meta.get("seconds", 0.0)),
+                         samples, lists, num_steps=int(meta.get("num_steps", max(steps - 1, 0))),
+                         completed=bool(meta.get("completed", True)),
+                         created=float(meta.get("timestamp", path.stat().st_mtime)))
+    except (TypeError, ValueError, OSError) as exc:
+        raise ValueError(f"{name} is damaged: {exc}") from None
+
+
+class _open:
+    """np.load of a run file as a context manager, refusing damaged or oversized zips with ValueError."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        name = self.path.name
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                if sum(i.file_size for i in zf.infolist()) > MAX_FILE_BYTES:
+                    raise ValueError(f"{name} is damaged: it claims more than {MAX_FILE_BYTES >> 30} GiB of data.")
+            self.data = np.load(self.path, allow_pickle=False)
+        except FileNotFoundError:
+            raise ValueError(f"No such file: {self.path}.") from None
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"{name} is not a run file ({exc}).") from None
+        return self.data
+
+    def __exit__(self, *exc: object) -> None:
+        self.data.close()
+
+
+def _meta(data: Any, name: str) -> dict[str, Any]:
+    if "meta" not in data.files:
+        raise ValueError(f"{name} holds no run settings (it is not a run file, or was written by an older version).")
+    try:
+        meta = json.loads(str(data["meta"]))
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"The settings in {name} are damaged ({exc}).") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("request"), dict) or "model" not in meta:
+        raise ValueError(f"The settings in {name} are incomplete.")
+    return meta
