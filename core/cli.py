@@ -1,6 +1,6 @@
 """The headless command line. Each sub-command lives in `core/commands/<name>.py`, which defines
 `register(subparsers)`: it adds its parser and sets `func(args) -> int` as the parser default.
-Bad arguments exit with status 2 and one readable line on stderr."""
+Bad arguments exit with status 2 and one readable line on stderr; Ctrl+C exits with status 130."""
 from __future__ import annotations
 
 import argparse
@@ -30,3 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl+C: what the command keeps on disk it has said itself
+        print("stopped (Ctrl+C)", file=sys.stderr)
+        return 130

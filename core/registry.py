@@ -69,6 +69,20 @@ def list_models(folder: Path = MODELS) -> list[ModelInfo]:
     return infos
 
 
+def model_path(name_or_path: str | Path) -> Path | None:
+    """The file behind a model name or path (None for the analytic toy-gmm); a ValueError for an unknown name."""
+    if str(name_or_path) == DEFAULT_MODEL:
+        return None
+    path = Path(name_or_path)
+    if path.suffix:
+        return path
+    for info in list_models():
+        if info.name == str(name_or_path) and info.path is not None:
+            return info.path
+    known = ", ".join(i.name for i in list_models())
+    raise ValueError(f"No model called {name_or_path!r}; available: {known}.")
+
+
 def load_model(name_or_path: str | Path, device: str = "auto", precision: str = "fp32") -> ModelBundle:
     """A built-in model by name, or a bundle file by path, on `device`."""
     target = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -79,15 +93,7 @@ def load_model(name_or_path: str | Path, device: str = "auto", precision: str = 
                              build_network("gmm-classifier", _GMM_NETWORK), TOY_GMM_CLASSIFIER,
                              device=target, precision=precision)
         return bundle.to(target)
-    path = Path(name_or_path)
-    if not path.suffix:
-        for info in list_models():
-            if info.name == str(name_or_path) and info.path is not None:
-                path = info.path
-                break
-        else:
-            known = ", ".join(i.name for i in list_models())
-            raise ValueError(f"No model called {name_or_path!r}; available: {known}.")
+    path = model_path(name_or_path)
     if not path.exists():
         raise ValueError(f"No such model file: {path}.")
     if path.suffix != ".safetensors":  # a third-party checkpoint (guided-diffusion .pt)

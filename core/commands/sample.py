@@ -1,10 +1,14 @@
 """`python -m core sample ...`: sample a model headless and write .npz (samples, labels) or a .png grid.
 
-Sample i always has seed `--seed` + i, so chunking a large `--num` into batches changes nothing.
+Sample i always has seed `--seed` + i, so chunking a large `--num-samples` into batches changes nothing,
+and under torchrun (one process per GPU; see core/distributed.py) the ranks share the batches and rank 0
+writes exactly what one process writes. Finished batches are kept until the output is written, so the
+same command resumes an interrupted run.
 """
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import distributed
 from ..images import grid, points_image, to_uint8
 from ..registry import DEFAULT_MODEL, load_model
 from ..requests import CLIP_MODES, GUIDANCE_KINDS, SAMPLERS, VARIANCES, Guidance, SamplingRequest
@@ -30,12 +35,15 @@ def register(subparsers) -> None:
     p.add_argument("--window", default="0,1", help="fraction of the run with guidance: START,END")
     p.add_argument("--label", default=None, help="target class, or a comma list cycled over samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num", type=int, default=16, help="number of samples")
-    p.add_argument("--batch", type=int, default=0, help="samples per forward (0: all at once)")
+    p.add_argument("--num-samples", "--num", dest="num", type=int, default=16,
+                   help="number of samples (write --num-samples under torchrun: it takes --num for its own)")
+    p.add_argument("--batch", type=int, default=0,
+                   help="samples per forward (0: all at once); under torchrun the ranks share whole batches")
     p.add_argument("--clip", choices=CLIP_MODES, default="auto")
     p.add_argument("--variance", choices=VARIANCES, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, required=True, help="output file: .npz or .png")
     p.set_defaults(func=run)
 
@@ -58,29 +66,47 @@ def _window(text: str) -> tuple[float, float]:
     return start, end
 
 
+# Arguments that leave the samples as they are: finished batches are reused whatever these say.
+NOT_IN_SAMPLES = ("out", "device", "threads")
+
+
 def run(args) -> int:
+    if args.threads < 0:
+        raise ValueError("--threads must be 0 (torch's default) or more.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.out.suffix not in (".npz", ".png"):
         raise ValueError(f"--out must end in .npz or .png, got {args.out.name!r}.")
     if args.num < 1:
-        raise ValueError("--num must be at least 1.")
+        raise ValueError("--num-samples must be at least 1.")
     labels = _labels(args.label, args.num)
     guidance = Guidance(args.guidance, scale=args.scale, weight=args.weight, window=_window(args.window))
     chunk = args.batch or args.num
     base = SamplingRequest(model=str(args.model), sampler=args.sampler, steps=args.steps, eta=args.eta,
                            guidance=guidance, seed=args.seed, batch=min(chunk, args.num), clip=args.clip,
                            variance=args.variance)
-    bundle = load_model(args.model, args.device, args.precision)
-    start = time.perf_counter()
-    parts = []
-    for first in range(0, args.num, chunk):
-        size = min(chunk, args.num - first)
-        part_labels = None if labels is None else labels[first:first + size]
-        request = base.replace(seed=args.seed + first, batch=size, label=part_labels)
-        parts.append(final_sample(request, bundle).x.float().cpu())
-    samples = torch.cat(parts)
-    seconds = time.perf_counter() - start
-    _write(args.out, samples, labels, bundle.config.is_image)
-    print(f"wrote {args.num} samples of {bundle.name} to {args.out} in {seconds:.2f}s")
+    with distributed.joined(args.device) as world:
+        bundle = load_model(args.model, world.device, args.precision)
+        if world.is_main and world.size > 1 and chunk >= args.num:
+            print(f"note: {args.num} samples make one batch, so one rank does all the work; "
+                  "pass --batch to share it", file=sys.stderr)
+
+        def compute(batch: distributed.Batch) -> torch.Tensor:
+            part_labels = None if labels is None else labels[batch.first:batch.first + batch.size]
+            request = base.replace(seed=args.seed + batch.first, batch=batch.size, label=part_labels)
+            return final_sample(request, bundle).x.float().cpu()
+
+        shards = args.out.with_name(f".{args.out.name}.shards")
+        store = distributed.ShardStore(shards, distributed.shard_settings(args, NOT_IN_SAMPLES, world.device))
+        start = time.perf_counter()
+        samples = distributed.run_batches(world, distributed.split(args.num, chunk), compute, store,
+                                          label=f"{bundle.name}: ")
+        seconds = time.perf_counter() - start
+        if world.is_main:
+            _write(args.out, samples, labels, bundle.config.is_image)
+            print(f"wrote {args.num} samples of {bundle.name} to {args.out} in {seconds:.2f}s "
+                  f"({args.num / seconds:.1f} samples/s, {world.size} process{'es' if world.size > 1 else ''})")
+        distributed.discard(world, shards)
     return 0
 
 
