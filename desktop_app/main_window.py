@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
-    QInputDialog,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -55,6 +54,7 @@ class MainWindow(QMainWindow):
         self.started_at: float | None = None
         self._result: Any = None
         self._message_box: QMessageBox | None = None
+        self.open_dialog: Any = None
         self._last_paint = 0.0
         self._last_plot = 0.0
         self._frame_timer = QTimer(self)
@@ -91,12 +91,12 @@ class MainWindow(QMainWindow):
         self.run_panel.start_button.clicked.connect(self.start_run)
         self.run_panel.stop_button.clicked.connect(self.stop_run)
         self.model_panel.model_chosen.connect(self.loader.load)
-        self.model_panel.open_requested.connect(self.open_checkpoint_dialog)
+        self.model_panel.open_requested.connect(self.open_model_dialog)
         self.model_panel.reload_requested.connect(self.loader.reload)
 
     def create_actions(self) -> None:
-        self.open_action = QAction("&Open checkpoint…", self, shortcut=QKeySequence.StandardKey.Open)
-        self.open_action.triggered.connect(self.open_checkpoint_dialog)
+        self.open_action = QAction("&Open model…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.open_action.triggered.connect(self.open_model_dialog)
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
         self.quit_action.triggered.connect(self.close)
         self.start_action = QAction("&Start", self, shortcut=QKeySequence("Ctrl+Return"))
@@ -155,7 +155,13 @@ class MainWindow(QMainWindow):
 
     def begin_startup(self) -> None:
         """Load the engine, list the models and load the last (or default) one, in the background."""
-        self.loader.start_engine(str(self.settings.value("model_key", "") or ""))
+        source = None
+        try:
+            path, classifier, flags = json.loads(str(self.settings.value("model_source", "") or "null") or "null")
+            source = (str(path), str(classifier) if classifier else None, str(flags))
+        except (ValueError, TypeError):
+            pass  # no file model last time, or an unreadable entry: start from the key alone
+        self.loader.start_engine(str(self.settings.value("model_key", "") or ""), source)
 
     def restore_state(self) -> None:
         geometry = self.settings.value("geometry")
@@ -179,6 +185,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("session", json.dumps(self.session.to_dict()))
         if self.loader.key:
             self.settings.setValue("model_key", self.loader.key)
+            self.settings.setValue("model_source", json.dumps(self.loader.source(self.loader.key)))
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -196,24 +203,24 @@ class MainWindow(QMainWindow):
     def bundle(self) -> Any:
         return self.loader.bundle
 
-    def open_checkpoint_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open checkpoint", "", "Model files (*.safetensors *.pt *.pth);;All files (*)")
-        if not path:
-            return
-        classifier, flags = None, ""
-        if not path.endswith(".safetensors"):  # a guided-diffusion checkpoint: classifier and flags are optional
-            classifier, _ = QFileDialog.getOpenFileName(
-                self, "Optional: its noise-aware classifier (Cancel for none)", "", "Checkpoints (*.pt *.pth)")
-            flags, ok = QInputDialog.getText(
-                self, "Model flags (optional)",
-                "guided-diffusion flags, e.g. --image_size 256 --learn_sigma True\n"
-                "(leave empty to infer the layout from the weights):")
-            flags = flags if ok else ""
-        self.open_checkpoint(path, classifier or None, flags)
+    def open_model_dialog(self) -> None:
+        """Show the Open-model dialog (non-blocking); its Open loads what its summary describes."""
+        from .open_dialog import OpenModelDialog
+
+        if self.open_dialog is not None:
+            self.open_dialog.close()
+        dialog = OpenModelDialog(str(self.settings.value("open_folder", "") or ""), self)
+        dialog.accepted.connect(lambda: self._open_planned(dialog.plan))
+        self.open_dialog = dialog
+        dialog.open()
+
+    def _open_planned(self, plan: Any) -> None:
+        self.settings.setValue("open_folder", str(Path(plan.model_path).parent))
+        self.open_checkpoint(plan.model_path, plan.classifier_path, plan.flags)
 
     def open_checkpoint(self, path: str, classifier_path: str | None = None, flags: str = "") -> None:
-        """Load a model file in the background (errors are shown; the current model stays)."""
+        """Load a model file or pipeline folder in the background (errors are shown; the current model
+        stays); sampling flags among `flags` set the panels once it has loaded."""
         self.loader.load_file(path, classifier_path, flags)
 
     def set_bundle(self, bundle: Any, key: str | None = None) -> None:

@@ -30,24 +30,13 @@ def _import_engine() -> tuple[list[Any], list[str]]:
     return list_models(), available_devices()
 
 
-def _load_file(path: str, classifier_path: str | None, flags: str, device: str, precision: str) -> Any:
-    """Our `.safetensors` bundle, or (through `core.guided_diffusion`, when present) a guided-diffusion
-    checkpoint with an optional classifier file and optional flags."""
-    if not Path(path).is_file():
-        raise ValueError(f"No such file: {path}")
-    if classifier_path and not Path(classifier_path).is_file():
-        raise ValueError(f"No such classifier file: {classifier_path}")
-    if path.endswith(".safetensors") and not classifier_path and not flags.strip():
-        from core import load_model
+def _load_file(path: str, classifier_path: str | None, flags: str, device: str, precision: str) -> tuple[Any, Any]:
+    """(bundle, plan): any model file or folder the Open-model dialog takes, through the same plan it
+    shows (core.model_plan); a plan with an error raises it as one readable sentence."""
+    from core.model_plan import open_planned, plan_open
 
-        return load_model(path, device=device, precision=precision)
-    try:
-        from core.guided_diffusion import load_checkpoint
-    except ImportError:
-        raise ValueError(f"Cannot open {Path(path).name}: this build reads only Guidance Studio "
-                         ".safetensors bundles.") from None
-    return load_checkpoint(path, classifier_path=classifier_path, flags=flags, image_size=None,
-                           device=device, precision=precision)
+    plan = plan_open(path, classifier_path or None, flags)
+    return open_planned(plan, device=device, precision=precision), plan
 
 
 class ModelLoader(QObject):
@@ -101,8 +90,12 @@ class ModelLoader(QObject):
 
     # --- the engine ------------------------------------------------------------------------------
 
-    def start_engine(self, last_key: str = "") -> None:
-        """Import the engine in the background, then load `last_key` (or the default model)."""
+    def start_engine(self, last_key: str = "", last_source: tuple[str, str | None, str] | None = None) -> None:
+        """Import the engine in the background, then load `last_key` (or the default model).
+
+        last_source: (path, classifier path, flags) when the last model came from a file or folder, so
+        that it opens again exactly as it was opened (a guided-diffusion file with its flags).
+        """
         def ready(found: tuple[list[Any], list[str]]) -> None:
             infos, devices = found
             self.engine_ready = True
@@ -110,15 +103,14 @@ class ModelLoader(QObject):
             self._builtin_rows = [(i.name, i.name, i.description) for i in infos]
             self._emit_rows()
             names = {i.name for i in infos}
-            key = last_key if last_key in names or Path(last_key).suffix == ".safetensors" else ""
-            if key and key not in names and not Path(key).is_file():
-                key = ""
             from core import DEFAULT_MODEL
 
-            if key and key not in names:
-                self.load_file(key)
+            if last_source is not None and last_source[0] == last_key and Path(last_key).exists():
+                self.load_file(*last_source, apply_sampling=False)
+            elif last_key not in names and Path(last_key).suffix == ".safetensors" and Path(last_key).is_file():
+                self.load_file(last_key, apply_sampling=False)
             else:
-                self.load(key or DEFAULT_MODEL)
+                self.load(last_key if last_key in names else DEFAULT_MODEL)
 
         self._run(_import_engine, ready, "Loading PyTorch and the engine…", "Could not start the engine: ")
 
@@ -128,9 +120,9 @@ class ModelLoader(QObject):
     # --- models ----------------------------------------------------------------------------------
 
     def load(self, key: str) -> None:
-        """A built-in model by name, or a file opened before (its path)."""
+        """A built-in model by name, or a file opened before (its path, with its classifier and flags)."""
         if key in self._file_sources:
-            self.load_file(*self._file_sources[key])
+            self.load_file(*self._file_sources[key], apply_sampling=False)
             return
         s = self.session.settings
         from core import load_model
@@ -139,19 +131,31 @@ class ModelLoader(QObject):
                   lambda bundle: self.use_bundle(bundle, key),
                   f"Loading {key} on {s.device}…", f"Could not load {key}: ")
 
-    def load_file(self, path: str, classifier_path: str | None = None, flags: str = "") -> None:
+    def load_file(self, path: str, classifier_path: str | None = None, flags: str = "",
+                  apply_sampling: bool = True) -> None:
+        """A model file or folder with an optional classifier and flags. With `apply_sampling`, the
+        sampling flags among them (e.g. --timestep_respacing ddim25 --classifier_scale 3) set the panels
+        once the model is loaded."""
         s = self.session.settings
         name = Path(path).name
 
-        def done(bundle: Any) -> None:
+        def done(found: tuple[Any, Any]) -> None:
+            bundle, plan = found
             self._file_sources[path] = (path, classifier_path, flags)
             if path not in {row[0] for row in self._file_rows}:
                 self._file_rows.append((path, f"{bundle.name} — {name}", path))
                 self._emit_rows()
             self.use_bundle(bundle, path, source=path)
+            if apply_sampling and plan.sampling:
+                self.session.apply_sampling(plan.sampling)
+                self.status.emit(f"{bundle.name} ready; from the flags: " + "; ".join(plan.applied))
 
         self._run(lambda: _load_file(path, classifier_path, flags, s.device, s.precision), done,
                   f"Loading {name}…", f"Could not open {name}: ")
+
+    def source(self, key: str) -> tuple[str, str | None, str] | None:
+        """(path, classifier path, flags) of a model opened from a file or folder, else None."""
+        return self._file_sources.get(key)
 
     def reload(self) -> None:
         """Load the current model again (after a device or precision change)."""

@@ -35,6 +35,7 @@ class ModelCaps:
     the classes guidance can target (the model's, or an unconditional model's classifier's).
     source: the file it came from (None for a built-in loaded by name).
     default_gamma: the family's default CFG strength as γ = 1 + w (diffusers' guidance_scale), or None.
+    schedule: the noise schedule in words ("cosine, 1000 steps"); "" when unknown.
     """
 
     name: str
@@ -46,6 +47,7 @@ class ModelCaps:
     description: str = ""
     source: str | None = None
     default_gamma: float | None = None
+    schedule: str = ""
 
     @property
     def is_points(self) -> bool:
@@ -67,7 +69,7 @@ class ModelCaps:
         cfg = bundle.config
         return cls(bundle.name, tuple(cfg.data_shape), bundle.num_targets, tuple(bundle.target_names),
                    bool(cfg.null_label), bundle.classifier is not None, cfg.description, source,
-                   cfg.default_guidance_scale)
+                   cfg.default_guidance_scale, f"{cfg.schedule} schedule, {cfg.num_timesteps} steps")
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,16 @@ class Session:
     def set_batch(self, batch: int) -> None:
         field = "batch_points" if self._caps is None or self._caps.is_points else "batch_images"
         self.update(**{field: int(batch)})
+
+    def apply_sampling(self, changes: Mapping[str, Any]) -> None:
+        """Settings asked for by an opened model's sampling flags (`core.model_plan` vocabulary:
+        sampler, steps, eta, guidance, scale, weight, clip, batch)."""
+        fields = {f.name for f in dataclasses.fields(Settings)}
+        values = {k: v for k, v in changes.items() if k in fields}
+        if "batch" in changes:
+            points = self._caps is None or self._caps.is_points
+            values["batch_points" if points else "batch_images"] = int(changes["batch"])
+        self.update(**values)
 
     def _coerce(self, s: Settings) -> Settings:
         """Replace values the model or machine cannot use by ones it can."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -17,11 +18,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..checkpoints import CheckpointError, FORMAT
+from ..checkpoints import FORMAT, CheckpointError
 
 _WRAPPERS = ("state_dict", "model", "ema", "model_state_dict")
 _READ_ERRORS = (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError, TypeError,
-                AttributeError, zipfile.BadZipFile, pickle.UnpicklingError, UnicodeDecodeError)
+                AttributeError, struct.error, zipfile.BadZipFile, pickle.UnpicklingError, UnicodeDecodeError)
 
 
 def is_bundle(path: str | Path) -> bool:
@@ -43,18 +44,47 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     Unwraps {"state_dict": …}-style containers and a DataParallel `module.` prefix.
     Raises CheckpointError for refused, damaged or non-weight files.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"No such checkpoint file: {path}.")
+    path = _existing(path)
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path.name}: the file is damaged or truncated ({exc}).") from None
+    return _tensors(_unpickle(path), path.name)
+
+
+def read_shapes(path: str | Path) -> dict[str, Tensor]:
+    """Like `read_state_dict`, but shapes only (tensors on the "meta" device): quick even for large
+    files, since only the header (`.safetensors`) or the pickle without its storages (`.pt`) is read."""
+    path = _existing(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return {k: torch.empty(handle.get_slice(k).get_shape(), device="meta") for k in handle.keys()}
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path.name}: the file is damaged or truncated ({exc}).") from None
+    state = _tensors(_unpickle(path, mmap=True), path.name)
+    return {k: torch.empty(v.shape, device="meta") for k, v in state.items()}
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"No such checkpoint file: {path}.")
+    return path
+
+
+def _unpickle(path: Path, mmap: bool = False) -> object:
+    """torch.load(weights_only=True) with readable errors; `mmap` maps the storages instead of reading
+    them (zip-format files; older files are read whole)."""
+    if mmap and not zipfile.is_zipfile(path):
+        mmap = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for the user
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if wanted is not None:
@@ -67,7 +97,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path.name}: the file is damaged, truncated or not a PyTorch checkpoint "
                               f"({detail}).") from None
-    return _tensors(obj, path.name)
+    return obj
 
 
 def _tensors(obj: object, name: str) -> dict[str, Tensor]:

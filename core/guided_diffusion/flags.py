@@ -3,8 +3,9 @@ network keywords.
 
 `parse_flags("--attention_resolutions 32,16,8 --class_cond True ...")` gives a frozen `Flags` that
 holds every flag with guided-diffusion's `script_util` default where absent, and remembers which
-flags were given. Sampling-only flags (batch size, paths, scale, …) are accepted and ignored, so a
-README line can be pasted whole.
+flags were given. Sampling and training flags (respacing, scale, batch size, paths, learning rate, …)
+do not change the networks: `parse_flags` skips them and `other_flags` returns them, so a README line
+can be pasted whole and its sampling flags still reach the panels (core/guided_diffusion/plan.py).
 """
 from __future__ import annotations
 
@@ -26,14 +27,18 @@ DEFAULT_CHANNEL_MULT: dict[int, tuple[float, ...]] = {
     64: (1, 2, 3, 4),
 }
 
-# Flags a pasted command line may carry that do not change the networks or the diffusion.
-IGNORED = frozenset({
+# Flags of guided-diffusion's sampling scripts: they describe a run, not the networks.
+SAMPLING = frozenset({
     "batch_size", "num_samples", "use_ddim", "clip_denoised", "model_path", "classifier_path",
-    "classifier_scale", "timestep_respacing", "use_checkpoint", "use_kl", "rescale_learned_sigmas",
-    "use_fp16", "classifier_use_fp16", "data_dir", "lr", "weight_decay", "iterations", "anneal_lr",
-    "save_interval", "log_interval", "microbatch", "ema_rate", "resume_checkpoint", "schedule_sampler",
-    "fp16_scale_growth", "noised", "val_data_dir", "eval_interval",
+    "classifier_scale", "timestep_respacing", "use_fp16", "classifier_use_fp16",
 })
+# Flags of its training scripts (and training-only model flags): nothing to do with sampling.
+TRAINING = frozenset({
+    "use_checkpoint", "use_kl", "rescale_learned_sigmas", "data_dir", "lr", "weight_decay", "iterations",
+    "anneal_lr", "save_interval", "log_interval", "microbatch", "ema_rate", "resume_checkpoint",
+    "schedule_sampler", "fp16_scale_growth", "noised", "val_data_dir", "eval_interval",
+})
+IGNORED = SAMPLING | TRAINING  # accepted in a pasted line; they do not change the networks
 
 # Flags that fix the diffusion network's layout (when any is given, the flags define the network).
 MODEL_LAYOUT = frozenset({
@@ -119,13 +124,14 @@ def _tokens(text: str) -> list[str]:
     return out
 
 
-def parse_flags(text: str = "", base: Flags | None = None) -> Flags:
-    """Parse `--name value` / `--name=value` pairs on top of `base` (default: script_util defaults).
+def flag_pairs(text: str) -> list[tuple[str, str]]:
+    """The (name, value) pairs of `--name value` / `--name=value` words, in order, values as typed.
 
-    Accepts shell quoting and `MODEL_FLAGS="..."` wrappers as copied from the README.
+    Accepts shell quoting and `MODEL_FLAGS="..."` wrappers as copied from the README; ValueError for
+    words that are not flags, flags without a value, and super-resolution flags.
     """
     tokens = _tokens(text)
-    changes: dict[str, Any] = {}
+    pairs: list[tuple[str, str]] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
@@ -140,12 +146,22 @@ def parse_flags(text: str = "", base: Flags | None = None) -> Flags:
         i += 1
         if name in ("large_size", "small_size"):
             raise ValueError("Super-resolution (upsampler) models are not supported; open a base model.")
-        if name in IGNORED:
-            continue
-        if name not in _TYPES:
+        if name not in _TYPES and name not in IGNORED:
             raise ValueError(f"Unknown guided-diffusion flag --{name}.")
-        changes[name] = _convert(name, value)
+        pairs.append((name, value))
+    return pairs
+
+
+def parse_flags(text: str = "", base: Flags | None = None) -> Flags:
+    """The model, diffusion and classifier flags in `text` on top of `base` (default: script_util
+    defaults); sampling and training flags are skipped (see `other_flags`)."""
+    changes = {name: _convert(name, value) for name, value in flag_pairs(text) if name not in IGNORED}
     return (base or Flags()).replace(**changes)
+
+
+def other_flags(text: str) -> dict[str, str]:
+    """The sampling and training flags in `text` (name → value as typed; the last one wins)."""
+    return {name: value for name, value in flag_pairs(text) if name in IGNORED}
 
 
 def _numbers(text: str, what: str) -> list[int]:

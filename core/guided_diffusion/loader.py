@@ -1,14 +1,8 @@
 """`load_checkpoint`: a guided-diffusion model (and classifier) file → a ready `ModelBundle`.
 
-Where each setting comes from:
-- layout: the flags when they name any layout flag (built exactly as guided-diffusion's scripts
-  would, so a wrong file fails with the first missing/unexpected key or shape); otherwise inferred
-  from the weights (core/guided_diffusion/infer.py);
-- what the weights cannot tell (image size, heads, attention order, schedule, steps): the flags,
-  then the preset for the file name (when its layout matches the weights), then guided-diffusion's
-  defaults. The image size: `image_size` or the flags or preset, else the size the classifier's
-  attention pool was built for, else the size whose default channel_mult the weights show; if none
-  applies it is asked for (ValueError).
+Every decision (layout, image size, heads, attention order, schedule, and the check of the flags
+against the weights) is made by `plan.plan_checkpoint`, the same function the Open-model dialog shows;
+this module reads the weights, builds the networks the plan describes and loads them strictly.
 """
 from __future__ import annotations
 
@@ -24,77 +18,7 @@ from ..device import resolve_device
 from ..models import build_network
 from . import flags as F
 from .files import is_bundle, read_state_dict
-from .infer import infer_classifier, infer_unet
-from .presets import classifier_preset, model_preset
-
-_LAYOUT_KEYS = ("in_channels", "model_channels", "out_channels", "num_res_blocks", "channel_mult",
-                "use_scale_shift_norm", "resblock_updown", "num_classes", "pool")
-
-
-def _same_layout(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    same = all(a.get(k) == b.get(k) for k in _LAYOUT_KEYS)
-    return same and sorted(a["attention_resolutions"]) == sorted(b["attention_resolutions"])
-
-
-def _facts(flags: F.Flags, preset: F.Flags | None) -> F.Flags:
-    """The preset (or defaults) with every explicitly given flag on top."""
-    return (preset or F.Flags()).replace(**{k: getattr(flags, k) for k in flags.given})
-
-
-def _size_from_mult(mult: list[float]) -> int | None:
-    for size, default in F.DEFAULT_CHANNEL_MULT.items():
-        if list(default) == list(mult):
-            return size
-    return None
-
-
-def model_network(state: dict[str, Tensor], file_name: str, flags: F.Flags,
-                  size_hint: int | None = None) -> tuple[dict[str, Any], F.Flags, str]:
-    """(unet keywords, the flags in force, where the layout came from) for a diffusion checkpoint."""
-    preset = model_preset(file_name)
-    if flags.gives_any(F.MODEL_LAYOUT):
-        facts = _facts(flags, None)
-        return F.unet_network(facts), facts, "the given flags"
-    inferred = infer_unet(state)
-    levels = inferred.pop("levels")
-    if preset is not None and not _same_layout(F.unet_network(preset), inferred):
-        preset = None  # a renamed file: trust the weights, not the name
-    facts = _facts(flags, preset)
-    size = ((facts.image_size if "image_size" in facts.given else None) or size_hint
-            or _size_from_mult(inferred["channel_mult"]))
-    if size is None:
-        raise ValueError(f"{file_name}: the image size cannot be told from the weights "
-                         f"({levels} levels); give the image size (e.g. --image_size 64).")
-    network = {**inferred, "image_size": size, "dropout": facts.dropout, "num_heads": facts.num_heads,
-               "num_head_channels": facts.num_head_channels, "num_heads_upsample": facts.num_heads_upsample,
-               "use_new_attention_order": facts.use_new_attention_order}
-    source = f"the preset for {file_name}" if preset is not None else "the weights"
-    return network, facts, source
-
-
-def classifier_network(state: dict[str, Tensor], file_name: str, flags: F.Flags,
-                       image_size: int | None) -> tuple[dict[str, Any], int | None]:
-    """(unet-classifier keywords, the image size the classifier was built for, if it says)."""
-    preset = classifier_preset(file_name)
-    if flags.gives_any(F.CLASSIFIER_LAYOUT):
-        facts = _facts(flags, None)
-        if image_size is not None:
-            facts = facts.replace(image_size=image_size)
-        return F.classifier_network(facts), facts.image_size
-    inferred = infer_classifier(state)
-    levels, pool_size = inferred.pop("levels"), inferred.pop("pool_size", None)
-    native = None if pool_size is None else pool_size * 2 ** (levels - 1)
-    if preset is not None and native in (None, preset.image_size):
-        native = native or preset.image_size
-    size = image_size or native or _size_from_mult(inferred["channel_mult"])
-    if size is None:
-        raise ValueError(f"{file_name}: the image size cannot be told from the weights; give it.")
-    if native is not None and native != size:
-        raise CheckpointError(f"{file_name} classifies {native}×{native} images, but the model makes {size}×{size}.")
-    # guided-diffusion's classifiers use 64-channel heads; narrower home-made ones fall back to 32.
-    widths = [int(m * inferred["model_channels"]) for m in inferred["channel_mult"]]
-    head_channels = 64 if all(w % 64 == 0 for w in widths) else 32
-    return {**inferred, "image_size": size, "num_head_channels": head_channels}, native
+from .plan import plan_checkpoint
 
 
 def model_config(network: dict[str, Any], facts: F.Flags, description: str) -> ModelConfig:
@@ -148,40 +72,39 @@ def load_checkpoint(model_path: str | Path, classifier_path: str | Path | None =
         parsed = parsed.replace(image_size=int(image_size))
 
     clf_state = clf_config = None
+    clf_name = Path(classifier_path).name if classifier_path is not None else ""
     if classifier_path is not None:
         clf_state, clf_config = _classifier_state(Path(classifier_path))
 
+    base = state = None
     if is_bundle(model_path):
         base = load_bundle(model_path, "cpu")
-        model, config, name = base.model, base.config, base.name
         if clf_state is None:
             clf_state = None if base.classifier is None else base.classifier.state_dict()
-            clf_config = base.classifier_config
+            clf_config, clf_name = base.classifier_config, model_path.name
     else:
         state = read_state_dict(model_path)
-        hint = None
-        if clf_state is not None and clf_config is None and "image_size" not in parsed.given:
-            try:  # an attention-pool classifier knows its image size; anything else is checked below
-                hint = classifier_network(clf_state, Path(classifier_path).name, parsed, None)[1]
-            except ValueError:
-                hint = None
-        network, facts, source = model_network(state, model_path.name, parsed, hint)
-        size = network["image_size"]
-        kind = "class-conditional" if network.get("num_classes") else "unconditional"
-        config = model_config(network, facts, f"guided-diffusion {size}×{size} {kind} model "
-                                                f"({model_path.name}; layout from {source}).")
-        model = _build("unet", network, state, f"{model_path.name} (model)")
+    plan = plan_checkpoint(base.config if base is not None else state, model_path.name, parsed,
+                           clf_config if clf_config is not None else clf_state, clf_name)
+    if plan.error:
+        raise CheckpointError(plan.error)
+    if base is not None:
+        model, config, name = base.model, base.config, base.name
+    else:
+        assert plan.network is not None and state is not None
+        config = model_config(plan.network, plan.facts, plan.description)
+        model = _build("unet", plan.network, state, f"{model_path.name} (model)")
         name = model_path.stem
 
     classifier = None
     if clf_state is not None:
         if clf_config is None:
-            network, _ = classifier_network(clf_state, Path(classifier_path).name, parsed, config.data_shape[-1])
+            network = plan.classifier_network
+            assert network is not None
             n = network["out_channels"]
             clf_config = ClassifierConfig("unet-classifier", n, network,
                                           class_names=F.imagenet_class_names() if n == F.NUM_CLASSES else ())
-        what = f"{Path(classifier_path).name if classifier_path else model_path.name} (classifier)"
-        classifier = _build(clf_config.architecture, dict(clf_config.network), clf_state, what)
+        classifier = _build(clf_config.architecture, dict(clf_config.network), clf_state, f"{clf_name} (classifier)")
     bundle = ModelBundle(name, config, model, classifier, clf_config if classifier is not None else None,
                          device=target, precision=precision)
     return bundle.to(target)

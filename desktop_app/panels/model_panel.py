@@ -1,4 +1,4 @@
-"""Model panel: built-in models, "Open checkpoint…", device and precision."""
+"""Model panel: built-in models, "Open model…", device and precision."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (
 from ..session import DEVICES, PRECISIONS, ModelCaps, Session
 from .widgets import ItemCombo, enable, set_quietly
 
-OPEN_TIP = "Load a .safetensors bundle or a guided-diffusion .pt checkpoint"
+OPEN_TIP = ("Open a diffusers pipeline folder, a Stable Diffusion .safetensors, a Guidance Studio bundle or a "
+            "guided-diffusion .pt checkpoint (with an optional classifier and flags)")
 DEVICE_LABELS = {"auto": "Auto (best present)", "cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
 
 
@@ -36,7 +37,7 @@ class ModelPanel(QGroupBox):
         self.models.setMaximumHeight(120)
         self.models.itemActivated.connect(self._on_item)
         self.models.itemClicked.connect(self._on_item)
-        self.open_button = QPushButton("Open checkpoint…")
+        self.open_button = QPushButton("Open model…")
         self.open_button.setToolTip(OPEN_TIP)
         self.open_button.clicked.connect(self.open_requested)
         self.device = ItemCombo([(DEVICE_LABELS[d], d) for d in DEVICES])
@@ -129,5 +130,7 @@ def _describe(caps: ModelCaps) -> str:
         parts.append(f"{caps.num_classes} classes")
     parts.append("classifier ✓" if caps.has_classifier else "no classifier")
     parts.append("null label ✓ (CFG)" if caps.null_label else "no null label")
+    if caps.schedule:
+        parts.append(caps.schedule)
     text = ", ".join(parts)
     return text + (f"<br><small>{caps.description}</small>" if caps.description else "")

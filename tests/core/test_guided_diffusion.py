@@ -4,13 +4,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core import ModelConfig
 from core.checkpoints import CheckpointError
 from core.guided_diffusion import (
-    CLASSIFIER_PRESETS, MODEL_PRESETS, Flags, classifier_network, imagenet_class_names, infer_classifier,
-    infer_unet, parse_flags, unet_network,
+    CLASSIFIER_PRESETS,
+    MODEL_PRESETS,
+    Flags,
+    classifier_network,
+    imagenet_class_names,
+    infer_classifier,
+    infer_unet,
+    parse_flags,
+    unet_network,
 )
-from core.guided_diffusion.loader import classifier_network as resolve_classifier
-from core.guided_diffusion.loader import model_network as resolve_model
+from core.guided_diffusion.plan import plan_checkpoint
 from core.models import build_network
 
 README_64 = ('MODEL_FLAGS="--attention_resolutions 32,16,8 --class_cond True --diffusion_steps 1000 --dropout 0.1 '
@@ -117,28 +124,47 @@ def test_inference_recovers_every_published_classifier_layout(name):
     assert set(expected) - set(inferred) == {"image_size", "num_head_channels"}
 
 
+def rows(decisions, part="model"):
+    return {s.name: s for s in decisions.settings if s.part == part}
+
+
 def test_published_pair_resolves_by_file_name_alone():
     preset = parse_flags(MODEL_PRESETS["64x64_diffusion.pt"])
     state = meta_state("unet", unet_network(preset))
-    network, facts, source = resolve_model(state, "64x64_diffusion.pt", Flags())
-    assert network == unet_network(preset) and facts.noise_schedule == "cosine" and "preset" in source
     clf_preset = parse_flags(CLASSIFIER_PRESETS["64x64_classifier.pt"])
     clf_state = meta_state("unet-classifier", classifier_network(clf_preset))
-    clf_network, native = resolve_classifier(clf_state, "64x64_classifier.pt", Flags(), 64)
-    assert native == 64
-    assert {k: clf_network[k] for k in classifier_network(clf_preset)} == classifier_network(clf_preset)
+    d = plan_checkpoint(state, "64x64_diffusion.pt", Flags(), clf_state, "64x64_classifier.pt")
+    assert d.error is None and d.network == unet_network(preset) and d.facts.noise_schedule == "cosine"
+    model = rows(d)
+    assert model["schedule"].source == "the preset for 64x64_diffusion.pt" and not model["schedule"].warning
+    assert model["attention heads"].value == "64 channels per head"
+    assert model["attention order"].value.startswith("new")
+    assert not any(s.warning for s in d.settings)
+    assert {k: d.classifier_network[k] for k in classifier_network(clf_preset)} == classifier_network(clf_preset)
+    assert rows(d, "classifier")["image size"].value == "64×64"
+    assert "cosine schedule (1000 steps)" in d.description
 
 
-def test_same_weights_under_another_name_are_inferred_with_defaults():
+def test_same_weights_under_another_name_are_inferred_with_defaults_and_warnings():
     preset = parse_flags(MODEL_PRESETS["64x64_diffusion.pt"])
     state = meta_state("unet", unet_network(preset))
-    network, facts, source = resolve_model(state, "my_model.pt", Flags())
-    # Layout from the weights; the size from the default channel_mult of 64×64; the rest is unknowable.
-    assert network["image_size"] == 64 and network["channel_mult"] == [1, 2, 3, 4] and source == "the weights"
-    assert (network["num_heads"], network["use_new_attention_order"], facts.noise_schedule) == (4, False, "linear")
-    network, facts, _ = resolve_model(state, "my_model.pt", parse_flags(
-        "--noise_schedule cosine --num_head_channels 64 --use_new_attention_order True"))
-    assert network == unet_network(preset) | {"dropout": 0.0} and facts.noise_schedule == "cosine"
+    d = plan_checkpoint(state, "my_model.pt", Flags())
+    # Layout from the weights; the size guessed from the default channel_mult of 64×64; the rest is unknowable.
+    network = d.network
+    assert network["image_size"] == 64 and network["channel_mult"] == [1, 2, 3, 4] and d.error is None
+    assert (network["num_heads"], network["use_new_attention_order"], d.facts.noise_schedule) == (4, False, "linear")
+    warned = {name: s.warning for name, s in rows(d).items() if s.warning}
+    assert set(warned) == {"image size", "schedule", "attention heads", "attention order"}
+    assert "--noise_schedule and --diffusion_steps" in warned["schedule"]
+    assert rows(d)["layout"].source == "the weights" and rows(d)["classes"].value.startswith("1000 (ImageNet)")
+    assert "linear schedule (1000 steps)" in d.description
+    assert "schedule from guided-diffusion's default" in d.description
+    d = plan_checkpoint(state, "my_model.pt", parse_flags(
+        "--noise_schedule cosine --num_head_channels 64 --use_new_attention_order True --image_size 64 "
+        "--diffusion_steps 1000"))
+    assert d.network == unet_network(preset) | {"dropout": 0.0} and d.facts.noise_schedule == "cosine"
+    assert not any(s.warning for s in d.settings)
+    assert {s.source for s in d.settings} == {"the weights", "your flags"}
 
 
 SMALL = dict(image_size=32, in_channels=3, model_channels=32, out_channels=3, num_res_blocks=2,
@@ -198,15 +224,21 @@ def test_model_and_classifier_files_swapped_are_named():
 
 def test_unknown_image_size_is_asked_for():
     state = meta_state("unet", SMALL)  # channel_mult 1,2,2 is no guided-diffusion default
-    with pytest.raises(ValueError, match="give the image size"):
-        resolve_model(state, "m.pt", Flags())
-    network, _, _ = resolve_model(state, "m.pt", parse_flags("--image_size 32"))
-    assert network["image_size"] == 32
-    network, _, _ = resolve_model(state, "m.pt", Flags(), size_hint=64)
-    assert network["image_size"] == 64
+    assert "give the image size" in plan_checkpoint(state, "m.pt", Flags()).error
+    assert plan_checkpoint(state, "m.pt", parse_flags("--image_size 32")).network["image_size"] == 32
+    clf = meta_state("unet-classifier", dict(image_size=64, in_channels=3, model_channels=32, out_channels=5,
+                                            num_res_blocks=1, attention_resolutions=[], channel_mult=[1, 2, 2],
+                                            num_head_channels=32, pool="attention"))
+    d = plan_checkpoint(state, "m.pt", Flags(), clf, "c.pt")
+    assert d.network["image_size"] == 64 and rows(d)["image size"].source == "the classifier (c.pt)"
+    assert not rows(d)["image size"].warning
 
 
 def test_classifier_built_for_another_size_is_refused():
     network = classifier_network(parse_flags(CLASSIFIER_PRESETS["64x64_classifier.pt"]))
-    with pytest.raises(CheckpointError, match="classifies 64×64 images, but the model makes 128×128"):
-        resolve_classifier(meta_state("unet-classifier", network), "c.pt", Flags(), 128)
+    clf = meta_state("unet-classifier", network)
+    d = plan_checkpoint(meta_state("unet", SMALL), "m.pt", parse_flags("--image_size 128"), clf, "c.pt")
+    assert d.error == "The flags do not match the weights: image_size: 64 in the classifier file, 128 in your flags."
+    bundle_config = ModelConfig("unet", (3, 128, 128))
+    d = plan_checkpoint(bundle_config, "m.safetensors", Flags(), clf, "c.pt")
+    assert d.error == "c.pt classifies 64×64 images, but the model makes 128×128."

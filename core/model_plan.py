@@ -1,0 +1,191 @@
+"""What opening a model will use, decided before any weights are loaded, with where each value comes from.
+
+`plan_open(path, classifier_path, flags)` reads only what it must (a bundle's metadata, a checkpoint's
+tensor shapes, a pipeline's JSON configs) and returns a `LoadPlan`: the family, every setting the load
+will use with its source ("the weights", "your flags", a preset, a default), a warning on each default
+the weights cannot confirm, the sampling settings that pasted flags ask for, the flags that change
+nothing (and why), and the error that stops the load, if any. It never raises for bad input: a file
+that cannot be opened is a plan with an `error`. The desktop's Open-model dialog shows this plan, and
+`open_planned` loads exactly what it describes.
+
+Sampling settings use the request's vocabulary: sampler, steps, eta, guidance (the kind), scale, weight,
+clip, batch.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLE = "bundle"
+GUIDED_DIFFUSION = "guided-diffusion"
+DIFFUSERS = "diffusers"
+
+MODEL = "model"
+CLASSIFIER = "classifier"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One thing a load will use, as a person reads it.
+
+    part: "model" or "classifier". source: where the value comes from ("the weights", "your flags",
+    "the preset for 64x64_diffusion.pt", "guided-diffusion's default", …). warning: set when the value is
+    a default or a guess that the weights cannot confirm and that changes the samples if wrong.
+    """
+
+    part: str
+    name: str
+    value: str
+    source: str
+    warning: str = ""
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What `open_planned` will do for one model (and classifier) with these flags.
+
+    family: BUNDLE, GUIDED_DIFFUSION or DIFFUSERS ("" when the path cannot be opened at all).
+    kind: the family in words ("guided-diffusion checkpoint", "diffusers pipeline folder", …).
+    sampling: settings for the panels asked for by sampling flags (module docstring's vocabulary);
+    applied: one line per sampling flag saying what it set; unused: one line per flag that sets
+    nothing, with the reason. accepts_classifier / accepts_flags: whether this family takes them.
+    """
+
+    family: str
+    kind: str
+    model_path: str
+    classifier_path: str | None = None
+    flags: str = ""
+    settings: tuple[Setting, ...] = ()
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    applied: tuple[str, ...] = ()
+    unused: tuple[str, ...] = ()
+    error: str | None = None
+    accepts_classifier: bool = True
+    accepts_flags: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(f"{s.name}: {s.warning}" for s in self.settings if s.warning)
+
+    def lines(self) -> list[str]:
+        """The plan as plain text, one line each (the CLI and logs; the dialog formats it richer)."""
+        out = [f"{Path(self.model_path).name}: {self.kind or 'cannot be opened'}"]
+        for s in self.settings:
+            warning = f"  WARNING: {s.warning}" if s.warning else ""
+            out.append(f"  {s.part} {s.name}: {s.value} ({s.source}){warning}")
+        out += [f"  applied to the panels: {line}" for line in self.applied]
+        out += [f"  not used: {line}" for line in self.unused]
+        if self.error:
+            out.append(f"  ERROR: {self.error}")
+        return out
+
+
+def family_of(path: str | Path) -> str:
+    """BUNDLE, GUIDED_DIFFUSION or DIFFUSERS by what is at `path` (without loading weights); ValueError
+    when it is none of them or absent."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return DIFFUSERS
+        raise ValueError(f"{path.name} is a folder without model_index.json; a diffusers pipeline folder has one.")
+    if not path.is_file():
+        raise ValueError(f"No such file or folder: {path}.")
+    if path.suffix == ".safetensors":
+        from .guided_diffusion.files import is_bundle
+
+        if is_bundle(path):
+            return BUNDLE
+        return DIFFUSERS if _looks_like_sd_checkpoint(path) else GUIDED_DIFFUSION
+    return GUIDED_DIFFUSION
+
+
+def _looks_like_sd_checkpoint(path: Path) -> bool:
+    """A single-file Stable Diffusion checkpoint keeps its UNet under `model.diffusion_model.`."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return any(k.startswith("model.diffusion_model.") for k in handle.keys())
+    except (SafetensorError, OSError):
+        return False
+
+
+def plan_open(path: str | Path, classifier_path: str | Path | None = None, flags: str = "",
+              shapes: dict[str, Any] | None = None) -> LoadPlan:
+    """The plan for opening `path` (with an optional classifier file and flags); never raises for bad
+    input. `shapes` is an optional cache of tensor shapes by file (path, size, mtime), so that a dialog
+    re-planning on every edit of the flags reads each file once."""
+    path = Path(path)
+    classifier = str(classifier_path) if classifier_path else None
+    try:
+        family = family_of(path)
+    except ValueError as exc:
+        return LoadPlan("", "", str(path), classifier, flags, error=str(exc))
+    if family == DIFFUSERS:
+        return _plan_diffusers(path, classifier, flags)
+    from .guided_diffusion.plan import plan_files
+
+    return plan_files(path, classifier, flags, shapes=shapes)
+
+
+def diffusers_missing() -> list[str]:
+    """The optional packages diffusers models need that are not installed."""
+    import importlib.util
+
+    return [name for name in ("diffusers", "transformers") if importlib.util.find_spec(name) is None]
+
+
+INSTALL_HINT = ('pip install -e ".[diffusers]" in the studio\'s source folder, or pip install {names} '
+                "into the Python environment the studio runs in")
+
+
+def _plan_diffusers(path: Path, classifier: str | None, flags: str) -> LoadPlan:
+    """A pipeline folder or single-file checkpoint: its kind from model_index.json, and whether the
+    packages to open it are present (the diffusers family adds the details it knows)."""
+    kind = "diffusers pipeline folder" if path.is_dir() else "single-file Stable Diffusion checkpoint"
+    error = None
+    settings: list[Setting] = []
+    if path.is_dir():
+        try:
+            index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+            pipeline = str(index.get("_class_name", "unknown pipeline"))
+        except (OSError, ValueError, AttributeError) as exc:
+            pipeline, error = "", f"{path.name}/model_index.json cannot be read ({exc})."
+        else:
+            settings.append(Setting(MODEL, "pipeline", pipeline, "model_index.json"))
+    missing = diffusers_missing()
+    if error is None and missing:
+        error = (f"Opening a {kind} needs the {' and '.join(missing)} package{'s' if len(missing) > 1 else ''}, "
+                 f"which {'are' if len(missing) > 1 else 'is'} not installed: "
+                 + INSTALL_HINT.format(names=" ".join(missing)) + ".")
+    if error is None and classifier:
+        error = "A noise-aware classifier goes with guided-diffusion checkpoints; diffusers models take none."
+    unused = (f"{flags.strip()}: guided-diffusion flags do not apply to diffusers models",) if flags.strip() else ()
+    return LoadPlan(DIFFUSERS, kind, str(path), classifier, flags, tuple(settings), unused=unused, error=error,
+                    accepts_classifier=False, accepts_flags=False)
+
+
+def open_planned(plan: LoadPlan, device: str = "auto", precision: str = "fp32") -> Any:
+    """Load the model `plan` describes (a `ModelBundle`); ValueError with the plan's error if it has one."""
+    if plan.error:
+        raise ValueError(plan.error)
+    if plan.family == BUNDLE and not plan.classifier_path:
+        from .registry import load_model
+
+        return load_model(plan.model_path, device=device, precision=precision)
+    if plan.family in (BUNDLE, GUIDED_DIFFUSION):
+        from .guided_diffusion import load_checkpoint
+
+        return load_checkpoint(plan.model_path, classifier_path=plan.classifier_path, flags=plan.flags,
+                               device=device, precision=precision)
+    from .registry import load_model
+
+    return load_model(plan.model_path, device=device, precision=precision)
