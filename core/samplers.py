@@ -41,7 +41,9 @@ class Step:
     equivalent of the mean shift Σ·s·∇log p for DDPM (None without classifier guidance at this step).
     Δε = cfg_term + classifier_term: these are the tensors the update used, not recomputations.
     twin_x, twin_x0: the unguided twin's sample and x̂0 (`sample(..., twin=True)`), else None.
-    noise_level: √(1−ᾱ_t) of the x_t this update started from. seconds: the update's wall time.
+    noise_level: √(1−ᾱ_t) of the x_t this update started from. seconds: the update's wall time;
+    diagnostics_seconds: the part of it spent on diagnostics that cost a pass of their own (0.0 when
+    none were asked for, or when classifier guidance computed them anyway).
     """
 
     index: int
@@ -58,6 +60,7 @@ class Step:
     classifier_term: Tensor | None = None
     twin_x: Tensor | None = None
     twin_x0: Tensor | None = None
+    diagnostics_seconds: float = 0.0
 
     @property
     def is_last(self) -> bool:
@@ -160,6 +163,12 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def _clock(device: torch.device) -> float:
+    """perf_counter once the device has finished the work queued so far."""
+    _synchronize(device)
+    return time.perf_counter()
+
+
 Diagnostics = Union[bool, Callable[[int], bool]]
 
 
@@ -209,10 +218,15 @@ class _Plan:
         twin = None if twin_x is None else (twin_x, cond)
         return G.predict(self.bundle, x, t, cond, conds.null if uses_cfg else None, weight, twin)
 
+    @property
+    def can_classify(self) -> bool:
+        """Whether p(y | x_t) exists for this run: a classifier and a target label."""
+        return self.bundle.classifier is not None and self.conds.target is not None
+
     def classify(self, x: Tensor, t: Tensor, scale: float, diagnose: bool) -> tuple[Tensor | None, Tensor | None]:
         """(log p(k | x_t) of every class or None, s·∇log p(y | x_t) or None): computed only when the
         classifier guides (s ≠ 0) or `diagnose` asks for it."""
-        if self.bundle.classifier is None or self.conds.target is None or not (scale != 0.0 or diagnose):
+        if not self.can_classify or not (scale != 0.0 or diagnose):
             return None, None
         log_probs, grad = G.classifier_log_probs(self.bundle, x, t, self.conds.target, scale != 0.0)
         return log_probs, None if grad is None else scale * grad
@@ -239,7 +253,8 @@ def sample(
     Raises ValueError (before yielding anything) when the request does not fit the model.
     diagnostics: whether to compute the per-step extras that cost a pass of their own (the
     classifier's p(y | x_t) when it is not guiding): True every step, False never, or a callable
-    asked with the step index k = 1 … n before each update.
+    asked with the step index k = 1 … n before each update where they would cost a pass (e.g. a
+    `core.diagnostics.DiagnosticsBudget`); their time is reported as `Step.diagnostics_seconds`.
     twin: also sample the unguided twin (`SamplingRequest.unguided`: the same run with w = s = 0) from
     the same noise, reported as `Step.twin_x` / `twin_x0`. Until guidance first acts the twin IS this
     run and costs nothing; from then on its pass joins the network's forward (B more samples).
@@ -266,7 +281,10 @@ def sample(
         if twin and twin_x is None and (weight != 0.0 or scale != 0.0):
             twin_x = x  # guidance acts for the first time: from here on the twin takes its own path
         pred = plan.predict(x, t, weight, twin_x)
-        log_probs, grad = plan.classify(x, t, scale, wants_diagnostics(k))
+        paid = plan.can_classify and scale == 0.0 and wants_diagnostics(k)
+        diagnosed_at = _clock(device) if paid else 0.0
+        log_probs, grad = plan.classify(x, t, scale, paid)
+        diagnostics_seconds = _clock(device) - diagnosed_at if paid else 0.0
         log_prob = None if log_probs is None else log_probs.gather(1, plan.conds.target[:, None])[:, 0]
 
         z = noise.step() if needs_step_noise else None
@@ -283,7 +301,8 @@ def sample(
         _synchronize(device)
         yield Step(k, n, c.timestep, x, x0, log_prob, norm, c.sigma_noise, time.perf_counter() - start,
                    log_probs=log_probs, cfg_term=pred.cfg_term, classifier_term=eps_shift,
-                   twin_x=(x if twin_x is None else twin_x) if twin else None, twin_x0=twin_x0)
+                   twin_x=(x if twin_x is None else twin_x) if twin else None, twin_x0=twin_x0,
+                   diagnostics_seconds=diagnostics_seconds)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ from PySide6.QtWidgets import (
 
 from .models import ModelLoader
 from .panels import GuidancePanel, ModelPanel, RunPanel, SamplerPanel
+from .panels.widgets import set_quietly
 from .results_controller import ResultsController
 from .session import Session
 from .views.live import LiveViews
-from .views.plots import StepPlots
+from .views.plots import PlotsPane
 
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
@@ -81,7 +82,10 @@ class MainWindow(QMainWindow):
 
     def create_widgets(self) -> None:
         self.views = LiveViews()
-        self.plots = StepPlots()
+        self.plots_pane = PlotsPane()
+        self.plots = self.plots_pane.plots
+        self.plots_pane.exact_box.toggled.connect(lambda on: self.session.update(exact_curves=on))
+        self.session.subscribe(lambda s: set_quietly(self.plots_pane.exact_box, s.settings.exact_curves))
         self.model_panel = ModelPanel(self.session)
         self.sampler_panel = SamplerPanel(self.session)
         self.guidance_panel = GuidancePanel(self.session)
@@ -140,7 +144,7 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.settings_dock = self._dock("Settings", "settings", side, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.plots.setMinimumHeight(150)
-        self.plots_dock = self._dock("Per-step plots", "plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.plots_dock = self._dock("Per-step plots", "plots", self.plots_pane, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.plots_dock], [220], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -262,7 +266,8 @@ class MainWindow(QMainWindow):
 
         from .run.worker import SamplingWorker
 
-        self.worker = worker = SamplingWorker(request, self.bundle)
+        self.worker = worker = SamplingWorker(request, self.bundle, exact_curves=self.session.settings.exact_curves,
+                                              paint_interval=FRAME_INTERVAL_MS / 1000)
         worker.frame_ready.connect(self._on_frame_ready)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)

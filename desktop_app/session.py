@@ -78,7 +78,8 @@ class Settings:
 
     batch_points / batch_images: the batch size for 2-D and image models (a good size differs by
     orders of magnitude). window_start / window_end: fractions of the run in which guidance applies,
-    used only when window_on.
+    used only when window_on. exact_curves: the classifier's p(y | x_t) at every step of a run rather
+    than within a small time budget (it does not change the samples).
     """
 
     model: str = "toy-gmm"
@@ -98,6 +99,7 @@ class Settings:
     window_on: bool = False
     window_start: float = 0.0
     window_end: float = 1.0
+    exact_curves: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
 from .point_cloud import cache_axes
 
@@ -18,7 +18,9 @@ class StepPlots(pg.GraphicsLayoutWidget):
     """Three stacked plots over the step index, each with a cursor at the step on screen.
 
     `set_curves` takes the (steps,) arrays so far (NaN where unknown); `curve_data(key)` reads back
-    what a curve shows (key: prob, norm or noise).
+    what a curve shows (key: prob, norm or noise). A curve known only at some steps (the classifier's
+    p(y | x_t) computed at a stride, to keep its cost small) is drawn through dots at those steps, and
+    its title says at how many (`sampled[key]`).
     """
 
     def __init__(self, parent: QWidget | None = None):
@@ -28,6 +30,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.cursors: dict[str, pg.InfiniteLine] = {}
         self.notes: dict[str, str] = {}
+        self.sampled: dict[str, str] = {}
         self.titles = {key: title for key, title, _ in CURVES}
         for col, (key, title, color) in enumerate(CURVES):
             plot = self.addPlot(row=0, col=col)
@@ -42,7 +45,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
             cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine))
             plot.addItem(cursor)
             self.cursors[key] = cursor
-            self.notes[key] = ""
+            self.notes[key] = self.sampled[key] = ""
         self.plots["prob"].setYRange(0, 1, padding=0.06)
         self.plots["noise"].setYRange(0, 1, padding=0.06)
         self.plots["norm"].setYRange(0, 1, padding=0.02)
@@ -57,18 +60,25 @@ class StepPlots(pg.GraphicsLayoutWidget):
         """A grey remark after a plot's title when it has nothing to draw (e.g. 'no classifier')."""
         for key, text in (("prob", prob), ("norm", norm)):
             self.notes[key] = text
-            title = self.titles[key] + (f" <span style='color:#999'>({text})</span>" if text else "")
-            self.plots[key].setTitle(title, color="#333", size="10pt")
+            self._retitle(key)
+
+    def _retitle(self, key: str) -> None:
+        remarks = "; ".join(text for text in (self.notes[key], self.sampled[key]) if text)
+        title = self.titles[key] + (f" <span style='color:#999'>({remarks})</span>" if remarks else "")
+        self.plots[key].setTitle(title, color="#333", size="10pt")
 
     def set_curves(self, prob: np.ndarray, norm: np.ndarray, noise: np.ndarray) -> None:
         for key, values in (("prob", prob), ("norm", norm), ("noise", noise)):
             values = np.asarray(values, dtype=np.float64)
             steps = np.arange(len(values), dtype=np.float64)
             ok = np.isfinite(values)
-            if ok.any():
-                self.curves[key].setData(steps[ok], values[ok])
-            else:
-                self.curves[key].setData([], [])
+            known, updates = int(ok[1:].sum()), len(values) - 1  # index 0, the initial noise, has none
+            sampled = f"sampled at {known} of {updates} steps" if 0 < known < updates else ""
+            if sampled != self.sampled[key]:
+                self.sampled[key] = sampled
+                self._retitle(key)
+            dots = dict(symbol="o", symbolSize=5, symbolPen=None, symbolBrush=self.curves[key].opts["pen"].color())
+            self.curves[key].setData(steps[ok], values[ok], **(dots if sampled else {"symbol": None}))
 
     def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.curves[key].getData()
@@ -79,5 +89,29 @@ class StepPlots(pg.GraphicsLayoutWidget):
             cursor.setValue(index)
 
     def clear_curves(self) -> None:
-        for curve in self.curves.values():
+        for key, curve in self.curves.items():
             curve.setData([], [])
+            if self.sampled[key]:
+                self.sampled[key] = ""
+                self._retitle(key)
+
+
+class PlotsPane(QWidget):
+    """The plots with their one option above them: `exact_box`, p(y | x_t) at every step."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.plots = StepPlots()
+        self.exact_box = QCheckBox("Exact curves (every step)")
+        self.exact_box.setToolTip(
+            "Compute the classifier's p(y | x_t) at every step of the next run. Otherwise, where it costs a "
+            "classifier pass of its own, it is computed for the frames on screen, within 3 % of the run's time.")
+        top = QHBoxLayout()
+        top.setContentsMargins(4, 0, 4, 0)
+        top.addStretch(1)
+        top.addWidget(self.exact_box)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(top)
+        layout.addWidget(self.plots, 1)

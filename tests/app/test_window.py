@@ -266,3 +266,24 @@ def test_scrubbing_during_a_run_holds_the_chosen_step(qtbot, window):
         pass
     assert window.views.shown_index == 2 and window.views.slider.maximum() == 300
     np.testing.assert_array_equal(window.views.point_panes[0].points, held)
+
+
+def test_sampled_curves_say_so_and_exact_curves_fill_every_step(qtbot, window):
+    from .test_worker import SlowClassifier
+
+    window.bundle.classifier = SlowClassifier(window.bundle.classifier, 0.05)
+    window.session.update(steps="30", batch_points=20, class_index=1)
+    assert not window.plots_pane.exact_box.isChecked()
+    run_to_end(qtbot, window)
+    steps, prob = window.plots.curve_data("prob")
+    assert steps.tolist() == [1.0]  # one costly pass measured the cost; the rest would exceed 3 %
+    assert "sampled at 1 of 30 steps" in window.plots.plots["prob"].titleLabel.text
+    assert window.plots.curves["prob"].opts["symbol"] == "o"
+
+    window.plots_pane.exact_box.click()
+    assert window.session.settings.exact_curves and window.session.to_dict()["exact_curves"] is True
+    run_to_end(qtbot, window)
+    steps, prob = window.plots.curve_data("prob")
+    assert steps.tolist() == list(range(1, 31)) and np.isfinite(prob).all()
+    assert "sampled" not in window.plots.plots["prob"].titleLabel.text
+    assert window.plots.curves["prob"].opts["symbol"] is None

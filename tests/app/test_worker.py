@@ -1,6 +1,8 @@
 """Frames of a run (Qt-free) and the sampling worker: coalescing, stop, errors."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,56 @@ def test_error_messages_are_readable():
     assert oom.startswith("Out of memory. Try a smaller batch") and "Tried to allocate 2 GiB" in oom
     assert "more" not in oom
     assert describe_error(KeyError("x")) == "KeyError: 'x'"
+
+
+class SlowClassifier(torch.nn.Module):
+    """A classifier that takes `delay` seconds per pass: far more than the 3 % a run grants it."""
+
+    def __init__(self, inner: torch.nn.Module, delay: float):
+        super().__init__()
+        self.inner, self.delay = inner, delay
+
+    def forward(self, x, t):
+        time.sleep(self.delay)
+        return self.inner(x, t)
+
+
+def run_worker(qtbot, worker):
+    worker.frame_ready.connect(worker.take_frame)
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS) as finished:
+        worker.start()
+    return finished.args[0]
+
+
+def test_costly_curves_are_sampled_unless_exact_curves_are_asked_for(qtbot):
+    from desktop_app.run.worker import SamplingWorker
+
+    bundle = load_model("toy-gmm", device="cpu")
+    bundle.classifier = SlowClassifier(bundle.classifier, 0.05)
+    req = SamplingRequest(model="toy-gmm", steps="30", batch=20, label=1)
+    budgeted = run_worker(qtbot, SamplingWorker(req, bundle))
+    # The first pass measures 50 ms; another would need ~5 s of run to stay within 3 %.
+    prob = budgeted.tracks["prob"]
+    assert [k for k, p in enumerate(prob) if p is not None] == [1]
+    exact = run_worker(qtbot, SamplingWorker(req, bundle, exact_curves=True))
+    assert all(p is not None for p in exact.tracks["prob"][1:])
+    assert exact.tracks["prob"][1] == pytest.approx(prob[1], rel=1e-6)
+    np.testing.assert_array_equal(exact.samples, budgeted.samples)
+
+
+def test_the_frame_the_gui_will_paint_is_predicted_from_its_rhythm():
+    from desktop_app.run.worker import frame_will_show
+
+    interval = 0.033
+    # Slow steps: the GUI is ready long before each frame arrives and paints every one.
+    assert frame_will_show(10.0, 0.2, ready_at=9.0, pending=False, interval=interval)
+    # Fast steps, the GUI idle but throttled: only the step whose frame is newest when it is ready.
+    assert not frame_will_show(10.0, 0.001, ready_at=10.0105, pending=False, interval=interval)
+    assert frame_will_show(10.0, 0.001, ready_at=10.0015, pending=False, interval=interval)
+    # A frame is waiting: the GUI takes the newest at ready_at; if that comes before this step ends,
+    # it waits another interval.
+    assert frame_will_show(10.0, 0.001, ready_at=10.0012, pending=True, interval=interval)
+    assert not frame_will_show(10.0, 0.001, ready_at=10.003, pending=True, interval=interval)
+    assert not frame_will_show(10.0, 0.001, ready_at=10.0005, pending=True, interval=interval)
+    assert not frame_will_show(10.0, 0.02, ready_at=10.01, pending=True, interval=interval)
+    assert frame_will_show(10.0, 0.03, ready_at=10.01, pending=True, interval=interval)
