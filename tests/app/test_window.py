@@ -276,8 +276,8 @@ def test_sampled_curves_say_so_and_exact_curves_fill_every_step(qtbot, window):
     assert not window.plots_pane.exact_box.isChecked()
     run_to_end(qtbot, window)
     steps, prob = window.plots.curve_data("prob")
-    assert steps.tolist() == [1.0]  # one costly pass measured the cost; the rest would exceed 3 %
-    assert "sampled at 1 of 30 steps" in window.plots.plots["prob"].titleLabel.text
+    assert steps.tolist() == [1.0, 30.0]  # the curve's ends; any pass in between would exceed 3 %
+    assert "sampled at 2 of 30 steps" in window.plots.plots["prob"].titleLabel.text
     assert window.plots.curves["prob"].opts["symbol"] == "o"
 
     window.plots_pane.exact_box.click()

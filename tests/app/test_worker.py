@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from core import SamplingRequest, sample
+from core import SamplingRequest, load_model, sample
 from core.recording import Recorder
 from desktop_app.run.trajectory import Frames
 
@@ -109,9 +109,9 @@ def test_costly_curves_are_sampled_unless_exact_curves_are_asked_for(qtbot):
     bundle.classifier = SlowClassifier(bundle.classifier, 0.05)
     req = SamplingRequest(model="toy-gmm", steps="30", batch=20, label=1)
     budgeted = run_worker(qtbot, SamplingWorker(req, bundle))
-    # The first pass measures 50 ms; another would need ~5 s of run to stay within 3 %.
+    # The first pass measures 50 ms; one more in between would need ~5 s of run to stay within 3 %.
     prob = budgeted.tracks["prob"]
-    assert [k for k, p in enumerate(prob) if p is not None] == [1]
+    assert [k for k, p in enumerate(prob) if p is not None] == [1, 30]
     exact = run_worker(qtbot, SamplingWorker(req, bundle, exact_curves=True))
     assert all(p is not None for p in exact.tracks["prob"][1:])
     assert exact.tracks["prob"][1] == pytest.approx(prob[1], rel=1e-6)
