@@ -58,7 +58,7 @@ class ResultsController(QObject):
         self._pending: tuple[str, Any] | None = None
         self._recorder = SerialTasks("Could not record the run in the library: ", self)
         self._recorder.done.connect(self._on_prepared)
-        self._recorder.failed.connect(lambda _tag, message: self.window.statusBar().showMessage(message))
+        self._recorder.failed.connect(self._on_record_failed)
         try:
             self.library = library if library is not None else Library()
         except ValueError as exc:
@@ -133,23 +133,38 @@ class ResultsController(QObject):
         if self.gallery is None or self.library.read_only or (not result.completed and len(result) <= 1):
             return False
         library = self.library
-        self._recorder.submit(None, lambda: library.prepare(result))
+        try:
+            entry_id = library.reserve(result)  # the row, hidden until its files are written
+        except sqlite3.Error as exc:
+            self.window.statusBar().showMessage(f"Could not record the run in the library: {exc}")
+            return False
+        self._recorder.submit(entry_id, lambda: library.write_files(entry_id, result))
         return True
 
     def recording(self) -> int:
         """How many finished runs are still being saved."""
         return self._recorder.pending()
 
-    def _on_prepared(self, _tag: Any, prepared: PreparedRun) -> None:
+    def _on_prepared(self, entry_id: int, prepared: PreparedRun) -> None:
         try:
-            entry = self.library.add_prepared(prepared)
+            entry = self.library.finish(prepared)
         except (ValueError, sqlite3.Error) as exc:
             self.window.statusBar().showMessage(f"Could not record the run in the library: {exc}")
+            self._on_record_failed(entry_id, "")
             return
         self.last_entry = entry
         if self.gallery is not None:
             self.gallery.show_entry(entry)
         self.run_recorded.emit(entry)
+
+    def _on_record_failed(self, entry_id: int, message: str) -> None:
+        """Saving failed (full disk, unwritable folder): nothing of the run stays in the library."""
+        try:
+            self.library.abandon(entry_id)
+        except sqlite3.Error:
+            pass  # the row stays marked as being saved; the next start-up removes it
+        if message:
+            self.window.statusBar().showMessage(message)
 
     def reopen(self, model_name: str, request: Any) -> bool:
         """Put `request`'s settings into the window, loading `model_name` if another is loaded.

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QStandardItem, QStandardItemModel
+from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -29,6 +29,8 @@ from .store import Library, LibraryEntry, SkippedRow
 
 ALL_MODELS = "All models"
 ENTRY_ID = Qt.ItemDataRole.UserRole + 1
+STATES = (("All runs", None), ("Finished", True), ("Stopped early", False))  # label, `completed` filter
+BADGE_RED = QColor(200, 40, 40)
 
 
 def _ask_yes_no(parent: QWidget, text: str) -> bool:
@@ -54,6 +56,10 @@ class GalleryWidget(QWidget):
         self.library = library
         self.filter = QComboBox()
         self.filter.setToolTip("Show the runs of one model only")
+        self.state = QComboBox()
+        for label, _ in STATES:
+            self.state.addItem(label)
+        self.state.setToolTip("Show every run, only runs that finished, or only runs stopped before their last step")
         self.count = QLabel()
         self.model = QStandardItemModel(self)
         self.view = QListView()
@@ -79,6 +85,7 @@ class GalleryWidget(QWidget):
 
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
+        top.addWidget(self.state)
         top.addWidget(self.count)
         buttons = QHBoxLayout()
         for b in (self.reopen_button, self.compare_button, self.delete_button):
@@ -91,6 +98,7 @@ class GalleryWidget(QWidget):
         layout.addWidget(self.message)
 
         self.filter.currentIndexChanged.connect(lambda _i: self._fill())
+        self.state.currentIndexChanged.connect(lambda _i: self._fill())
         self.view.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.view.doubleClicked.connect(lambda _index: self.reopen_selected())
         self.reopen_button.clicked.connect(self.reopen_selected)
@@ -114,6 +122,13 @@ class GalleryWidget(QWidget):
     def model_filter(self) -> str | None:
         text = self.filter.currentText()
         return None if text in ("", ALL_MODELS) else text
+
+    def completed_filter(self) -> bool | None:
+        """True: finished runs only, False: stopped ones only, None: all."""
+        return STATES[self.state.currentIndex()][1]
+
+    def set_completed_filter(self, completed: bool | None) -> None:
+        self.state.setCurrentIndex([value for _, value in STATES].index(completed))
 
     def set_model_filter(self, model: str | None) -> None:
         index = self.filter.findText(model or ALL_MODELS)
@@ -139,7 +154,7 @@ class GalleryWidget(QWidget):
 
     def _fill(self) -> None:
         self.model.clear()
-        entries = self.library.list(self.model_filter())
+        entries = self.library.list(self.model_filter(), self.completed_filter())
         for entry in entries:
             self.model.appendRow(_item(entry))
         self._show_count(len(entries))
@@ -154,7 +169,7 @@ class GalleryWidget(QWidget):
         if self.filter.findText(entry.model) < 0:  # a model new to the library: the filter list grows
             self.refresh()
             return
-        if self.model_filter() not in (None, entry.model):
+        if self.model_filter() not in (None, entry.model) or self.completed_filter() not in (None, entry.completed):
             return
         self.model.insertRow(0, _item(entry))
         self._show_count(self.model.rowCount())
@@ -217,8 +232,31 @@ def _skipped_text(skipped: list[SkippedRow]) -> str:
             f"run {first.id}: {first.reason}{more}.")
 
 
+def badged(pixmap: QPixmap, text: str, size: int = 128) -> QPixmap:
+    """The thumbnail on a square canvas with a red band saying `text` along its bottom edge."""
+    canvas = QPixmap(size, size)
+    canvas.fill(QColor("white"))
+    painter = QPainter(canvas)
+    if not pixmap.isNull():
+        shown = pixmap.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio)
+        painter.drawPixmap((size - shown.width()) // 2, (size - shown.height()) // 2, shown)
+    band = size // 5
+    painter.fillRect(0, size - band, size, band, BADGE_RED)
+    font = painter.font()
+    font.setBold(True)
+    font.setPixelSize(band * 2 // 3)
+    painter.setFont(font)
+    painter.setPen(QColor("white"))
+    painter.drawText(QRect(0, size - band, size, band), Qt.AlignmentFlag.AlignCenter, text)
+    painter.end()
+    return canvas
+
+
 def _item(entry: LibraryEntry) -> QStandardItem:
-    item = QStandardItem(QIcon(png_pixmap(entry.thumbnail)), _caption(entry))
+    pixmap = png_pixmap(entry.thumbnail)
+    if not entry.completed:
+        pixmap = badged(pixmap, "STOPPED")
+    item = QStandardItem(QIcon(pixmap), _caption(entry))
     item.setData(entry.id, ENTRY_ID)
     item.setToolTip(_tooltip(entry))
     item.setEditable(False)
@@ -231,7 +269,7 @@ def _caption(entry: LibraryEntry) -> str:
     detail = {"classifier": f"s={g.get('scale', 0):g}", "cfg": f"w={g.get('weight', 0):g}",
               "both": f"w={g.get('weight', 0):g}, s={g.get('scale', 0):g}"}.get(kind, "unguided")
     stopped = " (stopped)" if not entry.completed else ""
-    return f"{entry.model}\n{detail} · seed {entry.settings.get('seed', 0)}{stopped}"
+    return f"#{entry.id} {entry.model}\n{detail} · seed {entry.settings.get('seed', 0)}{stopped}"
 
 
 def _tooltip(entry: LibraryEntry) -> str:

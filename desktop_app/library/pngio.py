@@ -106,12 +106,13 @@ def default_stem(result: RunResult) -> str:
 
 
 def save_result(result: RunResult, folder: str | Path, stem: str | None = None,
-                per_sample: bool = True, with_run: bool = True) -> SavedFiles:
+                per_sample: bool = True, with_run: bool = True, **meta: Any) -> SavedFiles:
     """Save the grid PNG, (for image models) one PNG per sample and the run file into `folder`.
 
     Every PNG carries the full settings and the name of the run file beside it (`<stem>.run.npz`,
     written when the run has a trajectory and `with_run`), so reopening the PNG shows the whole run.
-    If any write fails, the files this call already wrote are removed again and SaveError is raised.
+    `meta` keys are added to every file's embedded record (the library adds its run id). If any write
+    fails, the files this call already wrote are removed again and SaveError is raised.
     """
     folder = Path(folder)
     try:
@@ -120,15 +121,15 @@ def save_result(result: RunResult, folder: str | Path, stem: str | None = None,
         raise SaveError(f"Could not create the folder {folder}: {exc.strerror or exc}.") from exc
     stem = stem or default_stem(result)
     run_name = f"{stem}{RUN_SUFFIX}" if with_run and len(result) else None
-    extra = {"run_file": run_name} if run_name else {}
+    extra = {**meta, "run_file": run_name} if run_name else dict(meta)
     written: list[Path] = []
     try:
         written.append(write_png(folder / f"{stem}.png", result_picture(result), settings_metadata(result, **extra)))
         if per_sample and not result.is_points:
             for i, picture in enumerate(sample_images(result)):
-                meta = settings_metadata(result, sample_index=i, **extra)
-                written.append(write_png(folder / f"{stem}_sample{i:03d}.png", picture, meta))
-        run = write_run(folder / run_name, result) if run_name else None
+                record = settings_metadata(result, sample_index=i, **extra)
+                written.append(write_png(folder / f"{stem}_sample{i:03d}.png", picture, record))
+        run = write_run(folder / run_name, result, **meta) if run_name else None
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)

@@ -2,14 +2,23 @@
 
 The data folder is `platformdirs.user_data_dir("guidance-studio")`, overridden by the environment
 variable GUIDANCE_STUDIO_DATA or by passing a folder to `Library`. It holds `library.sqlite3` and
-`runs/` (the PNGs `record` saves). The schema version is kept in PRAGMA user_version.
+`runs/`, where each run has its own folder `run-<id>/` (its PNGs and its run file, named after the
+run's id, so no two runs ever share a file). The schema version is kept in PRAGMA user_version.
+
+Saving is atomic per run: `reserve` adds the row marked as being saved by this process (hidden from
+every listing), `write_files` writes into `runs/.saving-run-<id>/` and renames that to `run-<id>/`,
+`finish` unmarks the row. A save that dies midway (kill -9, power cut) leaves a marked row of a
+process that no longer runs and perhaps a `.saving-` folder; opening the library removes them, and
+any file under runs/ that no entry lists (what older versions left).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import sqlite3
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,7 +33,9 @@ if TYPE_CHECKING:  # core loads torch: imported where needed, so the window open
 
 ENV_VAR = "GUIDANCE_STUDIO_DATA"
 DB_NAME = "library.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+RUNS = "runs"
+STALE_SAVE_S = 24 * 3600  # a save marked this long ago is abandoned whatever its process id now names
 
 # Each entry upgrades the schema from version i to i + 1.
 _MIGRATIONS = [
@@ -42,7 +53,24 @@ _MIGRATIONS = [
     );
     CREATE INDEX runs_model ON runs (model, created);
     """,
+    """
+    ALTER TABLE runs ADD COLUMN run_file TEXT NOT NULL DEFAULT '';  -- its run file (core.runs), '' if none
+    ALTER TABLE runs ADD COLUMN group_id INTEGER;                   -- the sweep it belongs to (groups.id)
+    ALTER TABLE runs ADD COLUMN saving   INTEGER;                   -- pid writing its files; NULL once saved
+    CREATE TABLE groups (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        created   REAL    NOT NULL,
+        kind      TEXT    NOT NULL,             -- 'sweep'
+        model     TEXT    NOT NULL,
+        settings  TEXT    NOT NULL,             -- JSON: what the group varies (a sweep's spec)
+        thumbnail BLOB,
+        files     TEXT    NOT NULL DEFAULT '[]',
+        saving    INTEGER
+    );
+    CREATE INDEX runs_group ON runs (group_id);
+    """,
 ]
+# Paths in `files` and `run_file` are relative to the library folder (absolute in schema-1 rows).
 
 
 def data_dir() -> Path:
@@ -53,7 +81,9 @@ def data_dir() -> Path:
 
 @dataclass(frozen=True)
 class LibraryEntry:
-    """One recorded run. settings: the request as a dict; files: saved paths, the grid first."""
+    """One recorded run. settings: the request as a dict; files: saved paths, the grid first;
+    run_path: its run file with every step (None for runs recorded before run files existed);
+    group_id: the sweep it belongs to, if any."""
 
     id: int
     created: float
@@ -64,6 +94,8 @@ class LibraryEntry:
     completed: bool
     thumbnail: bytes | None
     files: tuple[Path, ...]
+    run_path: Path | None = None
+    group_id: int | None = None
 
     @property
     def request(self) -> SamplingRequest:
@@ -100,16 +132,12 @@ class LibraryEntry:
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A run whose files are saved and whose thumbnail is encoded, not yet in the index."""
+    """A reserved run whose files are written and whose thumbnail is encoded; `finish` lists it."""
 
-    model: str
-    request: SamplingRequest
-    device: str
-    seconds: float
-    completed: bool
-    created: float
+    id: int
     thumbnail: bytes
     files: tuple[Path, ...]
+    run_file: Path | None
 
 
 class _Damaged(Exception):
@@ -139,9 +167,43 @@ def _move_database(path: Path, aside: Path) -> None:
             os.replace(source, aside.with_name(aside.name + suffix))
 
 
-def _unlink(paths: tuple[Path, ...]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs now (never signals it)."""
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":  # os.kill would terminate it there
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. another user's process
+    return True
+
+
+def _remove(path: Path) -> bool:
+    """Delete a file or a folder tree; False when it was not there or could not be removed."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError:
+        return False
+    return True
+
+
+def run_folder_name(entry_id: int) -> str:
+    return f"run-{entry_id:06d}"
 
 
 class Library:
@@ -159,6 +221,7 @@ class Library:
         self.read_only = False
         self.notice: str | None = None
         self.skipped: list[SkippedRow] = []
+        self.swept = 0  # files and folders of interrupted saves removed when opening
         self._db = self._open()
         self._db.row_factory = sqlite3.Row
         if self.read_only:
@@ -170,6 +233,7 @@ class Library:
             self._db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error:
             pass  # e.g. a file system without shared memory: keep the default journal
+        self.swept = self._sweep()
 
     @property
     def path(self) -> Path:
@@ -177,7 +241,7 @@ class Library:
 
     @property
     def runs_folder(self) -> Path:
-        return self.folder / "runs"
+        return self.folder / RUNS
 
     def _open(self) -> sqlite3.Connection:
         """A checked connection: the file as it is, or a fresh one after moving a damaged file aside,
@@ -270,57 +334,145 @@ class Library:
 
     def add(self, model: str, request: SamplingRequest, *, device: str = "", seconds: float = 0.0,
             completed: bool = True, thumbnail: bytes | None = None, files: tuple[Path, ...] = (),
-            created: float | None = None) -> LibraryEntry:
-        """Insert one run and return its entry."""
+            created: float | None = None, run_file: Path | None = None) -> LibraryEntry:
+        """Insert one run whose files (if any) already exist and return its entry."""
         with self._db:
             cur = self._db.execute(
-                "INSERT INTO runs (created, model, settings, device, seconds, completed, thumbnail, files)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (created, model, settings, device, seconds, completed, thumbnail, files, run_file)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time() if created is None else created, model, json.dumps(request.to_dict()),
                  device, float(seconds), int(bool(completed)), thumbnail,
-                 json.dumps([str(p) for p in files])),
+                 json.dumps([self._stored(p) for p in files]), self._stored(run_file) if run_file else ""),
             )
         return self.get(cur.lastrowid)
 
-    def prepare(self, result: RunResult, per_sample: bool = True) -> PreparedRun:
-        """Save the run's PNGs under runs/ and encode its thumbnail. Touches no database, so it may run
-        on any thread (the window does it off the GUI thread); `add_prepared` then lists the run."""
-        from .pngio import result_picture, save_result, thumbnail_png
-
-        created = time.time()
-        saved = save_result(result, self.runs_folder, per_sample=per_sample)
+    def _stored(self, path: Path) -> str:
+        """How a path is kept in a row: relative to the library folder when inside it."""
+        path = Path(path)
         try:
+            return path.relative_to(self.folder).as_posix()
+        except ValueError:
+            return str(path)
+
+    def reserve(self, result: RunResult, group_id: int | None = None) -> int:
+        """Add `result` as a run being saved by this process (listed nowhere until `finish`); its id.
+        Runs on the library's thread; `write_files(id, result)` may then run on any thread."""
+        with self._db:
+            cur = self._db.execute(
+                "INSERT INTO runs (created, model, settings, device, seconds, completed, group_id, saving)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (float(result.created), result.model_name, json.dumps(result.request.to_dict()), result.device,
+                 float(result.seconds), int(bool(result.completed)), group_id, os.getpid()),
+            )
+        return int(cur.lastrowid)
+
+    def write_files(self, entry_id: int, result: RunResult, per_sample: bool = True) -> PreparedRun:
+        """Write the run's PNGs, run file and thumbnail into `runs/run-<id>/`, atomically: into a
+        temporary folder first, renamed when complete. Touches no database (any thread). SaveError (an
+        OSError) when the disk refuses; then nothing is left and the caller should `abandon(id)`."""
+        from .pngio import default_stem, result_picture, save_result, thumbnail_png
+
+        name = run_folder_name(entry_id)
+        final, temporary = self.runs_folder / name, self.runs_folder / f".saving-{name}"
+        _remove(temporary)
+        try:
+            saved = save_result(result, temporary, stem=f"{name}_{default_stem(result)}", per_sample=per_sample,
+                                library_id=entry_id)
             thumbnail = thumbnail_png(result_picture(result))
+            os.replace(temporary, final)
         except BaseException:
-            _unlink(saved.all)
+            _remove(temporary)
             raise
-        return PreparedRun(result.model_name, result.request, result.device, float(result.seconds),
-                           bool(result.completed), created, thumbnail, saved.all)
+        moved = tuple(final / p.name for p in saved.all)
+        return PreparedRun(entry_id, thumbnail, moved, None if saved.run is None else final / saved.run.name)
 
-    def add_prepared(self, run: PreparedRun) -> LibraryEntry:
-        """List a prepared run (the library's own thread); its files are removed if adding fails."""
+    def finish(self, run: PreparedRun) -> LibraryEntry:
+        """List a reserved run whose files are written (the library's thread)."""
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET thumbnail = ?, files = ?, run_file = ?, saving = NULL WHERE id = ?",
+                (run.thumbnail, json.dumps([self._stored(p) for p in run.files]),
+                 self._stored(run.run_file) if run.run_file else "", run.id))
+        return self.get(run.id)
+
+    def abandon(self, entry_id: int) -> None:
+        """Forget a reserved run whose files could not be written, with anything it left."""
+        with self._db:
+            self._db.execute("DELETE FROM runs WHERE id = ? AND saving IS NOT NULL", (entry_id,))
+        for name in (run_folder_name(entry_id), f".saving-{run_folder_name(entry_id)}"):
+            _remove(self.runs_folder / name)
+
+    def record(self, result: RunResult, per_sample: bool = True, group_id: int | None = None) -> LibraryEntry:
+        """Save the run's files and list it, in one go (this thread); nothing stays if saving fails."""
+        entry_id = self.reserve(result, group_id)
         try:
-            return self.add(run.model, run.request, device=run.device, seconds=run.seconds,
-                            completed=run.completed, thumbnail=run.thumbnail, files=run.files,
-                            created=run.created)
+            prepared = self.write_files(entry_id, result, per_sample)
         except BaseException:
-            _unlink(run.files)
+            self.abandon(entry_id)
             raise
-
-    def record(self, result: RunResult, per_sample: bool = True) -> LibraryEntry:
-        """Save the run's PNGs under runs/ and add it with a thumbnail; files are removed if adding fails."""
-        return self.add_prepared(self.prepare(result, per_sample))
+        return self.finish(prepared)
 
     def delete(self, entry_id: int) -> None:
-        """Remove the entry and the files it lists; ValueError if there is no such entry."""
+        """Remove the entry and those of its files no other entry lists; ValueError if there is no such
+        entry. Its run folder goes too once empty."""
         entry = self.get(entry_id)
         with self._db:
             self._db.execute("DELETE FROM runs WHERE id = ?", (entry_id,))
-        for path in entry.files:
+        used = self._listed_paths()
+        own = [*entry.files, *((entry.run_path,) if entry.run_path else ())]
+        for path in own:
+            if path.resolve() not in used:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass  # the entry is gone; a file we cannot remove stays where the user can see it
+        for folder in {p.parent for p in own if p.parent.parent == self.runs_folder}:
             try:
-                path.unlink(missing_ok=True)
+                folder.rmdir()  # only when empty
             except OSError:
-                pass  # the entry is gone; a file we cannot remove stays where the user can see it
+                pass
+
+    def _listed_paths(self) -> set[Path]:
+        """Every file some row (run or group, saved or being saved) lists, resolved."""
+        paths: set[Path] = set()
+        rows = self._db.execute("SELECT files, run_file FROM runs UNION ALL SELECT files, '' FROM groups")
+        for files, run_file in rows:
+            try:
+                names = json.loads(files) if isinstance(files, str) else []
+            except (ValueError, RecursionError):
+                continue
+            names = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+            if isinstance(run_file, str) and run_file:
+                names.append(run_file)
+            paths.update(_resolve(self.folder, n).resolve() for n in names if n and "\0" not in n)
+        return paths
+
+    def _sweep(self) -> int:
+        """Remove what interrupted saves left (see the module docstring); how many paths went."""
+        removed = 0
+        now = time.time()
+        try:
+            pending = self._db.execute("SELECT id, saving, created FROM runs WHERE saving IS NOT NULL").fetchall()
+            dead = [row[0] for row in pending
+                    if not isinstance(row[1], int) or not _alive(row[1]) or now - float(row[2] or 0) > STALE_SAVE_S]
+            with self._db:
+                self._db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in dead])
+            saving = {row[0] for row in pending} - set(dead)
+            ids = {row[0] for row in self._db.execute("SELECT id FROM runs")}
+        except sqlite3.Error:
+            return 0
+        if not self.runs_folder.is_dir():
+            return 0
+        listed = self._listed_paths()
+        keep = {run_folder_name(i) for i in ids} | {f".saving-{run_folder_name(i)}" for i in saving}
+        for path in self.runs_folder.iterdir():
+            if path.is_dir() and path.name in keep:
+                continue
+            if path.is_dir() and any(p.resolve() in listed for p in path.rglob("*")):
+                continue  # a folder an entry's files live in, whatever its name
+            if path.resolve() not in listed and _remove(path):
+                removed += 1
+        return removed
 
     # --- reading ---
 
@@ -330,33 +482,42 @@ class Library:
         if row is None:
             raise ValueError(f"The library has no run with id {entry_id}.")
         try:
-            return _entry(row)
+            return _entry(row, self.folder)
         except BadRow as exc:
             raise ValueError(f"Run {entry_id} of the library cannot be read: {exc}.") from None
 
-    def list(self, model: str | None = None) -> list[LibraryEntry]:
-        """All readable entries, newest first, optionally only those of one model. Rows that cannot be
+    def list(self, model: str | None = None, completed: bool | None = None,
+             group_id: int | None = None) -> list[LibraryEntry]:
+        """Saved entries, newest first: the runs of no group (or those of `group_id`), optionally only
+        one model's, only finished (completed=True) or only stopped ones (False). Rows that cannot be
         read are left out and listed in `skipped` (replaced on every call)."""
-        if model is None:
-            rows = self._db.execute("SELECT * FROM runs ORDER BY created DESC, id DESC")
-        else:
-            rows = self._db.execute("SELECT * FROM runs WHERE model = ? ORDER BY created DESC, id DESC",
-                                    (model,))
+        where, args = ["saving IS NULL"], []
+        where.append("group_id IS NULL" if group_id is None else "group_id = ?")
+        args += [] if group_id is None else [group_id]
+        if model is not None:
+            where.append("model = ?")
+            args.append(model)
+        if completed is not None:
+            where.append("completed = 1" if completed else "completed != 1")
+        order = "created ASC, id ASC" if group_id is not None else "created DESC, id DESC"
+        rows = self._db.execute(f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY {order}", args)
         entries, self.skipped = [], []
         for row in rows:
             try:
-                entries.append(_entry(row))
+                entries.append(_entry(row, self.folder))
             except BadRow as exc:
                 self.skipped.append(SkippedRow(row["id"], str(exc)))
         return entries
 
     def models(self) -> list[str]:
-        """The distinct model names that have entries, sorted."""
-        names = (r[0] for r in self._db.execute("SELECT DISTINCT model FROM runs ORDER BY model"))
+        """The distinct model names that have saved entries, sorted."""
+        names = (r[0] for r in self._db.execute(
+            "SELECT DISTINCT model FROM runs WHERE saving IS NULL ORDER BY model"))
         return [name for name in names if isinstance(name, str)]
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        """How many runs are saved (sweep members included)."""
+        return self._db.execute("SELECT COUNT(*) FROM runs WHERE saving IS NULL").fetchone()[0]
 
 
 class BadRow(ValueError):
@@ -390,7 +551,7 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _entry(row: sqlite3.Row) -> LibraryEntry:
+def _entry(row: sqlite3.Row, folder: Path) -> LibraryEntry:
     """The entry of one row; BadRow says what is wrong with a row that does not fit the schema."""
     settings = _json(row["settings"], "settings", dict)
     guidance = settings.get("guidance", {})
@@ -400,15 +561,26 @@ def _entry(row: sqlite3.Row) -> LibraryEntry:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in shown):
         raise BadRow("its seed or guidance strength is not a number")
     files = _json(row["files"], "file names", list)
-    if not all(isinstance(f, str) and f and "\0" not in f for f in files):
+    run_file = row["run_file"]
+    if not all(isinstance(f, str) and f and "\0" not in f for f in files) or not isinstance(run_file, str) \
+            or "\0" in run_file:
         raise BadRow("its file names are not all text")
-    model, device, thumbnail = row["model"], row["device"], row["thumbnail"]
+    model, device, thumbnail, group_id = row["model"], row["device"], row["thumbnail"], row["group_id"]
     if not isinstance(model, str) or not isinstance(device, str):
         raise BadRow("its model or device name is not text")
     if thumbnail is not None and not isinstance(thumbnail, bytes):
         raise BadRow("its thumbnail is not a picture")
+    if group_id is not None and not isinstance(group_id, int):
+        raise BadRow("its group is not a number")
     return LibraryEntry(
         id=row["id"], created=_number(row["created"], "date"), model=model, settings=settings,
         device=device, seconds=_number(row["seconds"], "duration"), completed=bool(row["completed"]),
-        thumbnail=thumbnail, files=tuple(Path(p) for p in files),
+        thumbnail=thumbnail, files=tuple(_resolve(folder, p) for p in files),
+        run_path=_resolve(folder, run_file) if run_file else None, group_id=group_id,
     )
+
+
+def _resolve(folder: Path, stored: str) -> Path:
+    """A stored path: relative ones are inside the library folder (see the schema)."""
+    path = Path(stored)
+    return path if path.is_absolute() else folder / path

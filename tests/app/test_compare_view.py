@@ -10,9 +10,9 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from core import Guidance, SamplingRequest  # noqa: E402
+from core.runs import RunResult  # noqa: E402
 from desktop_app.compare.window import CompareWindow  # noqa: E402
 from desktop_app.library.store import Library  # noqa: E402
-from core.runs import RunResult  # noqa: E402
 
 
 def image_result(seed: int, weight: float, value: float) -> RunResult:

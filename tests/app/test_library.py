@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from core import Guidance, SamplingRequest
-from desktop_app.library import store as library_module
 from core.pngmeta import read_settings
-from desktop_app.library.store import Library, data_dir
 from core.runs import RunResult
+from desktop_app.library import store as library_module
+from desktop_app.library.store import Library, data_dir
 
 
 def request(model: str = "toy-gmm", **changes) -> SamplingRequest:
@@ -61,14 +61,15 @@ def test_record_saves_files_and_thumbnail_and_delete_removes_them(tmp_path):
     run = RunResult(req, "imgs", "cpu", 3.0, rng.uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32))
     lib = Library(tmp_path)
     entry = lib.record(run)
-    assert len(entry.files) == 3 and all(p.parent == lib.runs_folder and p.exists() for p in entry.files)
+    folder = lib.runs_folder / f"run-{entry.id:06d}"
+    assert len(entry.files) == 3 and all(p.parent == folder and p.exists() for p in entry.files)
     assert read_settings(entry.image_path) == ("imgs", req)
     thumb = Image.open(io.BytesIO(entry.thumbnail))
     assert thumb.format == "PNG" and max(thumb.size) <= 128
     outsider = tmp_path / "unrelated.png"
     outsider.write_bytes(b"keep")
     lib.delete(entry.id)
-    assert not any(p.exists() for p in entry.files)
+    assert not any(p.exists() for p in entry.files) and not folder.exists()
     assert outsider.exists() and len(lib) == 0
 
 

@@ -1,6 +1,7 @@
 """The gallery widget over a real library: thumbnails, filter, reopen, compare, delete."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -8,11 +9,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QImage  # noqa: E402
 
 from core import Guidance, SamplingRequest  # noqa: E402
+from core.runs import RunResult  # noqa: E402
 from desktop_app.library.gallery import ALL_MODELS, GalleryWidget  # noqa: E402
 from desktop_app.library.store import Library  # noqa: E402
-from core.runs import RunResult  # noqa: E402
 
 
 def points_result(seed: int, weight: float, model: str = "toy-gmm") -> RunResult:
@@ -121,3 +123,32 @@ def test_a_new_entry_appears_on_top_only_under_a_matching_filter(gallery):
     assert gallery.filter.findText("brand-new") > 0 and gallery.model_filter() == "toy-gmm"
     gallery.set_model_filter(None)
     assert gallery.entry_ids()[0] == fresh.id and gallery.count.text() == "6 runs"
+
+
+def test_stopped_runs_wear_a_badge_and_can_be_shown_alone(qtbot, tmp_path):
+    lib = Library(tmp_path / "badges")
+    done = lib.record(points_result(3, 1.0))
+    stopped = lib.record(dataclasses.replace(points_result(4, 1.0), completed=False))
+    widget = GalleryWidget(lib)
+    qtbot.addWidget(widget)
+
+    def icon_pixels(entry_id: int) -> np.ndarray:
+        row = widget.entry_ids().index(entry_id)
+        image = widget.model.item(row).icon().pixmap(128, 128).toImage().convertToFormat(QImage.Format.Format_RGB888)
+        return np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())[
+            :, : 3 * image.width()].reshape(image.height(), image.width(), 3)
+
+    def red_share(pixels: np.ndarray) -> float:
+        bottom = pixels[-pixels.shape[0] // 6:].astype(int)
+        return float(((bottom[..., 0] > 150) & (bottom[..., 1] < 90) & (bottom[..., 2] < 90)).mean())
+
+    assert red_share(icon_pixels(stopped.id)) > 0.5 and red_share(icon_pixels(done.id)) == 0.0
+    assert "(stopped)" in widget.model.item(widget.entry_ids().index(stopped.id)).text()
+    widget.set_completed_filter(False)
+    assert widget.entry_ids() == [stopped.id] and widget.count.text() == "1 run"
+    widget.set_completed_filter(True)
+    assert widget.entry_ids() == [done.id]
+    widget.show_entry(lib.record(dataclasses.replace(points_result(5, 1.0), completed=False)))
+    assert widget.entry_ids() == [done.id]  # a stopped run does not join the finished-only list
+    widget.set_completed_filter(None)
+    assert len(widget.entry_ids()) == 3

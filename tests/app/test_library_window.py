@@ -39,13 +39,13 @@ def test_runs_are_saved_off_the_gui_thread_and_listed_in_order(window, qtbot, mo
     from desktop_app.library.store import Library
 
     threads = []
-    prepare = Library.prepare
+    write_files = Library.write_files
 
-    def spy(self, result, per_sample=True):
+    def spy(self, entry_id, result, per_sample=True):
         threads.append(threading.current_thread())
-        return prepare(self, result, per_sample)
+        return write_files(self, entry_id, result, per_sample)
 
-    monkeypatch.setattr(Library, "prepare", spy)
+    monkeypatch.setattr(Library, "write_files", spy)
     window.session.update(steps="3", batch_points=30)
     recorded = []
     window.results.run_recorded.connect(recorded.append)
@@ -68,8 +68,9 @@ def test_a_run_still_being_saved_at_close_is_listed(window, qtbot, monkeypatch):
 
     from desktop_app.library.store import Library
 
-    prepare = Library.prepare
-    monkeypatch.setattr(Library, "prepare", lambda self, *a, **k: (time.sleep(0.3), prepare(self, *a, **k))[1])
+    write_files = Library.write_files
+    monkeypatch.setattr(Library, "write_files",
+                        lambda self, *a, **k: (time.sleep(0.3), write_files(self, *a, **k))[1])
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as done:
         window.session.update(steps="3", batch_points=30, seed=77)
         assert window.start_run()
@@ -183,14 +184,16 @@ def test_a_run_that_cannot_be_saved_is_reported_and_not_listed(window, qtbot, mo
     from core.pngmeta import SaveError
     from desktop_app.library.store import Library
 
-    def refuse(self, result, per_sample=True):
+    def refuse(self, entry_id, result, per_sample=True):
         raise SaveError("Could not save x.png in /full: No space left on device.")
 
-    monkeypatch.setattr(Library, "prepare", refuse)
+    monkeypatch.setattr(Library, "write_files", refuse)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         window.session.update(steps="3", batch_points=30)
         assert window.start_run()
     qtbot.waitUntil(lambda: window.results.recording() == 0, timeout=RUN_TIMEOUT_MS)
     message = window.statusBar().currentMessage()
     assert message.startswith("Could not record the run in the library: ") and "No space left" in message
-    assert len(window.results.library) == 0 and window.results.gallery.entry_ids() == []
+    library = window.results.library
+    assert len(library) == 0 and window.results.gallery.entry_ids() == []
+    assert library._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0  # no row left behind

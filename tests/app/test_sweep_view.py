@@ -10,8 +10,8 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from core import Guidance, SamplingRequest, load_model  # noqa: E402
-from desktop_app.compare.sweep_window import SweepWindow  # noqa: E402
 from core.pngmeta import read_settings  # noqa: E402
+from desktop_app.compare.sweep_window import SweepWindow  # noqa: E402
 
 BASE = SamplingRequest(model="toy-gmm", steps="8", guidance=Guidance(kind="cfg", weight=1.0), label=5, batch=64)
 
