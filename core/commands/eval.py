@@ -119,6 +119,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if args.num < max(2, args.k + 1):
         raise ValueError(f"--num-samples must be at least {max(2, args.k + 1)} for the statistics to exist.")
+    if args.batch < 1:
+        raise ValueError("--batch must be at least 1.")
     values = parse_values(args.values)
     with distributed.joined(args.device) as world:
         bundle = load_model(args.model, world.device, args.precision)

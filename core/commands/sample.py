@@ -79,6 +79,8 @@ def run(args) -> int:
         raise ValueError(f"--out must end in .npz or .png, got {args.out.name!r}.")
     if args.num < 1:
         raise ValueError("--num-samples must be at least 1.")
+    if args.batch < 0:
+        raise ValueError("--batch must be 0 (all at once) or more.")
     labels = _labels(args.label, args.num)
     guidance = Guidance(args.guidance, scale=args.scale, weight=args.weight, window=_window(args.window))
     chunk = args.batch or args.num

@@ -46,6 +46,8 @@ def test_png_output_is_a_picture(tmp_path):
         (["--window", "0.5"], "--window must be"),
         (["--model", "nope"], "No model called 'nope'"),
         (["--steps", "0"], "Bad steps"),
+        (["--batch", "-2"], "--batch must be 0"),
+        (["--threads", "-1"], "--threads must be 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):

@@ -113,6 +113,7 @@ def test_eval_sweep_writes_table_csv_and_plot(trained, folder, tmp_path, capsys,
     (["train", "diffusion", "--data", "mnist:nope", "--name", "x", "--out", "{tmp}/x.safetensors"], "Unknown MNIST split"),
     (["eval", "--model", "toy-gmm", "--values", "0,a"], "--values must be numbers"),
     (["eval", "--model", "toy-gmm", "--num", "2"], "--num-samples must be at least 4"),
+    (["eval", "--model", "toy-gmm", "--batch", "0"], "--batch must be at least 1"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
