@@ -8,7 +8,8 @@ CUDA, when present: one GPU in this process (fp32 and fp16, with peak memory), t
 GPU, and the ratio G GPUs ÷ 1 GPU when the machine has several.
 Every figure is the command's own "samples/s" (sampling and gathering; start-up and model loading excluded).
 
-Usage: python bench/distributed.py [--only cpu|cuda] [--repeats R] [--num N] [--gpu-num N]
+Usage: python bench/distributed.py [--only cpu|cuda] [--repeats R] [--num N] [--batch B] [--steps S]
+       [--gpu-num N] [--gpu-batch B] [--gpu-steps S]
 """
 from __future__ import annotations
 
@@ -78,9 +79,9 @@ def cuda(args, folder: Path) -> None:
     gpus = torch.cuda.device_count()
     name = torch.cuda.get_device_name(0)
     print(f"CUDA: {gpus} x {name}: mnist-cfg, CFG, {args.gpu_num} samples in batches of {args.gpu_batch}, "
-          f"{args.steps}")
-    work = sample_args(args.gpu_num, args.gpu_batch, args.steps, folder / "gpu.npz")
-    warm_up = sample_args(args.gpu_batch, args.gpu_batch, args.steps, folder / "warm.npz")
+          f"{args.gpu_steps}")
+    work = sample_args(args.gpu_num, args.gpu_batch, args.gpu_steps, folder / "gpu.npz")
+    warm_up = sample_args(args.gpu_batch, args.gpu_batch, args.gpu_steps, folder / "warm.npz")
     in_process([*warm_up, "--device", "cuda"])  # CUDA context, cuDNN's choices
     rates = {}
     for precision in ("fp32", "fp16"):
@@ -100,9 +101,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--num", type=int, default=40, help="CPU: samples per run")
     parser.add_argument("--batch", type=int, default=10, help="CPU: samples per batch")
-    parser.add_argument("--steps", default="ddim10")
-    parser.add_argument("--gpu-num", type=int, default=8000, help="CUDA: samples per run")
-    parser.add_argument("--gpu-batch", type=int, default=500, help="CUDA: samples per batch")
+    parser.add_argument("--steps", default="ddim10", help="CPU: steps")
+    parser.add_argument("--gpu-num", type=int, default=10000, help="CUDA: samples per run")
+    parser.add_argument("--gpu-batch", type=int, default=1000, help="CUDA: samples per batch")
+    parser.add_argument("--gpu-steps", default="ddim50", help="CUDA: steps (the eval's default)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, Python {sys.version.split()[0]}")
     with TemporaryDirectory() as tmp:
