@@ -1,0 +1,223 @@
+"""The numbers behind the guidance views: maps of the guidance terms, the unguided twin's distance, arrow
+fields over the plane, class probabilities. Pure numpy/torch, no Qt (the app's views only paint these).
+
+Maps are made from the very tensors the update used (`Step.cfg_term`, `Step.classifier_term`), never
+recomputed: for pixel models the term's mean over colour channels, signed (one channel: the term
+itself); for latent models its norm over latent channels, ≥ 0, shown upsampled to the image.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+MAP_BUDGET = 128 * 2**20  # bytes of float32 maps (both terms, every step) one run may keep
+SCALE_PERCENTILE = 99.5  # a map's colour scale ignores the 0.5 % most extreme values (isolated pixels)
+
+# Track names of the per-step data the guidance views add to a run record.
+CFG_MAP, CLASSIFIER_MAP, MAP_SCALE = "cfg_map", "classifier_map", "map_scale"
+TWIN_XT, TWIN_X0, TWIN_DISTANCE, TWIN_X0_DISTANCE = "twin_xt", "twin_x0", "twin_distance", "twin_x0_distance"
+CLASS_PROBS = "class_probs"
+
+# Diverging blue–white–red (ColorBrewer RdBu anchors): negative values blue, zero white, positive red.
+_DIVERGING = np.array([(33, 102, 172), (103, 169, 207), (247, 247, 247), (239, 138, 98), (178, 24, 43)], float)
+# Sequential white → red for magnitudes (latent channel norms).
+_SEQUENTIAL = np.array([(255, 255, 255), (252, 187, 161), (251, 106, 74), (203, 24, 29), (103, 0, 13)], float)
+
+
+def _lut(anchors: np.ndarray, size: int = 257) -> np.ndarray:  # odd: 0 has an entry of its own
+    at = np.linspace(0.0, 1.0, len(anchors))
+    u = np.linspace(0.0, 1.0, size)
+    return np.stack([np.interp(u, at, anchors[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+
+
+DIVERGING_LUT = _lut(_DIVERGING)
+SEQUENTIAL_LUT = _lut(_SEQUENTIAL)
+
+
+# --- maps ----------------------------------------------------------------------------------------
+
+def term_map(term: Tensor, latent: bool = False) -> Tensor:
+    """A guidance term (B, C, H, W) → one value per pixel (B, H, W), float32: the mean over channels
+    (signed; exactly the term for one channel) for pixel models, the channel norm for latent models."""
+    if term.dim() != 4:
+        raise ValueError(f"A guidance map needs an image-shaped term (B, C, H, W), got {tuple(term.shape)}.")
+    term = term.detach().float()
+    return term.norm(dim=1) if latent else term.mean(dim=1)
+
+
+def block_mean(maps: np.ndarray, stride: int) -> np.ndarray:
+    """(B, H, W) → (B, ⌈H/stride⌉, ⌈W/stride⌉): the mean of each stride × stride block (edges padded
+    with their own values). Stride 1 returns `maps` itself."""
+    if stride <= 1:
+        return maps
+    b, h, w = maps.shape
+    hp, wp = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
+    padded = np.pad(maps, ((0, 0), (0, hp - h), (0, wp - w)), mode="edge")
+    return padded.reshape(b, hp // stride, stride, wp // stride, stride).mean(axis=(2, 4), dtype=np.float32)
+
+
+def map_stride(batch: int, height: int, width: int, num_steps: int, maps: int = 2, budget: int = MAP_BUDGET) -> int:
+    """The smallest block size that keeps `maps` float32 maps of the batch, for every step, within `budget`."""
+    need = maps * (num_steps + 1) * batch * height * width * 4
+    return max(1, math.ceil(math.sqrt(need / budget)))
+
+
+def robust_scale(maps: Iterable[np.ndarray | None], percentile: float = SCALE_PERCENTILE) -> float:
+    """The `percentile` of |value| over all given maps (0 when there are none)."""
+    values = [np.abs(m).ravel() for m in maps if m is not None and np.size(m)]
+    if not values:
+        return 0.0
+    return float(np.percentile(np.concatenate(values), percentile))
+
+
+def colorize(values: np.ndarray, scale: float, signed: bool = True) -> np.ndarray:
+    """A map (h, w) → (h, w, 3) uint8. signed: diverging, −scale blue, 0 white, +scale red; else
+    sequential, 0 white to scale dark red. Values beyond the scale take the end colours."""
+    scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+    if signed:
+        u = (np.asarray(values, np.float32) / scale + 1.0) / 2.0
+        lut = DIVERGING_LUT
+    else:
+        u = np.asarray(values, np.float32) / scale
+        lut = SEQUENTIAL_LUT
+    index = np.clip(np.nan_to_num(u, nan=0.5 if signed else 0.0) * (len(lut) - 1), 0, len(lut) - 1)
+    return lut[np.round(index).astype(np.intp)]
+
+
+def upsample(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) → (height, width) by repeating each value over its block (latent map → image size)."""
+    h, w = values.shape
+    rows = np.minimum(np.arange(height) * h // height, h - 1)
+    cols = np.minimum(np.arange(width) * w // width, w - 1)
+    return values[rows][:, cols]
+
+
+# --- the unguided twin ---------------------------------------------------------------------------
+
+def rms_distance(a: Tensor, b: Tensor) -> Tensor:
+    """Root-mean-square difference per sample, (B,) float32: ‖a − b‖/√D for samples of D numbers."""
+    diff = (a.detach().float() - b.detach().float()).flatten(1)
+    return diff.square().mean(dim=1).sqrt()
+
+
+# --- the step's extra tracks ---------------------------------------------------------------------
+
+def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
+                    class_probs: bool = True) -> dict[str, Callable[[Any, Any], Any]]:
+    """Per-step extras for a `core.recording.Recorder` (name → fn(step, recorder)) that record what the
+    guidance views show: the two term maps and their scale, the twin's x_t and x̂0 previews and its
+    distances, p(k | x_t) of every class. Map tracks exist only for image models."""
+    tracks: dict[str, Callable[[Any, Any], Any]] = {}
+    image = len(bundle.config.data_shape) == 3
+    if maps and image:
+        latent = bool(getattr(bundle, "is_latent", False))
+        stride: dict[str, int] = {}
+
+        def make(name: str) -> Callable[[Any, Any], Any]:
+            def record(step: Any, recorder: Any) -> np.ndarray | None:
+                term = getattr(step, name)
+                if term is None:
+                    return None
+                values = term_map(term, latent).cpu().numpy()
+                if "s" not in stride:
+                    b, h, w = values.shape
+                    base = 1 if latent else recorder.stride  # pixel maps line up with the x_t previews
+                    stride["s"] = max(base, map_stride(b, h, w, step.num_steps))
+                return block_mean(values, stride["s"])
+            return record
+
+        tracks[CFG_MAP] = make("cfg_term")
+        tracks[CLASSIFIER_MAP] = make("classifier_term")
+        tracks[MAP_SCALE] = lambda step, recorder: _step_scale(step, latent)
+    if twin:
+        tracks[TWIN_XT] = lambda step, recorder: None if step.twin_x is None else recorder.preview(step.twin_x)
+        tracks[TWIN_X0] = lambda step, recorder: None if step.twin_x0 is None else recorder.preview(step.twin_x0)
+        tracks[TWIN_DISTANCE] = lambda step, recorder: _distance(step.x, step.twin_x)
+        tracks[TWIN_X0_DISTANCE] = lambda step, recorder: _distance(step.x0, step.twin_x0)
+    if class_probs:
+        tracks[CLASS_PROBS] = lambda step, recorder: (
+            None if step.log_probs is None else step.log_probs.detach().float().exp().cpu().numpy())
+    return tracks
+
+
+def _distance(a: Tensor | None, b: Tensor | None) -> np.ndarray | None:
+    return None if a is None or b is None else rms_distance(a, b).cpu().numpy()
+
+
+def _step_scale(step: Any, latent: bool) -> float | None:
+    """The robust scale of this step's two maps together (None when guidance did not act)."""
+    terms = [t for t in (step.cfg_term, step.classifier_term) if t is not None]
+    if not terms:
+        return None
+    return robust_scale(term_map(t, latent).cpu().numpy() for t in terms)
+
+
+# --- arrow fields over the plane -----------------------------------------------------------------
+
+def plane_grid(extent: float, n: int) -> np.ndarray:
+    """n × n points evenly covering [−extent, extent]² (cell centres), (n², 2) float32."""
+    step = 2 * extent / n
+    axis = -extent + step * (np.arange(n) + 0.5)
+    xs, ys = np.meshgrid(axis, axis, indexing="xy")
+    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+
+
+def arrow_scale(fields: Iterable[np.ndarray | None], spacing: float, percentile: float = 95.0) -> float:
+    """One length factor for all given vector fields (N, 2), so that their `percentile` arrow spans 0.9 of
+    the grid spacing: arrows of different fields then compare by length."""
+    lengths = [np.linalg.norm(f, axis=1) for f in fields if f is not None and len(f)]
+    if not lengths:
+        return 0.0
+    top = float(np.percentile(np.concatenate(lengths), percentile))
+    return 0.9 * spacing / top if top > 0 else 0.0
+
+
+def arrow_segments(origins: np.ndarray, vectors: np.ndarray, max_length: float, head: float = 0.3,
+                   angle: float = 0.45) -> np.ndarray:
+    """Line segments drawing an arrow from each origin along its vector: (6N, 2) points, consecutive
+    pairs are segments (shaft, then the two strokes of the head). Arrows longer than `max_length` are
+    shortened to it; zero vectors draw nothing visible."""
+    origins = np.asarray(origins, np.float64)
+    vectors = np.asarray(vectors, np.float64)
+    length = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors * np.minimum(1.0, max_length / np.maximum(length, 1e-12))
+    tips = origins + vectors
+    back = -vectors * head
+    cos, sin = math.cos(angle), math.sin(angle)
+    left = np.stack([cos * back[:, 0] - sin * back[:, 1], sin * back[:, 0] + cos * back[:, 1]], axis=1)
+    right = np.stack([cos * back[:, 0] + sin * back[:, 1], -sin * back[:, 0] + cos * back[:, 1]], axis=1)
+    out = np.empty((len(origins), 6, 2))
+    out[:, 0], out[:, 1] = origins, tips
+    out[:, 2], out[:, 3] = tips, tips + left
+    out[:, 4], out[:, 5] = tips, tips + right
+    return out.reshape(-1, 2)
+
+
+def field_vectors(request: Any, bundle: Any, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(model, guidance) vector fields (N, 2) at `points` for update k of `request`: −ε (the direction
+    of the score ∇log p_t, i.e. where the update moves points without guidance) and −Δε (where guidance
+    pushes them; None without guidance at that update)."""
+    from .samplers import update_terms
+
+    terms = update_terms(request, bundle, torch.from_numpy(np.asarray(points, np.float32)), k)
+    model = -terms.eps.float().cpu().numpy()
+    deltas = [d for d in (terms.cfg_term, terms.classifier_term) if d is not None]
+    guidance = None if not deltas else -sum(deltas).float().cpu().numpy()
+    return model, guidance
+
+
+# --- class probabilities -------------------------------------------------------------------------
+
+def top_classes(probs: np.ndarray, target: int | None = None, k: int = 10) -> np.ndarray:
+    """The indices of the k most probable classes, most probable first; the target is appended when it
+    is not among them (so it is always shown)."""
+    probs = np.asarray(probs, np.float64)
+    order = np.argsort(-probs, kind="stable")[:k]
+    if target is not None and 0 <= target < len(probs) and target not in order:
+        order = np.append(order, target)
+    return order

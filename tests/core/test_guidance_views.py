@@ -1,0 +1,164 @@
+"""The numbers behind the guidance views: maps are the engine's own terms, arrows follow the analytic score."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, sample
+from core import guidance_views as V
+from core.models import build_network
+
+
+def test_term_map_of_one_channel_is_the_term_itself_and_channels_average_or_norm():
+    term = torch.randn(3, 1, 5, 4)
+    assert torch.equal(V.term_map(term), term[:, 0])
+    rgb = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(V.term_map(rgb), rgb.mean(1), atol=0, rtol=0)
+    latent = torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(V.term_map(latent, latent=True), latent.norm(dim=1), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="image-shaped"):
+        V.term_map(torch.randn(4, 2))
+
+
+def test_block_mean_and_stride():
+    maps = np.arange(2 * 5 * 4, dtype=np.float32).reshape(2, 5, 4)
+    assert V.block_mean(maps, 1) is maps
+    out = V.block_mean(maps, 2)
+    assert out.shape == (2, 3, 2)
+    assert out[1, 0, 1] == maps[1, 0:2, 2:4].mean()
+    assert out[0, 2, 0] == maps[0, 4, 0:2].mean()  # the edge row is padded with itself
+    assert V.map_stride(16, 32, 32, 50) == 1
+    stride = V.map_stride(4, 256, 256, 250)
+    assert 2 * 251 * 4 * math.ceil(256 / stride) ** 2 * 4 <= V.MAP_BUDGET < 2 * 251 * 4 * (256 // (stride - 1)) ** 2 * 4
+
+
+def test_colours_are_diverging_and_symmetric():
+    values = np.array([[-2.0, -1.0, 0.0, 1.0, 2.0, np.nan]])
+    rgb = V.colorize(values, scale=2.0)
+    assert tuple(rgb[0, 0]) == (33, 102, 172) and tuple(rgb[0, 4]) == (178, 24, 43)  # blue ... red
+    assert tuple(rgb[0, 2]) == (247, 247, 247) == tuple(rgb[0, 5])  # zero (and NaN) white
+    assert tuple(V.colorize(np.array([[5.0]]), 2.0)[0, 0]) == (178, 24, 43)  # beyond the scale: the end colour
+    assert rgb[0, 1, 2] > rgb[0, 1, 0] and rgb[0, 3, 0] > rgb[0, 3, 2]  # −1 bluish, +1 reddish
+    mags = V.colorize(np.array([[0.0, 3.0]]), 3.0, signed=False)
+    assert tuple(mags[0, 0]) == (255, 255, 255) and tuple(mags[0, 1]) == (103, 0, 13)
+    assert V.robust_scale([np.array([-1.0, 0.5]), None, np.array([3.0])], 100) == 3.0
+    assert V.robust_scale([]) == 0.0
+    np.testing.assert_array_equal(V.upsample(np.array([[1, 2], [3, 4]]), 4, 4)[:, 1:3],
+                                  [[1, 2], [1, 2], [3, 4], [3, 4]])
+
+
+def test_rms_distance():
+    a, b = torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)
+    b[1] = 3.0
+    b[0, 0, 0, 0] = 2.0
+    torch.testing.assert_close(V.rms_distance(a, b), torch.tensor([1.0, 3.0]))
+
+
+def test_arrow_segments_draw_shafts_and_heads():
+    origins = np.array([[0.0, 0.0], [1.0, 1.0]])
+    vectors = np.array([[1.0, 0.0], [0.0, 5.0]])
+    seg = V.arrow_segments(origins, vectors, max_length=2.0, head=0.25).reshape(2, 6, 2)
+    np.testing.assert_allclose(seg[0, :2], [[0, 0], [1, 0]])
+    np.testing.assert_allclose(seg[1, :2], [[1, 1], [1, 3]])  # shortened to max_length
+    for stroke in (seg[0, 3] - seg[0, 2], seg[0, 5] - seg[0, 4]):
+        assert np.linalg.norm(stroke) == pytest.approx(0.25)
+        assert stroke[0] < 0  # the head's strokes point back along the shaft
+    assert seg[0, 3, 1] == pytest.approx(-seg[0, 5, 1])
+    assert V.arrow_scale([np.array([[3.0, 4.0]]), None], spacing=1.0, percentile=100) == pytest.approx(0.9 / 5)
+    grid = V.plane_grid(2.0, 4)
+    assert grid.shape == (16, 2) and grid[:, 0].min() == -1.5 and grid[:, 1].max() == 1.5
+
+
+def test_top_classes_always_show_the_target():
+    probs = np.array([0.05, 0.3, 0.1, 0.2, 0.35])
+    np.testing.assert_array_equal(V.top_classes(probs, target=2, k=3), [4, 1, 3, 2])
+    np.testing.assert_array_equal(V.top_classes(probs, target=1, k=3), [4, 1, 3])
+
+
+def _analytic_score(mixture, points, timestep, label=None):
+    abar = float(mixture.alphas_cumprod[timestep])
+    offsets = points[:, None, :] - math.sqrt(abar) * mixture.means[None]
+    var = abar * mixture.std**2 + 1 - abar
+    logits = -offsets.square().sum(-1) / (2 * var)
+    resp = logits.softmax(-1) if label is None else nn.functional.one_hot(torch.full((len(points),), label), 8).float()
+    return -(resp[:, :, None] * offsets).sum(1) / var, logits.log_softmax(-1)
+
+
+def _cosines(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_field_arrows_on_the_mixture_point_along_the_analytic_score(gmm):
+    points = V.plane_grid(2.0, 11)
+    x = torch.from_numpy(points)
+    req = SamplingRequest("toy-gmm", steps=25, label=6, guidance=Guidance("classifier", scale=2.0))
+    for k in (3, 12, 24):
+        timestep = gmm.sampling_schedule("25").coefficients(25 - k).timestep
+        model, guidance = V.field_vectors(req, gmm, points, k)
+        score, _ = _analytic_score(gmm.model, x, timestep)
+        assert _cosines(model, score).min() > 0.9999
+        # The classifier arrows follow ∇log p(y|x_t), y = 6, from the exact posterior.
+        x_in = x.clone().requires_grad_(True)
+        _, log_post = _analytic_score(gmm.model, x_in, timestep)
+        (grad,) = torch.autograd.grad(log_post[:, 6].sum(), x_in)
+        strong = grad.norm(dim=1) > 1e-3
+        assert _cosines(guidance[strong], grad[strong]).min() > 0.9999
+    cfg = SamplingRequest("toy-gmm", steps=25, label=6, guidance=Guidance("cfg", weight=3.0))
+    model, guidance = V.field_vectors(cfg, gmm, points, 12)
+    timestep = gmm.sampling_schedule("25").coefficients(13).timestep
+    conditional, _ = _analytic_score(gmm.model, x, timestep, label=6)
+    unconditional, _ = _analytic_score(gmm.model, x, timestep)
+    assert _cosines(model, conditional).min() > 0.9999  # under CFG the model's own field is ε_c's
+    # −Δε = w·σ·(s_c − s_u): the guidance arrows follow the difference of the two scores.
+    assert _cosines(guidance, conditional - unconditional).min() > 0.9999
+    assert V.field_vectors(cfg.replace(guidance=Guidance("none")), gmm, points, 12)[1] is None
+
+
+class _MeanClassifier(nn.Module):
+    """A classifier of 3 classes from the image mean: logits (m, −m, 0)·(1 + t/1000)."""
+
+    def forward(self, x, t):
+        m = x.flatten(1).mean(1) * (1 + t.float() / 1000)
+        return torch.stack([m, -m, torch.zeros_like(m)], 1) * 4
+
+
+@pytest.fixture(scope="module")
+def image_bundle():
+    network = {"image_size": 8, "in_channels": 1, "model_channels": 32, "out_channels": 1, "num_res_blocks": 1,
+               "attention_resolutions": [], "channel_mult": [1, 2], "num_classes": 4}
+    torch.manual_seed(1)
+    config = ModelConfig("unet", (1, 8, 8), network=network, num_classes=3, null_label=True)
+    return ModelBundle("img", config, build_network("unet", network).eval(), _MeanClassifier())
+
+
+class _Recorder:
+    """The part of `core.recording.Recorder` the extras use: its preview stride and `preview`."""
+
+    stride = 1
+
+    def preview(self, x):
+        return x.numpy()
+
+
+def test_map_tracks_are_the_engines_own_terms(image_bundle):
+    req = SamplingRequest("img", steps=6, batch=3, seed=0, label=2, guidance=Guidance("both", scale=3.0, weight=2.0))
+    tracks = V.guidance_tracks(image_bundle, twin=True)
+    recorder = _Recorder()
+    for step in sample(req, image_bundle, twin=True, diagnostics=True):
+        got = {name: fn(step, recorder) for name, fn in tracks.items()}
+        if step.index == 0:
+            assert got[V.CFG_MAP] is None and got[V.CLASSIFIER_MAP] is None and got[V.MAP_SCALE] is None
+            continue
+        np.testing.assert_array_equal(got[V.CFG_MAP], step.cfg_term[:, 0].numpy())
+        np.testing.assert_array_equal(got[V.CLASSIFIER_MAP], step.classifier_term[:, 0].numpy())
+        both = np.concatenate([got[V.CFG_MAP].ravel(), got[V.CLASSIFIER_MAP].ravel()])
+        assert got[V.MAP_SCALE] == pytest.approx(np.percentile(np.abs(both), V.SCALE_PERCENTILE))
+        np.testing.assert_array_equal(got[V.TWIN_X0], step.twin_x0.numpy())
+        np.testing.assert_allclose(got[V.TWIN_DISTANCE], (step.x - step.twin_x).flatten(1).square().mean(1).sqrt())
+        np.testing.assert_allclose(got[V.CLASS_PROBS], step.log_probs.exp().numpy())
+    assert got[V.TWIN_DISTANCE].min() > 0
+    points = V.guidance_tracks(ModelBundle("p", ModelConfig("gmm", (2,)), nn.Identity()), twin=True)
+    assert V.CFG_MAP not in points and V.TWIN_X0 in points  # maps only for images
