@@ -15,11 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-MAP_BUDGET = 128 * 2**20  # bytes of float32 maps (both terms, every step) one run may keep
+MAP_BUDGET = 32 * 2**20  # bytes of float32 maps (both terms, every step) one run may keep, in memory and on disk
 SCALE_PERCENTILE = 99.5  # a map's colour scale ignores the 0.5 % most extreme values (isolated pixels)
 
-# Track names of the per-step data the guidance views add to a run record.
+# Track names of the per-step data the guidance views add to a run record. Pixel models record signed
+# maps (cfg_map, classifier_map), latent models channel norms (cfg_norm, classifier_norm).
 CFG_MAP, CLASSIFIER_MAP, MAP_SCALE = "cfg_map", "classifier_map", "map_scale"
+CFG_NORM, CLASSIFIER_NORM = "cfg_norm", "classifier_norm"
 TWIN_XT, TWIN_X0, TWIN_DISTANCE, TWIN_X0_DISTANCE = "twin_xt", "twin_x0", "twin_distance", "twin_x0_distance"
 CLASS_PROBS = "class_probs"
 
@@ -89,14 +91,6 @@ def colorize(values: np.ndarray, scale: float, signed: bool = True) -> np.ndarra
     return lut[np.round(index).astype(np.intp)]
 
 
-def upsample(values: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w) → (height, width) by repeating each value over its block (latent map → image size)."""
-    h, w = values.shape
-    rows = np.minimum(np.arange(height) * h // height, h - 1)
-    cols = np.minimum(np.arange(width) * w // width, w - 1)
-    return values[rows][:, cols]
-
-
 # --- the unguided twin ---------------------------------------------------------------------------
 
 def rms_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -111,7 +105,8 @@ def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
                     class_probs: bool = True) -> dict[str, Callable[[Any, Any], Any]]:
     """Per-step extras for a `core.recording.Recorder` (name → fn(step, recorder)) that record what the
     guidance views show: the two term maps and their scale, the twin's x_t and x̂0 previews and its
-    distances, p(k | x_t) of every class. Map tracks exist only for image models."""
+    distances, p(k | x_t) of every class. Map tracks exist only for image models (latent ones: the
+    channel norms at latent resolution, which the view stretches over the image)."""
     tracks: dict[str, Callable[[Any, Any], Any]] = {}
     image = len(bundle.config.data_shape) == 3
     if maps and image:
@@ -131,8 +126,8 @@ def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
                 return block_mean(values, stride["s"])
             return record
 
-        tracks[CFG_MAP] = make("cfg_term")
-        tracks[CLASSIFIER_MAP] = make("classifier_term")
+        tracks[CFG_NORM if latent else CFG_MAP] = make("cfg_term")
+        tracks[CLASSIFIER_NORM if latent else CLASSIFIER_MAP] = make("classifier_term")
         tracks[MAP_SCALE] = lambda step, recorder: _step_scale(step, latent)
     if twin:
         tracks[TWIN_XT] = lambda step, recorder: None if step.twin_x is None else recorder.preview(step.twin_x)

@@ -1,0 +1,187 @@
+"""Arrow fields and sample paths over the 2-D x_t pane.
+
+At the step on screen, a grid of arrows shows where the model's own prediction moves points (−ε, the
+score direction) and where guidance pushes them (−Δε), on one length scale, for the update that follows
+the points shown (the last update at the end). A few samples' paths trace x_T → … → x_t. Fields are
+computed from the model (`core.guidance_views.field_vectors`, the engine's own code path) on a helper
+thread, newest request first, and kept per step, so scrubbing back is instant and the GUI never waits.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Signal
+
+from core import guidance_views as V
+
+from ..tasks import SerialTasks
+
+GRID = 13  # arrows per side
+PATHS = 8  # samples whose paths are drawn
+MODEL_PEN = pg.mkPen((70, 70, 70, 200), width=1.3)
+GUIDANCE_PEN = pg.mkPen((214, 39, 40, 230), width=1.6)
+PATH_PEN = pg.mkPen((40, 40, 40, 110), width=1)
+SELECTED_PEN = pg.mkPen((20, 20, 20, 230), width=2)
+
+
+def path_lines(points_by_step: list[np.ndarray], samples: np.ndarray) -> np.ndarray:
+    """The paths of `samples` over steps 0 … k as one polyline array (M, 2), paths separated by NaN rows."""
+    if not points_by_step or not len(samples):
+        return np.zeros((0, 2))
+    stacked = np.stack([np.asarray(p, np.float64)[samples] for p in points_by_step], axis=1)  # (S, k+1, 2)
+    gaps = np.full((len(samples), 1, 2), np.nan)
+    return np.concatenate([stacked, gaps], axis=1).reshape(-1, 2)
+
+
+class FieldOverlay(QObject):
+    """Arrow layers and paths on a 2-D `pg.PlotWidget`. `field_ready(k)` when update k's field has arrived."""
+
+    field_ready = Signal(int)
+
+    def __init__(self, plot: pg.PlotWidget, extent: float, parent: QObject | None = None):
+        super().__init__(parent)
+        self.plot = plot
+        self.points = V.plane_grid(extent, GRID)
+        self.spacing = 2 * extent / GRID
+        self.model_arrows = pg.PlotCurveItem(pen=MODEL_PEN, connect="pairs")
+        self.guidance_arrows = pg.PlotCurveItem(pen=GUIDANCE_PEN, connect="pairs")
+        self.paths = pg.PlotCurveItem(pen=PATH_PEN, connect="finite")
+        self.selected_path = pg.PlotCurveItem(pen=SELECTED_PEN, connect="finite")
+        for z, item in enumerate((self.paths, self.selected_path, self.model_arrows, self.guidance_arrows)):
+            item.setZValue(5 + z)
+            plot.addItem(item)
+        self.show = {"score_arrows": True, "guidance_arrows": True, "paths": True}
+        self.run: Any = None
+        self.bundle: Any = None
+        self.index = -1
+        self.sample = 0
+        self.note = ""
+        self.fields: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._wanted: int | None = None
+        self._busy = False
+        self._generation = 0
+        self._tasks = SerialTasks("Could not compute the arrow field: ", self)
+        self._tasks.done.connect(self._on_field)
+        self._tasks.failed.connect(self._on_failed)
+
+    # --- runs ------------------------------------------------------------------------------------
+
+    def begin(self, run: Any, bundle: Any) -> None:
+        """Show `run` (tracks of 2-D points); fields come from `bundle`, or are unavailable when it is None
+        (the run's model is not the one loaded)."""
+        self.run, self.bundle = run, bundle
+        self._generation += 1
+        self.fields = {}
+        self._wanted = None
+        self.index = -1
+        self.note = "" if bundle is not None else f"load {run.model_name} to see its arrows"
+        self.clear()
+
+    def reset(self) -> None:
+        self.run = self.bundle = None
+        self._generation += 1
+        self.fields = {}
+        self.index = -1
+        self.clear()
+
+    def clear(self) -> None:
+        for item in (self.model_arrows, self.guidance_arrows, self.paths, self.selected_path):
+            item.setData([], [])
+
+    def set_visible(self, key: str, on: bool) -> None:
+        """Toggle one layer: score_arrows, guidance_arrows or paths."""
+        self.show[key] = on
+        if self.index >= 0:
+            self.show_step(self.index)
+
+    def set_sample(self, sample: int) -> None:
+        self.sample = sample
+        if self.index >= 0:
+            self._draw_paths(self.index)
+
+    def update_of(self, index: int) -> int:
+        """The update whose field moves the points of frame `index`: the next one (the last at the end)."""
+        return min(index + 1, self.run.num_steps)
+
+    # --- painting --------------------------------------------------------------------------------
+
+    def show_step(self, index: int) -> None:
+        """Draw frame `index`: its paths now, its arrows as soon as the field is known."""
+        if self.run is None or not 0 <= index < len(self.run):
+            return
+        self.index = index
+        self._draw_paths(index)
+        k = self.update_of(index)
+        if k in self.fields or self.bundle is None:
+            self._draw_arrows(k)
+        else:
+            self._wanted = k
+            self._next()
+
+    def _draw_paths(self, index: int) -> None:
+        steps = list(self.run.tracks["xt"][: index + 1])
+        if not self.show["paths"] or not steps:
+            self.paths.setData([], [])
+            self.selected_path.setData([], [])
+            return
+        batch = len(steps[0])
+        chosen = np.unique(np.linspace(0, batch - 1, min(PATHS, batch)).round().astype(int))
+        lines = path_lines(steps, chosen[chosen != self.sample])
+        self.paths.setData(lines[:, 0], lines[:, 1])
+        own = path_lines(steps, np.array([min(self.sample, batch - 1)]))
+        self.selected_path.setData(own[:, 0], own[:, 1])
+
+    def _draw_arrows(self, k: int) -> None:
+        field = self.fields.get(k)
+        if field is None:
+            self.model_arrows.setData([], [])
+            self.guidance_arrows.setData([], [])
+            return
+        model, guidance = field
+        factor = V.arrow_scale([model, guidance], self.spacing)
+        longest = 1.5 * self.spacing
+        for item, vectors, key in ((self.model_arrows, model, "score_arrows"),
+                                   (self.guidance_arrows, guidance, "guidance_arrows")):
+            if vectors is None or not self.show[key] or factor == 0:
+                item.setData([], [])
+                continue
+            segments = V.arrow_segments(self.points, vectors * factor, longest)
+            item.setData(segments[:, 0], segments[:, 1])
+
+    def arrows(self, key: str) -> np.ndarray:
+        """The segments a layer draws now, (2M, 2) (tests)."""
+        item = self.model_arrows if key == "score_arrows" else self.guidance_arrows
+        x, y = item.getData()
+        return np.zeros((0, 2)) if x is None else np.stack([x, y], axis=1)
+
+    # --- computing fields --------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Compute the wanted field unless one is being computed (newest request wins)."""
+        k = self._wanted
+        if self._busy or k is None or k in self.fields or self.bundle is None:
+            return
+        self._busy = True
+        request, bundle, points = self.run.request, self.bundle, self.points
+        self._tasks.submit((self._generation, k), lambda: V.field_vectors(request, bundle, points, k))
+
+    def _on_field(self, tag: tuple[int, int], field: Any) -> None:
+        self._busy = False
+        generation, k = tag
+        if generation == self._generation:
+            self.fields[k] = field
+            if self.index >= 0 and self.update_of(self.index) == k:
+                self._draw_arrows(k)
+            self.field_ready.emit(k)
+        self._next()
+
+    def _on_failed(self, tag: tuple[int, int], message: str) -> None:
+        self._busy = False
+        self.note = message
+        self.bundle = None  # do not retry a model that cannot evaluate its field
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the helper thread is idle (closing)."""
+        return self._tasks.wait(timeout)

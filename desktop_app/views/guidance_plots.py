@@ -1,0 +1,164 @@
+"""Plots of the guidance views: p(k | x_t) of every class as bars (selected sample, step on screen) and as
+stacked bands over the steps (batch mean), and the distance to the unguided twin over the steps.
+
+Each reads a run's named tracks (`core.guidance_views` names): a live Recorder or a RunResult.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QWidget
+
+from core import guidance_views as V
+from core.images import PALETTE
+
+from .captions import CAPTIONS
+from .point_cloud import cache_axes
+
+TOP_CLASSES = 10
+CURSOR_PEN = pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine)
+
+
+def _titled_plot(widget: pg.PlotWidget, key: str) -> pg.PlotItem:
+    caption = CAPTIONS[key]
+    plot = widget.getPlotItem()
+    plot.setTitle(caption.title, color="#333", size="10pt")
+    plot.setMenuEnabled(False)
+    plot.showGrid(x=False, y=True, alpha=0.2)
+    cache_axes(plot)
+    widget.setToolTip(caption.tooltip())
+    return plot
+
+
+def _class_color(k: int) -> tuple[int, int, int]:
+    return tuple(int(c) for c in PALETTE[k % len(PALETTE)])
+
+
+class ClassBars(pg.PlotWidget):
+    """p(k | x_t) of the selected sample at the step on screen: all classes, or the top 10 plus the target."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, background="w")
+        self.plot = _titled_plot(self, "class_bars")
+        self.plot.setYRange(0, 1, padding=0.04)
+        self.plot.setMouseEnabled(False, False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8)
+        self.addItem(self.bars)
+        self.names: tuple[str, ...] = ()
+        self.target: int | None = None
+        self.shown: np.ndarray = np.zeros(0, int)
+        self.heights: np.ndarray = np.zeros(0)
+
+    def begin(self, names: tuple[str, ...], num_classes: int, target: int | None) -> None:
+        self.names = tuple(names) or tuple(str(k) for k in range(num_classes))
+        self.target = target
+        self.clear_bars()
+
+    def clear_bars(self) -> None:
+        self.shown, self.heights = np.zeros(0, int), np.zeros(0)
+        self.bars.setOpts(x=[], height=[])
+        self.plot.getAxis("bottom").setTicks([[]])
+
+    def show_probs(self, probs: np.ndarray | None) -> None:
+        """Bars of `probs` (K,) — None: nothing computed at this step."""
+        if probs is None:
+            self.clear_bars()
+            return
+        order = V.top_classes(probs, self.target, TOP_CLASSES)
+        self.shown, self.heights = order, np.asarray(probs, np.float64)[order]
+        colors = [pg.mkBrush(*_class_color(k), 255 if k == self.target else 110) for k in order]
+        pens = [pg.mkPen("#222", width=2) if k == self.target else pg.mkPen(None) for k in order]
+        x = np.arange(len(order))
+        self.bars.setOpts(x=x, height=self.heights, brushes=colors, pens=pens)
+        self.plot.setXRange(-0.6, max(len(order), 2) - 0.4, padding=0)
+        ticks = [(i, self._short(k)) for i, k in enumerate(order)]
+        self.plot.getAxis("bottom").setTicks([ticks])
+
+    def _short(self, k: int) -> str:
+        name = self.names[k] if k < len(self.names) else str(k)
+        name = name.split(",")[0]
+        return name if len(name) <= 9 else name[:8] + "…"
+
+
+class ClassStack(pg.PlotWidget):
+    """Mean p(k | x_t) over the batch, stacked class by class over the steps, with a step cursor."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, background="w")
+        self.plot = _titled_plot(self, "class_stack")
+        self.plot.setYRange(0, 1, padding=0.02)
+        self.plot.setLabel("bottom", "step")
+        self.plot.setMouseEnabled(False, False)
+        self.curves: list[pg.PlotDataItem] = []
+        self.fills: list[pg.FillBetweenItem] = []
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=CURSOR_PEN)
+        self.addItem(self.cursor)
+        self.bands: np.ndarray = np.zeros((0, 0))
+
+    def begin(self, num_steps: int) -> None:
+        self.plot.setXRange(0, max(num_steps, 1), padding=0.02)
+        self._bands(0)
+
+    def _bands(self, num_classes: int) -> None:
+        """One boundary curve per class edge and a filled band between neighbours, in class colours."""
+        for item in (*self.fills, *self.curves):
+            self.removeItem(item)
+        self.curves = [self.plot.plot(pen=pg.mkPen((80, 80, 80, 120), width=0.5)) for _ in range(num_classes + 1)]
+        self.fills = [pg.FillBetweenItem(self.curves[k], self.curves[k + 1], brush=pg.mkBrush(*_class_color(k), 170))
+                      for k in range(num_classes)]
+        for fill in self.fills:
+            self.addItem(fill)
+        self.bands = np.zeros((0, num_classes + 1))
+
+    def set_probs(self, rows: list[np.ndarray | None]) -> None:
+        """rows: per step (B, K) probabilities or None; steps without them are left out."""
+        steps = [i for i, r in enumerate(rows) if r is not None]
+        if not steps:
+            return
+        means = np.stack([np.asarray(rows[i], np.float64).mean(axis=0) for i in steps])
+        if len(self.fills) != means.shape[1]:
+            self._bands(means.shape[1])
+        cumulative = np.concatenate([np.zeros((len(steps), 1)), np.cumsum(means, axis=1)], axis=1)
+        self.bands = cumulative
+        x = np.asarray(steps, np.float64)
+        for k, curve in enumerate(self.curves):
+            curve.setData(x, cumulative[:, k])
+
+    def set_cursor(self, index: int) -> None:
+        self.cursor.setValue(index)
+
+
+class TwinDistance(pg.PlotWidget):
+    """RMS distance between this run and its unguided twin over the steps (x_t solid, x̂0 dashed)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, background="w")
+        self.plot = _titled_plot(self, "twin_distance")
+        self.plot.setLabel("bottom", "step")
+        self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.xt = self.plot.plot(pen=pg.mkPen("#9467bd", width=2), name="x_t")
+        self.x0 = self.plot.plot(pen=pg.mkPen("#9467bd", width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine),
+                                 name="x̂0")
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=CURSOR_PEN)
+        self.addItem(self.cursor)
+
+    def begin(self, num_steps: int) -> None:
+        self.plot.setXRange(0, max(num_steps, 1), padding=0.02)
+        self.xt.setData([], [])
+        self.x0.setData([], [])
+
+    def set_tracks(self, tracks: Any, upto: int) -> None:
+        """Draw steps 0 … upto−1 of the twin's distance tracks (batch means)."""
+        for curve, name in ((self.xt, V.TWIN_DISTANCE), (self.x0, V.TWIN_X0_DISTANCE)):
+            values = list(tracks.get(name, ()))[:upto]
+            steps = [i for i, v in enumerate(values) if v is not None]
+            curve.setData(np.asarray(steps, np.float64), np.array([float(np.mean(values[i])) for i in steps]))
+
+    def curve_data(self, which: str = "xt") -> tuple[np.ndarray, np.ndarray]:
+        x, y = (self.xt if which == "xt" else self.x0).getData()
+        return (np.array([]), np.array([])) if x is None else (np.asarray(x), np.asarray(y))
+
+    def set_cursor(self, index: int) -> None:
+        self.cursor.setValue(index)

@@ -1,0 +1,126 @@
+"""The guidance maps pane: what it paints is the engine's own Δε of the selected sample, on the run's scale."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, sample
+from core import guidance_views as V
+from core.images import to_uint8 as pixels
+
+
+class _MeanClassifier(nn.Module):
+    def forward(self, x, t):
+        m = x.flatten(1).mean(1)
+        return torch.stack([m, -m, torch.zeros_like(m)], 1) * 4
+
+
+class _Run:
+    """A recorded run as the views read it: `tracks`, `request`, `len()`, a preview `stride`."""
+
+    stride = 1
+
+    def __init__(self, request, bundle, twin=False, maps=True):
+        self.request = request
+        extras = V.guidance_tracks(bundle, twin=twin, maps=maps)
+        self.tracks = {"xt": [], "x0": [], **{name: [] for name in extras}}
+        self.steps = []
+        for step in sample(request, bundle, twin=twin, diagnostics=True):
+            self.steps.append(step)
+            self.tracks["xt"].append(self.preview(step.x))
+            self.tracks["x0"].append(None if step.x0 is None else self.preview(step.x0))
+            for name, make in extras.items():
+                self.tracks[name].append(make(step, self))
+
+    def preview(self, x):
+        return pixels(x)
+
+    def __len__(self):
+        return len(self.steps)
+
+
+class _LabelPattern(nn.Module):
+    """ε(x, t, y) = 0.5·x + a fixed random pattern per label (the null label 3 has its own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.patterns = nn.Parameter(torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x, t, y):
+        return 0.5 * x + 0.3 * self.patterns[y]
+
+
+@pytest.fixture(scope="module")
+def image_bundle():
+    config = ModelConfig("test-pattern", (1, 8, 8), num_classes=3, null_label=True)
+    return ModelBundle("img", config, _LabelPattern(), _MeanClassifier())
+
+
+@pytest.fixture
+def maps(qtbot):
+    from desktop_app.views.guidance_maps import GuidanceMaps
+
+    widget = GuidanceMaps()
+    qtbot.addWidget(widget)
+    widget.resize(700, 500)
+    widget.show()
+    return widget
+
+
+def test_maps_paint_the_engines_terms_of_the_selected_sample(maps, image_bundle):
+    req = SamplingRequest("img", steps=6, batch=4, seed=3, label=0, guidance=Guidance("both", scale=3.0, weight=2.0))
+    run = _Run(req, image_bundle, twin=True)
+    maps.begin(run)
+    assert all(maps.panes[k].isVisible() for k in ("twin_x0", "cfg_map", "classifier_map"))
+    maps.set_sample(2)
+    maps.show_step(3)
+    step = run.steps[3]
+    scale = max(s for s in run.tracks[V.MAP_SCALE][:4] if s is not None)
+    assert maps.scale == scale > 0
+    for key, term in (("cfg_map", step.cfg_term), ("classifier_map", step.classifier_term)):
+        values = term[2, 0].numpy()  # the engine's own Δε of sample 2, channel 0 (one channel)
+        np.testing.assert_array_equal(maps.picture(key), V.colorize(values, scale))
+        i, j = np.unravel_index(np.abs(values).argmax(), values.shape)
+        red, _, blue = maps.picture(key)[i, j].astype(int)
+        assert (red > blue) == (values[i, j] > 0)
+    np.testing.assert_array_equal(maps.picture("xt"), pixels(step.x)[2])
+    np.testing.assert_array_equal(maps.picture("twin_x0"), pixels(step.twin_x0)[2])
+    assert maps.colour_scale.labels() == (f"+{scale:.3g}", "0", f"−{scale:.3g}")
+    maps.set_sample(0)  # another sample: its own terms
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(step.cfg_term[0, 0].numpy(), scale))
+    maps.show_step(0)  # the initial noise: no terms yet
+    assert maps.picture("cfg_map") is None and maps.picture("xt") is not None
+
+
+def test_the_scale_holds_for_the_whole_run(maps, image_bundle):
+    req = SamplingRequest("img", steps=8, batch=2, seed=1, label=1, guidance=Guidance("cfg", weight=4.0))
+    run = _Run(req, image_bundle)
+    maps.begin(run)
+    maps.show_step(8)
+    final = maps.scale
+    assert final == pytest.approx(max(run.tracks[V.MAP_SCALE][1:]))
+    maps.show_step(2)  # scrubbing back keeps the run's scale
+    assert maps.scale == final
+    assert not maps.panes["twin_x0"].isVisible() and not maps.panes["classifier_map"].isVisible()
+
+
+def test_runs_without_guidance_or_maps_say_so(maps, image_bundle):
+    maps.begin(_Run(SamplingRequest("img", steps=3, batch=1), image_bundle))
+    assert "no guidance" in maps.status.text()
+    maps.begin(_Run(SamplingRequest("img", steps=3, batch=1, label=0, guidance=Guidance("cfg", weight=1.0)),
+                    image_bundle, maps=False))
+    assert "off" in maps.status.text()
+
+
+def test_tile_at_finds_the_sample_under_the_mouse():
+    from desktop_app.views.guidance_maps import tile_at
+
+    # 5 samples of 8×8 in a 3-column grid with 2-px gaps: tile (r, c) starts at (2 + 10c, 2 + 10r).
+    assert tile_at(2.0, 2.0, 5, (8, 8)) == 0
+    assert tile_at(23.5, 5.0, 5, (8, 8)) == 2
+    assert tile_at(13.0, 15.0, 5, (8, 8)) == 4
+    assert tile_at(11.0, 5.0, 5, (8, 8)) is None  # the gap between tiles 0 and 1
+    assert tile_at(25.0, 15.0, 5, (8, 8)) is None  # the empty sixth place
+    assert tile_at(1.0, 5.0, 5, (8, 8)) is None
