@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported on use: the window draws these views before the engine has loaded
+    from torch import Tensor
 
 MAP_BUDGET = 32 * 2**20  # bytes of float32 maps (both terms, every step) one run may keep, in memory and on disk
 SCALE_PERCENTILE = 99.5  # a map's colour scale ignores the 0.5 % most extreme values (isolated pixels)
@@ -197,6 +198,8 @@ def field_vectors(request: Any, bundle: Any, points: np.ndarray, k: int) -> tupl
     """(model, guidance) vector fields (N, 2) at `points` for update k of `request`: −ε (the direction
     of the score ∇log p_t, i.e. where the update moves points without guidance) and −Δε (where guidance
     pushes them; None without guidance at that update)."""
+    import torch
+
     from .samplers import update_terms
 
     terms = update_terms(request, bundle, torch.from_numpy(np.asarray(points, np.float32)), k)

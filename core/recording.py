@@ -64,6 +64,10 @@ class Recorder:
     def __len__(self) -> int:
         return len(self.tracks[NOISE])
 
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` out of the run's time (it was held between steps, e.g. paused by the user)."""
+        self._start += seconds
+
     def preview(self, x: torch.Tensor) -> np.ndarray:
         """One step's samples as stored: points (B, 2) float16, images (B, h, w, C) uint8."""
         if self.is_points:

@@ -14,6 +14,7 @@ from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
+    QHBoxLayout,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -26,6 +27,7 @@ from .panels import GuidancePanel, ModelPanel, RunPanel, SamplerPanel
 from .panels.widgets import set_quietly
 from .results_controller import ResultsController
 from .session import Session
+from .views.guidance_dock import GuidanceViews
 from .views.live import LiveViews
 from .views.plots import PlotsPane
 
@@ -67,6 +69,7 @@ class MainWindow(QMainWindow):
         self.create_menus()
         self.create_docks()
         self.results = ResultsController(self)  # save/open PNG, GIF, library dock, compare, sweep
+        self.tabifyDockWidget(self.results.dock, self.guidance_dock)  # Library | Guidance, one beside the other
         self.loader.busy_changed.connect(self._update_enabled)
         self.loader.loaded.connect(self._on_model_loaded)
         self.loader.failed.connect(self.show_error)
@@ -90,10 +93,15 @@ class MainWindow(QMainWindow):
         self.sampler_panel = SamplerPanel(self.session)
         self.guidance_panel = GuidancePanel(self.session)
         self.run_panel = RunPanel()
+        self.guidance = GuidanceViews(self.views, self)
         self.setCentralWidget(self.views)
         self.views.step_shown.connect(self._on_step_shown)
+        self.views.step_shown.connect(self.guidance.show_step)
         self.run_panel.start_button.clicked.connect(self.start_run)
         self.run_panel.stop_button.clicked.connect(self.stop_run)
+        self.run_panel.pause_button.toggled.connect(self.pause_run)
+        self.run_panel.step_button.clicked.connect(self.step_run)
+        self.run_panel.run_to_button.clicked.connect(lambda: self.run_to(self.run_panel.run_to_box.value()))
         self.model_panel.model_chosen.connect(self.loader.load)
         self.model_panel.open_requested.connect(self.open_model_dialog)
         self.model_panel.reload_requested.connect(self.loader.reload)
@@ -111,6 +119,12 @@ class MainWindow(QMainWindow):
         self.play_action.triggered.connect(self.views.play_button.toggle)
         self.dice_action = QAction("&Random seed", self, shortcut=QKeySequence("Ctrl+R"))
         self.dice_action.triggered.connect(self.sampler_panel.roll_seed)
+        self.pause_action = QAction("P&ause / resume the run", self, shortcut=QKeySequence("F8"))
+        self.pause_action.triggered.connect(self.run_panel.pause_button.toggle)
+        self.step_action = QAction("One s&tep", self, shortcut=QKeySequence("F10"))
+        self.step_action.triggered.connect(self.step_run)
+        self.help_action = QAction("&What am I looking at?", self, shortcut=QKeySequence.StandardKey.HelpContents)
+        self.help_action.triggered.connect(self.show_help)
 
     def create_menus(self) -> None:
         bar = self.menuBar()
@@ -119,9 +133,12 @@ class MainWindow(QMainWindow):
         self.file_menu.addSeparator()
         self.file_menu.addAction(self.quit_action)
         self.run_menu = bar.addMenu("&Run")
-        for action in (self.start_action, self.stop_action, self.play_action, self.dice_action):
+        for action in (self.start_action, self.stop_action, self.pause_action, self.step_action, self.play_action,
+                       self.dice_action):
             self.run_menu.addAction(action)
         self.view_menu = bar.addMenu("&View")
+        self.help_menu = bar.addMenu("&Help")
+        self.help_menu.addAction(self.help_action)
 
     def create_docks(self) -> None:
         panels = QWidget()
@@ -144,8 +161,17 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.settings_dock = self._dock("Settings", "settings", side, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.plots.setMinimumHeight(150)
-        self.plots_dock = self._dock("Per-step plots", "plots", self.plots_pane, Qt.DockWidgetArea.BottomDockWidgetArea)
+        plots_row = QWidget()  # the class bars sit next to the target's p(y|x_t) curve, the twin's curve after
+        row = QHBoxLayout(plots_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.guidance.bars, 1)
+        row.addWidget(self.plots_pane, 3)
+        row.addWidget(self.guidance.twin, 1)
+        row.addWidget(self.guidance.stack, 1)
+        self.plots_dock = self._dock("Per-step plots", "plots", plots_row, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.plots_dock], [220], Qt.Orientation.Vertical)
+        self.guidance_dock = self._dock("Guidance", "guidance", self.guidance.panel,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -197,6 +223,7 @@ class MainWindow(QMainWindow):
         if self.worker is not None and self.worker.is_running():
             self.worker.stop()
             self.worker.wait(CLOSE_WAIT_S)
+        self.guidance.field.wait(CLOSE_WAIT_S)
         self.views.play_button.setChecked(False)
         self.save_state()
         event.accept()
@@ -238,6 +265,7 @@ class MainWindow(QMainWindow):
         self.views.set_backdrop(None)
         self.model_panel.select_key(self.loader.key)
         self.plots.set_notes(prob="" if caps and caps.has_classifier else "no classifier")
+        self.guidance.set_model(caps is None or caps.is_points, bool(caps and caps.has_classifier))
         self.model_loaded.emit(name)
 
     # --- runs ------------------------------------------------------------------------------------
@@ -266,9 +294,12 @@ class MainWindow(QMainWindow):
 
         from .run.worker import SamplingWorker
 
-        self.worker = worker = SamplingWorker(request, self.bundle, exact_curves=self.session.settings.exact_curves,
-                                              paint_interval=FRAME_INTERVAL_MS / 1000)
+        options = self.session.settings
+        self.worker = worker = SamplingWorker(request, self.bundle, exact_curves=options.exact_curves,
+                                              paint_interval=FRAME_INTERVAL_MS / 1000, maps=options.maps,
+                                              twin=options.twin)
         worker.frame_ready.connect(self._on_frame_ready)
+        worker.held.connect(self._on_held)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         labels = request.labels()
@@ -276,6 +307,7 @@ class MainWindow(QMainWindow):
 
         self.views.set_colors(None if labels is None else PALETTE[np.asarray(labels) % len(PALETTE)])
         self.views.begin(worker.trajectory, 0)
+        self.guidance.begin(worker.recorder, self.bundle)
         self.plots.clear_curves()
         self.plots.set_notes(prob="" if self.bundle.classifier is not None else "no classifier",
                              norm="" if request.guidance.kind != "none" else "no guidance")
@@ -293,6 +325,39 @@ class MainWindow(QMainWindow):
         if self.is_running():
             self.worker.stop()
             self.statusBar().showMessage("Stopping…")
+
+    def pause_run(self, hold: bool = True) -> None:
+        """Hold the running sampler between two steps (hold) or let it run on to the end."""
+        if self.is_running():
+            if hold:
+                self.worker.pause()
+            else:
+                self.worker.resume()
+                self.run_panel.show_held(None)
+
+    def step_run(self) -> None:
+        """Let a run take one more step, then hold (pauses a run that is going)."""
+        if self.is_running():
+            self.worker.step()
+
+    def run_to(self, index: int) -> None:
+        """Let a run go on until step `index`, then hold."""
+        if self.is_running():
+            self.worker.run_to(index)
+
+    def show_help(self) -> Any:
+        """Help › What am I looking at?: the illustrated page, pictured from the views as they are now."""
+        from .views.help_page import HelpPage
+
+        self.help_page = HelpPage(self)
+        self.help_page.show()
+        return self.help_page
+
+    def _on_held(self, index: int) -> None:
+        if self.sender() is not self.worker:
+            return
+        self.run_panel.show_held(index)
+        self.statusBar().showMessage(f"Held after step {index}: Step, Run to a step, or Resume.")
 
     def _on_frame_ready(self) -> None:
         """A new frame is waiting: paint it now, or once FRAME_INTERVAL_MS has passed since the last."""
@@ -313,12 +378,16 @@ class MainWindow(QMainWindow):
         if self.first_frame_at is None:
             self.first_frame_at = time.perf_counter()
             self.plots.set_steps(frame.num_steps)
+            self.run_panel.set_steps(frame.num_steps)
         self.views.new_frame(frame)
         if self._last_paint - self._last_plot >= PLOT_INTERVAL_S:
             self._last_plot = self._last_paint
             self.plots.set_curves(*worker.trajectory.curves())
             self.plots.set_cursor(self.views.shown_index)
+            self.guidance.refresh()
             self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)  # repaints at once
+            if worker.held_at is not None:
+                self.run_panel.show_held(worker.held_at)
         self.frame_shown.emit(frame.index)
 
     def _on_step_shown(self, index: int) -> None:
@@ -332,6 +401,7 @@ class MainWindow(QMainWindow):
         self._frame_timer.stop()
         self._result = result
         traj = self.worker.trajectory
+        self.guidance.refresh()
         self.views.finish(len(traj))
         self.plots.set_curves(*traj.curves())
         self.plots.set_cursor(self.views.shown_index)
@@ -365,6 +435,8 @@ class MainWindow(QMainWindow):
         self.run_panel.set_running(running, reason)
         self.start_action.setEnabled(not running and reason is None)
         self.stop_action.setEnabled(running)
+        self.pause_action.setEnabled(running)
+        self.step_action.setEnabled(running)
         self.model_panel.set_busy(running or busy)
         self.open_action.setEnabled(not (running or busy))
 

@@ -79,7 +79,8 @@ class Settings:
     batch_points / batch_images: the batch size for 2-D and image models (a good size differs by
     orders of magnitude). window_start / window_end: fractions of the run in which guidance applies,
     used only when window_on. exact_curves: the classifier's p(y | x_t) at every step of a run rather
-    than within a small time budget (it does not change the samples).
+    than within a small time budget (it does not change the samples). maps / twin: record the guidance
+    maps / sample the unguided twin too.
     """
 
     model: str = "toy-gmm"
@@ -100,6 +101,8 @@ class Settings:
     window_start: float = 0.0
     window_end: float = 1.0
     exact_curves: bool = False
+    maps: bool = True
+    twin: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -231,7 +234,8 @@ class Session:
     def availability(self) -> dict[str, str | None]:
         """For each control key, None when it applies, else a sentence saying why it does not.
 
-        Keys: guidance:<kind>, device:<kind>, precision:<p>, class, scale, weight, window, eta, start.
+        Keys: guidance:<kind>, device:<kind>, precision:<p>, class, scale, weight, window, eta, twin, maps,
+        start.
         """
         return self._reasons(self._settings)
 
@@ -261,6 +265,9 @@ class Session:
             "The guidance weight w applies only to classifier-free guidance (or both).")
         out["window"] = None if s.guidance != "none" else "A guidance window needs some guidance."
         out["eta"] = None if s.sampler == "ddim" else "η applies only to DDIM (DDPM is always fully stochastic)."
+        out["twin"] = None if s.guidance != "none" else "Without guidance the twin would be the run itself."
+        out["maps"] = None if caps is None or not caps.is_points else (
+            "2-D models show guidance as arrows (Guidance dock), not maps.")
         out["start"] = None if caps is not None else "No model is loaded yet."
         return out
 

@@ -1,5 +1,6 @@
 """Guidance panel: type, target class by name, classifier scale s, CFG strength as the weight w or as
-γ = s_cfg = 1 + w (diffusers' guidance_scale; both boxes are editable and show the same setting), window."""
+γ = s_cfg = 1 + w (diffusers' guidance_scale; both boxes are editable and show the same setting), window,
+and what the next run records for the guidance views (maps, the unguided twin)."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
@@ -28,6 +29,10 @@ class GuidancePanel(QGroupBox):
         self.window_start.valueChanged.connect(self._on_window)
         self.window_end = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.05)
         self.window_end.valueChanged.connect(self._on_window)
+        self.maps = QCheckBox("Maps")
+        self.maps.toggled.connect(lambda on: session.update(maps=bool(on)))
+        self.twin = QCheckBox("Unguided twin")
+        self.twin.toggled.connect(lambda on: session.update(twin=bool(on)))
         self._class_key: tuple[str, ...] | None = None
 
         weight_row = QHBoxLayout()
@@ -44,6 +49,11 @@ class GuidancePanel(QGroupBox):
         form.addRow("Classifier scale s", self.scale)
         form.addRow("CFG strength", weight_row)
         form.addRow("Window", window_row)
+        views_row = QHBoxLayout()
+        views_row.addWidget(self.maps)
+        views_row.addWidget(self.twin)
+        views_row.addStretch(1)
+        form.addRow("Record", views_row)
         session.subscribe(lambda _: self.refresh())
         self.refresh()
 
@@ -72,6 +82,12 @@ class GuidancePanel(QGroupBox):
         set_quietly(self.window_start, s.window_start)
         set_quietly(self.window_end, s.window_end)
         set_quietly(self.gamma, round(1.0 + s.weight, 6))
+        set_quietly(self.maps, s.maps)
+        set_quietly(self.twin, s.twin)
+        enable(self.maps, reasons["maps"], "Keep each step's CFG and classifier terms as heat maps (Guidance dock); "
+               "costs a little memory, no sampling time")
+        enable(self.twin, reasons["twin"], "Also sample the same noise without guidance (w = s = 0) to compare "
+               "with: once guidance acts, one more network pass of the batch per step")
         blocked = [r for k in ("classifier", "cfg") if (r := reasons[f"guidance:{k}"])]
         self.kind.setToolTip("\n".join(blocked) or "How sampling is steered toward the target class")
         enable(self.target, reasons["class"], "The class every sample is steered toward (and coloured by)")

@@ -1,7 +1,7 @@
-"""Start / Stop and a progress bar with the step count and ETA."""
+"""Start / Stop, step-through (pause, one step, run to step k) and a progress bar with the step count and ETA."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 
 def format_eta(seconds: float) -> str:
@@ -21,6 +21,15 @@ class RunPanel(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.stop_button.setToolTip("Stop after the current step")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Hold the run between two steps (the sampler waits; the window stays live)")
+        self.step_button = QPushButton("Step")
+        self.step_button.setToolTip("Take one more step, then hold again")
+        self.run_to_box = QSpinBox(minimum=1, maximum=1, prefix="to step ")
+        self.run_to_box.setToolTip("Run until this step, then hold")
+        self.run_to_button = QPushButton("Run")
+        self.run_to_button.setToolTip("Run until the chosen step, then hold")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -29,15 +38,39 @@ class RunPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
+        stepping = QHBoxLayout()
+        stepping.addWidget(self.pause_button)
+        stepping.addWidget(self.step_button)
+        stepping.addWidget(self.run_to_box, 1)
+        stepping.addWidget(self.run_to_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
+        layout.addLayout(stepping)
         layout.addWidget(self.progress)
+        self.set_running(False)
 
     def set_running(self, running: bool, start_reason: str | None = None) -> None:
         self.start_button.setEnabled(not running and start_reason is None)
         self.start_button.setToolTip(start_reason or ("A run is in progress." if running else "Sample with these settings"))
         self.stop_button.setEnabled(running)
+        for widget in (self.pause_button, self.step_button, self.run_to_box, self.run_to_button):
+            widget.setEnabled(running)
+        if not running:
+            self.show_held(None)
+
+    def set_steps(self, num_steps: int) -> None:
+        """The run's length: the range of "run to step"."""
+        self.run_to_box.setMaximum(max(1, num_steps))
+
+    def show_held(self, index: int | None) -> None:
+        """The run waits after step `index` (None: it runs)."""
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(index is not None)
+        self.pause_button.setText("Resume" if index is not None else "Pause")
+        self.pause_button.blockSignals(False)
+        if index is not None:
+            self.progress.setFormat(f"held at step {index} / {self.progress.maximum()}")
 
     def show_progress(self, step: int, total: int, elapsed: float) -> None:
         self.progress.setRange(0, max(total, 1))

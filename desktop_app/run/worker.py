@@ -9,6 +9,10 @@ previous one, so the GUI never queues work and the engine never waits for painti
 The classifier's p(y | x_t), where it costs a pass of its own, is computed only for steps whose frame
 the GUI is expected to paint (`frame_will_show`, from its paint rhythm) and within 3 % of the run's
 time (`core.diagnostics.DiagnosticsBudget`), or at every step with `exact_curves`.
+
+Step-through: the engine stops between steps anyway, so the worker thread can simply wait there, on a
+condition the GUI sets (`pause`, `step`, `run_to(k)`, `resume`), without the GUI ever waiting for it.
+`held(index)` says the run is waiting after step `index`; time spent waiting is not the run's own.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core import ModelBundle, SamplingRequest, sample
 from core.diagnostics import DiagnosticsBudget
+from core.guidance_views import guidance_tracks
 from core.recording import Recorder
 
 from ..tasks import ThreadedJob, _emit, describe_error
@@ -45,19 +50,23 @@ class SamplingWorker(ThreadedJob):
     """One run of `request` on `bundle`. Start with `start()`; the GUI calls `take_frame()` on frame_ready."""
 
     frame_ready = Signal()
+    held = Signal(int)  # waiting after this step index (pause, single step, run to step k)
     finished = Signal(object)  # RunResult
     failed = Signal(str)
 
     def __init__(self, request: SamplingRequest, bundle: ModelBundle, parent: QObject | None = None, *,
-                 exact_curves: bool = False, paint_interval: float = 0.0):
+                 exact_curves: bool = False, paint_interval: float = 0.0, maps: bool = False, twin: bool = False):
         """exact_curves: the classifier's p(y | x_t) at every step instead of within a 3 % budget.
-        paint_interval: the least time (s) the GUI leaves between two paints (its frame throttle)."""
+        paint_interval: the least time (s) the GUI leaves between two paints (its frame throttle).
+        maps / twin: also record the guidance maps / sample the unguided twin (`core.guidance_views`)."""
         super().__init__("sampling", parent)
         self.request = request
         self.bundle = bundle
         self.exact_curves = exact_curves
         self.paint_interval = paint_interval
-        self.recorder = Recorder.for_bundle(request, bundle)
+        self.twin = twin and request.guidance.kind != "none"
+        extras = guidance_tracks(bundle, maps=maps, twin=self.twin)
+        self.recorder = Recorder.for_bundle(request, bundle, extras=extras)
         self.trajectory = Frames(self.recorder)  # what the GUI reads while the run is recorded
         self.frames_posted = 0
         self._cancel = threading.Event()
@@ -66,10 +75,55 @@ class SamplingWorker(ThreadedJob):
         self._posted = False
         self._taken_at = -float("inf")
         self._step_seconds = 0.0
+        self._gate = threading.Condition()
+        self._hold_at: int | None = None  # wait once a step index ≥ this is recorded; None: run freely
+        self.held_at: int | None = None  # the step index the worker is waiting after, or None
 
     def stop(self) -> None:
-        """Ask the run to end after the step in progress."""
+        """Ask the run to end after the step in progress (a held run ends at once)."""
         self._cancel.set()
+        with self._gate:
+            self._gate.notify_all()
+
+    # --- step-through (GUI thread) -----------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Hold after the step in progress."""
+        self._hold(0)
+
+    def resume(self) -> None:
+        """Run freely to the end."""
+        self._hold(None)
+
+    def step(self) -> None:
+        """One more step, then hold again."""
+        with self._gate:
+            done = len(self.recorder) - 1
+            self._hold_at = (self.held_at if self.held_at is not None else done) + 1
+            self._gate.notify_all()
+
+    def run_to(self, index: int) -> None:
+        """Run until step `index` is recorded, then hold (at once if it already is)."""
+        self._hold(index)
+
+    def _hold(self, index: int | None) -> None:
+        with self._gate:
+            self._hold_at = index
+            self._gate.notify_all()
+
+    def _wait_if_held(self, index: int) -> bool:
+        """Worker thread, between steps: wait while step `index` is at or past the hold point; whether it did."""
+        with self._gate:
+            if self._hold_at is None or index < self._hold_at or self._cancel.is_set():
+                return False
+            start = time.perf_counter()
+            self.held_at = index
+            _emit(self.held, index)
+            while self._hold_at is not None and index >= self._hold_at and not self._cancel.is_set():
+                self._gate.wait()
+            self.held_at = None
+            self.recorder.exclude(time.perf_counter() - start)
+            return True
 
     @property
     def stopping(self) -> bool:
@@ -106,13 +160,16 @@ class SamplingWorker(ThreadedJob):
         diagnostics = True if budget is None else budget
         last = time.perf_counter()
         try:
-            for step in sample(self.request, self.bundle, self._cancel, diagnostics=diagnostics):
+            for step in sample(self.request, self.bundle, self._cancel, diagnostics=diagnostics, twin=self.twin):
                 if budget is not None:
                     budget.observe(step)
-                frame = self.trajectory.frame(recorder.add(step))
+                index = recorder.add(step)
+                frame = self.trajectory.frame(index)
                 now = time.perf_counter()
                 self._step_seconds, last = now - last, now  # the rhythm at which frames come
                 self._publish(frame)
+                if not step.is_last and self._wait_if_held(index):
+                    last = time.perf_counter()  # the hold is not a step's time
             completed = recorder.num_steps > 0 and len(recorder) == recorder.num_steps + 1
             result = recorder.result(completed)
         except Exception as exc:  # bad checkpoint, NaN, out of memory: a message, never a crash

@@ -181,8 +181,9 @@ class GuidanceViews(QObject):
             self.stack.set_cursor(index)
         else:
             self.maps.show_step(index)
-        probs = _at(tracks, V.CLASS_PROBS, index)
-        self.bars.show_probs(None if probs is None else np.asarray(probs)[min(sample, len(probs) - 1)])
+        at, probs = _latest(tracks, V.CLASS_PROBS, index)
+        self.bars.show_probs(None if probs is None else np.asarray(probs)[min(sample, len(probs) - 1)],
+                             None if at == index else at)
         self.twin.set_cursor(index)
 
     def refresh(self) -> None:
@@ -211,6 +212,18 @@ class GuidanceViews(QObject):
 def _at(tracks: Any, name: str, index: int) -> Any:
     values = tracks.get(name)
     return None if values is None or index >= len(values) else values[index]
+
+
+def _latest(tracks: Any, name: str, index: int) -> tuple[int | None, Any]:
+    """(step, value) of the last step ≤ index that has a value of track `name` ((None, None) if none has):
+    the classifier's p(k | x_t) is not computed at every step unless the run asked for exact curves."""
+    values = tracks.get(name)
+    if values is None:
+        return None, None
+    for i in range(min(index, len(values) - 1), -1, -1):
+        if values[i] is not None:
+            return i, values[i]
+    return None, None
 
 
 def _classes(bundle: Any) -> tuple[int, tuple[str, ...]]:

@@ -61,8 +61,13 @@ class ClassBars(pg.PlotWidget):
         self.bars.setOpts(x=[], height=[])
         self.plot.getAxis("bottom").setTicks([[]])
 
-    def show_probs(self, probs: np.ndarray | None) -> None:
-        """Bars of `probs` (K,) — None: nothing computed at this step."""
+    def show_probs(self, probs: np.ndarray | None, from_step: int | None = None) -> None:
+        """Bars of `probs` (K,) — None: nothing computed yet; `from_step`: the step they were computed at
+        when it is not the one on screen (named in the title)."""
+        title = CAPTIONS["class_bars"].title
+        if from_step is not None:
+            title += f" <span style='color:#999'>(step {from_step})</span>"
+        self.plot.setTitle(title, color="#333", size="10pt")
         if probs is None:
             self.clear_bars()
             return

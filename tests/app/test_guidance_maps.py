@@ -3,59 +3,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
-from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, sample
-from core import guidance_views as V
-from core.images import to_uint8 as pixels
+from core import Guidance, SamplingRequest, guidance_views as V, sample
+from core.images import pixels, rgb
+from core.recording import Recorder
 
-
-class _MeanClassifier(nn.Module):
-    def forward(self, x, t):
-        m = x.flatten(1).mean(1)
-        return torch.stack([m, -m, torch.zeros_like(m)], 1) * 4
+from .guided_bundle import guided_image_bundle
 
 
-class _Run:
-    """A recorded run as the views read it: `tracks`, `request`, `len()`, a preview `stride`."""
-
-    stride = 1
-
-    def __init__(self, request, bundle, twin=False, maps=True):
-        self.request = request
-        extras = V.guidance_tracks(bundle, twin=twin, maps=maps)
-        self.tracks = {"xt": [], "x0": [], **{name: [] for name in extras}}
-        self.steps = []
-        for step in sample(request, bundle, twin=twin, diagnostics=True):
-            self.steps.append(step)
-            self.tracks["xt"].append(self.preview(step.x))
-            self.tracks["x0"].append(None if step.x0 is None else self.preview(step.x0))
-            for name, make in extras.items():
-                self.tracks[name].append(make(step, self))
-
-    def preview(self, x):
-        return pixels(x)
-
-    def __len__(self):
-        return len(self.steps)
-
-
-class _LabelPattern(nn.Module):
-    """ε(x, t, y) = 0.5·x + a fixed random pattern per label (the null label 3 has its own)."""
-
-    def __init__(self):
-        super().__init__()
-        self.patterns = nn.Parameter(torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
-
-    def forward(self, x, t, y):
-        return 0.5 * x + 0.3 * self.patterns[y]
+def record_run(request, bundle, twin=False, maps=True):
+    """A run recorded as the app records it, with the guidance views' tracks; `.steps` keeps the Steps."""
+    recorder = Recorder.for_bundle(request, bundle, extras=V.guidance_tracks(bundle, twin=twin, maps=maps))
+    recorder.steps = []
+    for step in sample(request, bundle, twin=twin, diagnostics=True):
+        recorder.add(step)
+        recorder.steps.append(step)
+    return recorder
 
 
 @pytest.fixture(scope="module")
 def image_bundle():
-    config = ModelConfig("test-pattern", (1, 8, 8), num_classes=3, null_label=True)
-    return ModelBundle("img", config, _LabelPattern(), _MeanClassifier())
+    return guided_image_bundle()
 
 
 @pytest.fixture
@@ -71,7 +39,7 @@ def maps(qtbot):
 
 def test_maps_paint_the_engines_terms_of_the_selected_sample(maps, image_bundle):
     req = SamplingRequest("img", steps=6, batch=4, seed=3, label=0, guidance=Guidance("both", scale=3.0, weight=2.0))
-    run = _Run(req, image_bundle, twin=True)
+    run = record_run(req, image_bundle, twin=True)
     maps.begin(run)
     assert all(maps.panes[k].isVisible() for k in ("twin_x0", "cfg_map", "classifier_map"))
     maps.set_sample(2)
@@ -85,8 +53,8 @@ def test_maps_paint_the_engines_terms_of_the_selected_sample(maps, image_bundle)
         i, j = np.unravel_index(np.abs(values).argmax(), values.shape)
         red, _, blue = maps.picture(key)[i, j].astype(int)
         assert (red > blue) == (values[i, j] > 0)
-    np.testing.assert_array_equal(maps.picture("xt"), pixels(step.x)[2])
-    np.testing.assert_array_equal(maps.picture("twin_x0"), pixels(step.twin_x0)[2])
+    np.testing.assert_array_equal(maps.picture("xt"), rgb(pixels(step.x)[2]))
+    np.testing.assert_array_equal(maps.picture("twin_x0"), rgb(pixels(step.twin_x0)[2]))
     assert maps.colour_scale.labels() == (f"+{scale:.3g}", "0", f"−{scale:.3g}")
     maps.set_sample(0)  # another sample: its own terms
     np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(step.cfg_term[0, 0].numpy(), scale))
@@ -96,7 +64,7 @@ def test_maps_paint_the_engines_terms_of_the_selected_sample(maps, image_bundle)
 
 def test_the_scale_holds_for_the_whole_run(maps, image_bundle):
     req = SamplingRequest("img", steps=8, batch=2, seed=1, label=1, guidance=Guidance("cfg", weight=4.0))
-    run = _Run(req, image_bundle)
+    run = record_run(req, image_bundle)
     maps.begin(run)
     maps.show_step(8)
     final = maps.scale
@@ -107,9 +75,9 @@ def test_the_scale_holds_for_the_whole_run(maps, image_bundle):
 
 
 def test_runs_without_guidance_or_maps_say_so(maps, image_bundle):
-    maps.begin(_Run(SamplingRequest("img", steps=3, batch=1), image_bundle))
+    maps.begin(record_run(SamplingRequest("img", steps=3, batch=1), image_bundle))
     assert "no guidance" in maps.status.text()
-    maps.begin(_Run(SamplingRequest("img", steps=3, batch=1, label=0, guidance=Guidance("cfg", weight=1.0)),
+    maps.begin(record_run(SamplingRequest("img", steps=3, batch=1, label=0, guidance=Guidance("cfg", weight=1.0)),
                     image_bundle, maps=False))
     assert "off" in maps.status.text()
 

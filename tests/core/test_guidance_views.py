@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, sample
-from core import guidance_views as V
+from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, guidance_views as V, sample
+from core.images import pixels
 from core.models import build_network
+from core.recording import Recorder
 
 
 def test_term_map_of_one_channel_is_the_term_itself_and_channels_average_or_norm():
@@ -132,21 +133,11 @@ def image_bundle():
     return ModelBundle("img", config, build_network("unet", network).eval(), _MeanClassifier())
 
 
-class _Recorder:
-    """The part of `core.recording.Recorder` the extras use: its preview stride and `preview`."""
-
-    stride = 1
-
-    def preview(self, x):
-        return x.numpy()
-
-
 def test_map_tracks_are_the_engines_own_terms(image_bundle):
     req = SamplingRequest("img", steps=6, batch=3, seed=0, label=2, guidance=Guidance("both", scale=3.0, weight=2.0))
-    tracks = V.guidance_tracks(image_bundle, twin=True)
-    recorder = _Recorder()
+    recorder = Recorder.for_bundle(req, image_bundle, extras=V.guidance_tracks(image_bundle, twin=True))
     for step in sample(req, image_bundle, twin=True, diagnostics=True):
-        got = {name: fn(step, recorder) for name, fn in tracks.items()}
+        got = {name: values[recorder.add(step)] for name, values in recorder.tracks.items()}
         if step.index == 0:
             assert got[V.CFG_MAP] is None and got[V.CLASSIFIER_MAP] is None and got[V.MAP_SCALE] is None
             continue
@@ -154,9 +145,21 @@ def test_map_tracks_are_the_engines_own_terms(image_bundle):
         np.testing.assert_array_equal(got[V.CLASSIFIER_MAP], step.classifier_term[:, 0].numpy())
         both = np.concatenate([got[V.CFG_MAP].ravel(), got[V.CLASSIFIER_MAP].ravel()])
         assert got[V.MAP_SCALE] == pytest.approx(np.percentile(np.abs(both), V.SCALE_PERCENTILE))
-        np.testing.assert_array_equal(got[V.TWIN_X0], step.twin_x0.numpy())
+        np.testing.assert_array_equal(got[V.TWIN_X0], pixels(step.twin_x0))
         np.testing.assert_allclose(got[V.TWIN_DISTANCE], (step.x - step.twin_x).flatten(1).square().mean(1).sqrt())
         np.testing.assert_allclose(got[V.CLASS_PROBS], step.log_probs.exp().numpy())
     assert got[V.TWIN_DISTANCE].min() > 0
     points = V.guidance_tracks(ModelBundle("p", ModelConfig("gmm", (2,)), nn.Identity()), twin=True)
     assert V.CFG_MAP not in points and V.TWIN_X0 in points  # maps only for images
+
+
+def test_time_a_run_is_held_does_not_count_as_its_own(gmm):
+    req = SamplingRequest("toy-gmm", steps=3)
+    recorder = Recorder.for_bundle(req, gmm)
+    steps = sample(req, gmm)
+    recorder.add(next(steps))
+    recorder.exclude(1000.0)  # as if held for 1000 s between steps 0 and 1
+    recorder.add(next(steps))
+    elapsed = recorder.tracks["elapsed"]
+    assert elapsed[0] >= 0 and -1000 < elapsed[1] < -990
+    assert recorder.result(False).seconds < -990

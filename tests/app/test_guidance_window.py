@@ -1,0 +1,151 @@
+"""The guidance views in the real window: maps and twin of an image run, arrows and class bands of toy-gmm,
+choosing a sample, step-through of a live run, the help page."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PySide6.QtCore import QPointF, Qt
+
+from core import guidance_views as V
+from desktop_app.views.guidance_dock import TWIN_COLOR
+
+from .conftest import RUN_TIMEOUT_MS, tiny_bundle
+from .guided_bundle import guided_image_bundle
+from .test_window import run_to_end
+
+
+def test_image_run_shows_maps_twin_and_class_bars(qtbot, window):
+    window.set_bundle(guided_image_bundle())
+    window.session.update(guidance="both", weight=3.0, scale=2.0, class_index=1, steps="12", batch_images=4,
+                          maps=True, twin=True)
+    result = run_to_end(qtbot, window)
+    guidance = window.guidance
+    assert window.guidance.panel.pages.currentWidget() is guidance.maps
+    assert {V.CFG_MAP, V.CLASSIFIER_MAP, V.TWIN_X0, V.TWIN_DISTANCE, V.CLASS_PROBS} <= set(result.tracks)
+    maps = guidance.maps
+    assert maps.index == 12 and maps.scale > 0
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(result.track(V.CFG_MAP)[12][0], maps.scale))
+    assert maps.picture("twin_x0") is not None and guidance.twin.isVisible()
+    steps, distance = guidance.twin.curve_data("xt")
+    np.testing.assert_array_equal(steps, np.arange(13))
+    np.testing.assert_allclose(distance, [np.mean(d) for d in result.track(V.TWIN_DISTANCE)], rtol=1e-6)
+    assert distance[0] == 0 and distance[-1] > 0  # the same noise, then guidance pulls the run away
+    bars = guidance.bars  # all three classes of sample 0 at the last step, most probable first
+    probs = result.track(V.CLASS_PROBS)[12][0]
+    assert bars.isVisible() and sorted(bars.shown) == [0, 1, 2]
+    np.testing.assert_allclose(bars.heights, probs[bars.shown], rtol=1e-6)
+    assert (np.diff(bars.heights) <= 0).all()
+    # Clicking a tile of the x_t grid follows that sample: tile 3 of a 2×2 grid of 8×8 previews.
+    pane = window.views.image_panes[0]
+    click_scene(qtbot, pane, pane.item.mapToScene(QPointF(2 + 10 + 4, 2 + 10 + 4)))
+    assert guidance.sample == 3 and maps.sample == 3
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(result.track(V.CFG_MAP)[12][3], maps.scale))
+    window.views.slider.setValue(5)  # scrubbing moves the maps too
+    np.testing.assert_array_equal(maps.picture("classifier_map"),
+                                  V.colorize(result.track(V.CLASSIFIER_MAP)[5][3], maps.scale))
+
+
+def click_scene(qtbot, view, scene_point):
+    """A left click on `view` at a point of its scene."""
+    widget_point = view.mapFromScene(scene_point)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=widget_point)
+
+
+def _analytic_score(mixture, points, timestep):
+    abar = float(mixture.alphas_cumprod[timestep])
+    offsets = points[:, None, :] - math.sqrt(abar) * mixture.means[None]
+    var = abar * mixture.std**2 + 1 - abar
+    resp = (-offsets.square().sum(-1) / (2 * var)).softmax(-1)
+    return (-(resp[:, :, None] * offsets).sum(1) / var).numpy()
+
+
+def test_toy_gmm_arrows_point_along_the_analytic_score(qtbot, window):
+    window.session.update(guidance="classifier", scale=2.0, class_index=5, steps="20", batch_points=300, twin=True)
+    run_to_end(qtbot, window)
+    field = window.guidance.field
+    window.views.slider.setValue(7)  # frame 7: the arrows of update 8, which moves these points
+    qtbot.waitUntil(lambda: 8 in field.fields, timeout=RUN_TIMEOUT_MS)
+    segments = field.arrows("score_arrows").reshape(-1, 6, 2)
+    origins, tips = segments[:, 0], segments[:, 1]
+    np.testing.assert_allclose(origins, field.points, atol=1e-6)
+    timestep = window.bundle.sampling_schedule("20").coefficients(20 - 8).timestep
+    score = _analytic_score(window.bundle.model, torch.from_numpy(field.points), timestep)
+    drawn = tips - origins
+    cosine = (drawn * score).sum(1) / (np.linalg.norm(drawn, axis=1) * np.linalg.norm(score, axis=1))
+    assert cosine.min() > 0.999
+    assert len(field.arrows("guidance_arrows")) == len(segments) * 6
+    # The paths: 8 samples from x_T to frame 7; the twin's x̂0 cloud is drawn on the x̂0 pane.
+    x, _ = field.paths.getData()
+    assert np.isfinite(x).sum() + len(field.selected_path.getData()[0]) - 1 >= 8 * 8
+    assert window.guidance.twin_cloud.group_colors == [TWIN_COLOR]
+    window.guidance.panel.toggles["score_arrows"].setChecked(False)
+    assert len(field.arrows("score_arrows")) == 0 and len(field.arrows("guidance_arrows")) > 0
+    stack = window.guidance.stack
+    assert stack.isVisible() and stack.bands.shape == (20, 9)  # steps 1 … 20
+    np.testing.assert_allclose(stack.bands[:, -1], 1.0, rtol=1e-5)  # the bands fill [0, 1] at every step
+    assert stack.bands[-1, 6] - stack.bands[-1, 5] > 0.9  # class 5's band, at the end nearly everything
+
+
+def test_step_through_pauses_steps_and_runs_to_a_step(qtbot, window):
+    window.set_bundle(tiny_bundle((2,), delay=0.005, name="slow-points"))
+    window.session.update(steps="60", batch_points=10)
+    panel = window.run_panel
+    assert not panel.pause_button.isEnabled()
+    window.start_run()
+    panel.pause_button.click()  # Pause: the run holds after the step in progress
+    worker = window.worker
+    qtbot.waitUntil(lambda: worker.held_at is not None, timeout=RUN_TIMEOUT_MS)
+    held = worker.held_at
+    assert panel.pause_button.text() == "Resume" and window.is_running()
+    with qtbot.waitSignal(worker.held, timeout=RUN_TIMEOUT_MS) as one:
+        panel.step_button.click()
+    assert one.args[0] == held + 1
+    panel.run_to_box.setValue(40)
+    with qtbot.waitSignal(worker.held, timeout=RUN_TIMEOUT_MS) as to_40:
+        panel.run_to_button.click()
+    assert to_40.args[0] == 40 and len(worker.recorder) == 41
+    qtbot.waitUntil(lambda: window.views.shown_index == 40, timeout=RUN_TIMEOUT_MS)  # the held step is on screen
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        panel.pause_button.click()  # Resume
+    assert finished.args[0].completed and len(finished.args[0]) == 61
+    assert not panel.pause_button.isEnabled() and panel.pause_button.text() == "Pause"
+
+
+def test_stop_ends_a_held_run(qtbot, window):
+    window.set_bundle(tiny_bundle((2,), delay=0.005, name="slow-points"))
+    window.session.update(steps="50", batch_points=10)
+    window.start_run()
+    window.pause_run(True)
+    qtbot.waitUntil(lambda: window.worker.held_at is not None, timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        window.stop_run()
+    assert not finished.args[0].completed
+
+
+def test_twin_and_maps_options_say_when_they_do_not_apply(qtbot, window):
+    panel = window.guidance_panel
+    window.session.update(guidance="none")
+    assert not panel.twin.isEnabled() and "itself" in panel.twin.toolTip()
+    assert not panel.maps.isEnabled() and "arrows" in panel.maps.toolTip()  # toy-gmm is 2-D
+    window.session.update(guidance="cfg")
+    assert panel.twin.isEnabled() and "one more network pass" in panel.twin.toolTip()
+    panel.twin.click()
+    assert window.session.settings.twin
+
+
+def test_help_page_is_illustrated_with_the_windows_own_views(qtbot, window):
+    window.session.update(guidance="cfg", weight=2.0, steps="10", batch_points=100, twin=True)
+    run_to_end(qtbot, window)
+    page = window.show_help()
+    qtbot.addWidget(page)
+    text = page.browser.toPlainText()
+    from desktop_app.views.captions import CAPTIONS
+
+    for key in ("xt", "x0", "score_arrows", "twin_distance", "class_stack", "prob"):
+        assert CAPTIONS[key].line in text
+    assert page.pictures >= 4
+    image = page.browser.document().resource(page.browser.document().ResourceType.ImageResource.value,
+                                             "view://section0")
+    assert image is not None and not image.isNull()
