@@ -173,11 +173,15 @@ def assign(num_batches: int, size: int, held: Sequence[Sequence[int]]) -> list[i
 
 # --- finished batches on disk ---------------------------------------------------------------------
 
+Arrays = Mapping[str, torch.Tensor]  # one batch's named arrays, the batch's samples along the first dimension
+
+
 class ShardStore:
-    """The finished batches of one setting, one `.safetensors` file each (float32 `samples`), in a
-    folder of `root` named by a hash of `settings`: a changed setting never reuses old files. Files
-    are written under a temporary name and then renamed, so a crash or Ctrl+C leaves only whole ones.
-    Ranks may share the folder (one machine, a shared file system) or each have their own."""
+    """The finished batches of one setting, one `.safetensors` file each holding the batch's named
+    float32 arrays (`samples`, …; first dimension: the batch's samples), in a folder of `root` named
+    by a hash of `settings`: a changed setting never reuses old files. Files are written under a
+    temporary name and then renamed, so a crash or Ctrl+C leaves only whole ones. Ranks may share the
+    folder (one machine, a shared file system) or each have their own."""
 
     def __init__(self, root: Path, settings: Mapping[str, object]):
         self._settings = json.dumps(settings, sort_keys=True, default=str)
@@ -186,28 +190,33 @@ class ShardStore:
     def _path(self, batch: Batch) -> Path:
         return self.folder / f"batch-{batch.index:06d}.safetensors"
 
-    def shape(self, batch: Batch) -> tuple[int, ...] | None:
-        """The shape of the batch's stored samples, or None when there is no readable file."""
+    def shapes(self, batch: Batch) -> dict[str, tuple[int, ...]] | None:
+        """The shape of each array stored for the batch, or None when there is no readable file."""
         try:
             with safe_open(self._path(batch), "pt") as handle:
-                return tuple(handle.get_slice("samples").get_shape())
-        except (OSError, SafetensorError, KeyError):
+                names = handle.keys()
+                return {name: tuple(handle.get_slice(name).get_shape()) for name in names}
+        except (OSError, SafetensorError):
             return None
 
     def held(self, batches: Sequence[Batch]) -> list[int]:
         """Indices of the `batches` whose file is here and holds the right number of samples."""
-        return [b.index for b in batches if (shape := self.shape(b)) is not None and shape[0] == b.size]
+        def whole(b: Batch) -> bool:
+            shapes = self.shapes(b)
+            return bool(shapes) and all(shape[:1] == (b.size,) for shape in shapes.values())
 
-    def save(self, batch: Batch, samples: torch.Tensor) -> None:
+        return [b.index for b in batches if whole(b)]
+
+    def save(self, batch: Batch, arrays: Arrays) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         about = self.folder / "settings.json"
         if not about.exists():  # for a person wondering what the folder is
             _replace_atomically(about, lambda tmp: tmp.write_text(self._settings + "\n"))
-        tensor = samples.detach().to("cpu", torch.float32).contiguous()
-        _replace_atomically(self._path(batch), lambda tmp: save_file({"samples": tensor}, tmp))
+        tensors = {key: x.detach().to("cpu", torch.float32).contiguous() for key, x in arrays.items()}
+        _replace_atomically(self._path(batch), lambda tmp: save_file(tensors, tmp))
 
-    def load(self, batch: Batch) -> torch.Tensor:
-        return load_file(self._path(batch))["samples"]
+    def load(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return load_file(self._path(batch))
 
 
 def shard_settings(args: Namespace, ignore: Iterable[str], device: torch.device, **extra: object) -> dict:
@@ -271,13 +280,15 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def run_batches(world: World, batches: Sequence[Batch], compute: Callable[[Batch], torch.Tensor],
-                store: ShardStore, label: str = "") -> torch.Tensor | None:
-    """The samples of every batch, concatenated in index order, on rank 0 (None on the others).
+def run_batches(world: World, batches: Sequence[Batch], compute: Callable[[Batch], Arrays], store: ShardStore,
+                label: str = "") -> dict[str, torch.Tensor] | None:
+    """Every batch's arrays, each concatenated over the batches in index order, on rank 0 (None on
+    the others).
 
-    `compute(batch)` gives one batch's samples; it runs only for batches no rank has in its store,
-    each on one rank. Every rank prints its progress, rank 0 also the whole world's; the ranks
-    advance in rounds of one batch each, which also gives rank 0 the overall count.
+    `compute(batch)` gives one batch's named arrays (e.g. {"samples": (B, …)}); it runs only for
+    batches no rank has in its store, each on one rank. Every rank prints its progress, rank 0 also
+    the whole world's; the ranks advance in rounds of one batch each, which also gives rank 0 the
+    overall count.
     """
     held = world.all_gather(store.held(batches))
     holder = assign(len(batches), world.size, held)
@@ -309,15 +320,24 @@ def run_batches(world: World, batches: Sequence[Batch], compute: Callable[[Batch
     return _collect(world, batches, holder, store)
 
 
-def _collect(world: World, batches: Sequence[Batch], holder: Sequence[int], store: ShardStore) -> torch.Tensor | None:
-    """Rank 0 reads its own batches and receives the others' (each rank sends in index order)."""
+def _collect(world: World, batches: Sequence[Batch], holder: Sequence[int],
+             store: ShardStore) -> dict[str, torch.Tensor] | None:
+    """Rank 0 reads its own batches and receives the others' (each rank sends in index order, its
+    arrays in name order)."""
     own = [b for b in batches if holder[b.index] == world.rank]
-    shapes = world.all_gather(store.shape(own[0])[1:] if own else None)
+    shapes = world.all_gather(store.shapes(own[0]) if own else None)
     if not world.is_main:
         for b in own:
-            world.send(store.load(b), to=0)
+            for _, x in sorted(store.load(b).items()):
+                world.send(x, to=0)
         return None
-    item = next(s for s in shapes if s is not None)
-    parts = [store.load(b) if holder[b.index] == 0 else world.receive((b.size, *item), holder[b.index])
-             for b in batches]
-    return torch.cat(parts)
+    items = next({key: shape[1:] for key, shape in found.items()} for found in shapes if found is not None)
+    parts: dict[str, list[torch.Tensor]] = {key: [] for key in items}
+    for b in batches:
+        if holder[b.index] == 0:
+            arrays = store.load(b)
+        else:
+            arrays = {key: world.receive((b.size, *items[key]), holder[b.index]) for key in sorted(items)}
+        for key, x in arrays.items():
+            parts[key].append(x)
+    return {key: torch.cat(xs) for key, xs in parts.items()}

@@ -91,12 +91,12 @@ def guidance_for(kind: str, value: float) -> Guidance:
     return Guidance()
 
 
-def generate(bundle, guidance: Guidance, labels: list[int], args, batch: distributed.Batch) -> torch.Tensor:
-    """One batch of samples (B, C, H, W), float32 on the CPU: sample i has label labels[i] and seed args.seed + i."""
+def generate(bundle, guidance: Guidance, labels: list[int], args, batch: distributed.Batch) -> dict[str, torch.Tensor]:
+    """One batch's `samples` (B, C, H, W), float32 on the CPU: sample i has label labels[i] and seed args.seed + i."""
     request = SamplingRequest(model=bundle.name, sampler=args.sampler, steps=args.steps, eta=args.eta,
                               guidance=guidance, label=tuple(labels[batch.first:batch.first + batch.size]),
                               seed=args.seed + batch.first, batch=batch.size)
-    return final_sample(request, bundle).x.float().cpu()
+    return {"samples": final_sample(request, bundle).x.float().cpu()}
 
 
 def score(judge: torch.nn.Module, real_feats: torch.Tensor, images: torch.Tensor, labels: list[int], k: int) -> dict:
@@ -150,11 +150,11 @@ def run(args) -> int:
             guidance = guidance_for(args.guidance, value)
             store = distributed.ShardStore(
                 shards, distributed.shard_settings(args, NOT_IN_SAMPLES, world.device, value=value))
-            images = distributed.run_batches(world, batches, partial(generate, bundle, guidance, labels, args),
+            arrays = distributed.run_batches(world, batches, partial(generate, bundle, guidance, labels, args),
                                              store, label=f"{symbol}={value:g}: ")
             if not world.is_main:
                 continue
-            row = {"value": value, **score(judge, real_feats, images, labels, args.k),
+            row = {"value": value, **score(judge, real_feats, arrays["samples"], labels, args.k),
                    "seconds": time.perf_counter() - start}
             rows.append(row)
             print(f"{value:>6g} {row['fid']:>8.3f} {row['is']:>6.3f} {row['precision']:>6.3f} {row['recall']:>6.3f} "

@@ -93,19 +93,19 @@ def run(args) -> int:
             print(f"note: {args.num} samples make one batch, so one rank does all the work; "
                   "pass --batch to share it", file=sys.stderr)
 
-        def compute(batch: distributed.Batch) -> torch.Tensor:
+        def compute(batch: distributed.Batch) -> dict[str, torch.Tensor]:
             part_labels = None if labels is None else labels[batch.first:batch.first + batch.size]
             request = base.replace(seed=args.seed + batch.first, batch=batch.size, label=part_labels)
-            return final_sample(request, bundle).x.float().cpu()
+            return {"samples": final_sample(request, bundle).x.float().cpu()}
 
         shards = args.out.with_name(f".{args.out.name}.shards")
         store = distributed.ShardStore(shards, distributed.shard_settings(args, NOT_IN_SAMPLES, world.device))
         start = time.perf_counter()
-        samples = distributed.run_batches(world, distributed.split(args.num, chunk), compute, store,
-                                          label=f"{bundle.name}: ")
+        arrays = distributed.run_batches(world, distributed.split(args.num, chunk), compute, store,
+                                         label=f"{bundle.name}: ")
         seconds = time.perf_counter() - start
         if world.is_main:
-            _write(args.out, samples, labels, bundle.config.is_image)
+            _write(args.out, arrays["samples"], labels, bundle.config.is_image)
             print(f"wrote {args.num} samples of {bundle.name} to {args.out} in {seconds:.2f}s "
                   f"({args.num / seconds:.1f} samples/s, {world.size} process{'es' if world.size > 1 else ''})")
         distributed.discard(world, shards)

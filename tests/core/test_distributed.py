@@ -92,13 +92,53 @@ def test_shards_are_named_by_their_settings_and_checked_before_reuse(tmp_path):
     store = distributed.ShardStore(tmp_path, {"seed": 0})
     assert distributed.ShardStore(tmp_path, {"seed": 1}).folder != store.folder
     assert distributed.ShardStore(tmp_path, {"seed": 0}).folder == store.folder
-    store.save(batches[0], torch.arange(4.0).reshape(2, 2))
-    store.save(batches[2], torch.ones(2, 2))  # batch 2 holds one sample, not two: not reusable
+    store.save(batches[0], {"samples": torch.arange(4.0).reshape(2, 2), "x_T": torch.ones(2, 3)})
+    store.save(batches[1], {"samples": torch.ones(2, 2), "x_T": torch.ones(1, 3)})  # x_T short of a sample
+    store.save(batches[2], {"samples": torch.ones(2, 2)})  # batch 2 holds one sample, not two
     (store.folder / "batch-000001.safetensors").write_bytes(b"truncated")
     assert store.held(batches) == [0]
-    assert torch.equal(store.load(batches[0]), torch.arange(4.0).reshape(2, 2))
+    store.save(batches[1], {"samples": torch.ones(2, 2), "x_T": torch.ones(1, 3)})
+    assert store.held(batches) == [0]
+    loaded = store.load(batches[0])
+    assert loaded.keys() == {"samples", "x_T"} and torch.equal(loaded["samples"], torch.arange(4.0).reshape(2, 2))
     assert sorted(p.name for p in store.folder.iterdir()) == [
         "batch-000000.safetensors", "batch-000001.safetensors", "batch-000002.safetensors", "settings.json"]
+
+
+def _two_machines(rank: int, init: str, roots: list[Path], result: Path) -> None:
+    """One rank of `test_ranks_with_their_own_disks_share_and_gather_named_arrays` (a spawned process)."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=2)
+    world = distributed.World(rank, 2, local_rank=0, connected=True)
+    computed = []
+
+    def compute(batch: distributed.Batch) -> dict[str, torch.Tensor]:
+        computed.append(batch.index)
+        first = float(batch.first)
+        return {"index": torch.arange(first, first + batch.size), "pair": torch.full((batch.size, 2), first)}
+
+    store = distributed.ShardStore(roots[rank], {"run": 1})
+    arrays = distributed.run_batches(world, distributed.split(14, 3), compute, store)
+    everyone = world.all_gather(computed)
+    if world.is_main:
+        torch.save({"arrays": arrays, "computed": everyone}, result)
+    torch.distributed.destroy_process_group()
+
+
+def test_ranks_with_their_own_disks_share_and_gather_named_arrays(tmp_path):
+    roots = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    batches = distributed.split(14, 3)  # sizes 3, 3, 3, 3, 2
+    for root, held in zip(roots, ([4], [1, 3])):
+        for j in held:  # finished before a crash, on that machine's disk only
+            b = batches[j]
+            distributed.ShardStore(root, {"run": 1}).save(
+                b, {"index": torch.arange(b.first, b.first + b.size) + 0.0, "pair": torch.full((b.size, 2), b.first)})
+    torch.multiprocessing.spawn(_two_machines, args=(str(tmp_path / "init"), roots, tmp_path / "result.pt"),
+                                nprocs=2)
+    result = torch.load(tmp_path / "result.pt")
+    assert result["computed"] == [[0], [2]]  # the two missing batches, one per rank; nothing recomputed
+    assert torch.equal(result["arrays"]["index"], torch.arange(14.0))
+    assert torch.equal(result["arrays"]["pair"][:, 0], torch.tensor([b.first for b in batches for _ in range(b.size)],
+                                                                    dtype=torch.float32))
 
 
 def test_toy_mixture_resumed_on_two_ranks_equals_one_process(tmp_path, monkeypatch, capsys):
