@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from .models import ModelLoader
-from .panels import GuidancePanel, ModelPanel, RunPanel, SamplerPanel
+from .panels import GuidancePanel, ModelPanel, PromptPanel, RunPanel, SamplerPanel
 from .panels.widgets import set_quietly
 from .results_controller import ResultsController
 from .session import Session
@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         self.plots_pane.exact_box.toggled.connect(lambda on: self.session.update(exact_curves=on))
         self.session.subscribe(lambda s: set_quietly(self.plots_pane.exact_box, s.settings.exact_curves))
         self.model_panel = ModelPanel(self.session)
+        self.prompt_panel = PromptPanel(self.session)
         self.sampler_panel = SamplerPanel(self.session)
         self.guidance_panel = GuidancePanel(self.session)
         self.run_panel = RunPanel()
@@ -144,7 +145,7 @@ class MainWindow(QMainWindow):
         panels = QWidget()
         column = QVBoxLayout(panels)
         column.setContentsMargins(4, 4, 4, 4)
-        for widget in (self.model_panel, self.sampler_panel, self.guidance_panel):
+        for widget in (self.model_panel, self.prompt_panel, self.sampler_panel, self.guidance_panel):
             column.addWidget(widget)
         column.addStretch(1)
         scroll = QScrollArea()

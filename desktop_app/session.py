@@ -25,6 +25,7 @@ SAMPLERS = ("ddim", "ddpm")
 CLIP_MODES = ("auto", "none", "clip", "dynamic")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cuda", "mps", "cpu")
+MAX_SIDE = 4096  # core.requests.MAX_IMAGE_SIDE (not imported: that would load torch before the window shows)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class ModelCaps:
     source: the file it came from (None for a built-in loaded by name).
     default_gamma: the family's default CFG strength as γ = 1 + w (diffusers' guidance_scale), or None.
     schedule: the noise schedule in words ("cosine, 1000 steps"); "" when unknown.
+    takes_prompt: guided by a text prompt and negative prompt (Stable Diffusion) instead of class labels.
+    size_choice: a run may choose the image size (width and height, multiples of 8); image_size: the
+    (width, height) the model makes by default, None for 2-D points. is_latent: samples are latents that
+    the model's VAE decodes.
     """
 
     name: str
@@ -48,6 +53,10 @@ class ModelCaps:
     source: str | None = None
     default_gamma: float | None = None
     schedule: str = ""
+    takes_prompt: bool = False
+    size_choice: bool = False
+    image_size: tuple[int, int] | None = None
+    is_latent: bool = False
 
     @property
     def is_points(self) -> bool:
@@ -67,9 +76,14 @@ class ModelCaps:
     def from_bundle(cls, bundle: Any, source: str | None = None) -> "ModelCaps":
         """From a loaded `core.ModelBundle`."""
         cfg = bundle.config
+        size = getattr(bundle, "image_size", None)  # bundles before the diffusers family have no size hooks
+        if size is None and len(cfg.data_shape) == 3:
+            size = (cfg.data_shape[2], cfg.data_shape[1])
         return cls(bundle.name, tuple(cfg.data_shape), bundle.num_targets, tuple(bundle.target_names),
                    bool(cfg.null_label), bundle.classifier is not None, cfg.description, source,
-                   cfg.default_guidance_scale, f"{cfg.schedule} schedule, {cfg.num_timesteps} steps")
+                   cfg.default_guidance_scale, f"{cfg.schedule} schedule, {cfg.num_timesteps} steps",
+                   bool(getattr(bundle, "takes_prompt", False)), bool(getattr(bundle, "size_choice", False)),
+                   None if size is None else (int(size[0]), int(size[1])), bool(bundle.is_latent))
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,8 @@ class Settings:
     orders of magnitude). window_start / window_end: fractions of the run in which guidance applies,
     used only when window_on. exact_curves: the classifier's p(y | x_t) at every step of a run rather
     than within a small time budget (it does not change the samples). maps / twin: record the guidance
-    maps / sample the unguided twin too.
+    maps / sample the unguided twin too. prompt / negative_prompt: the text of prompt models; width /
+    height: the image size in pixels of models that let a run choose it (multiples of 8).
     """
 
     model: str = "toy-gmm"
@@ -103,6 +118,10 @@ class Settings:
     exact_curves: bool = False
     maps: bool = True
     twin: bool = False
+    prompt: str = ""
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,11 +143,19 @@ class Settings:
                 continue
             values[f.name] = value
         settings = dataclasses.replace(defaults, **values)
+        for name in ("width", "height"):
+            if not _valid_side(getattr(settings, name)):
+                settings = dataclasses.replace(settings, **{name: getattr(defaults, name)})
         for name, allowed in (("sampler", SAMPLERS), ("clip", CLIP_MODES), ("precision", PRECISIONS),
                               ("device", DEVICES), ("guidance", tuple(GUIDANCE_LABELS))):
             if getattr(settings, name) not in allowed:
                 settings = dataclasses.replace(settings, **{name: getattr(defaults, name)})
         return settings
+
+
+def _valid_side(value: int) -> bool:
+    """An image side a run can take: a multiple of 8 from 8 to 4096 pixels (core.requests)."""
+    return 8 <= value <= MAX_SIDE and value % 8 == 0
 
 
 Listener = Callable[["Session"], None]
@@ -175,13 +202,16 @@ class Session:
         """The model now loaded; settings that no longer apply fall back to ones that do.
 
         Switching to a model whose family has a default CFG strength (Stable Diffusion γ 7.5, DiT 4.0)
-        starts it with classifier-free guidance at that strength; reloading the same model keeps the
-        user's settings.
+        starts it with classifier-free guidance at that strength, and one that lets a run choose the image
+        size starts at its own size; reloading the same model keeps the user's settings.
         """
         self._caps = caps
         if caps is not None:
             if caps.name != self._settings.model and caps.default_gamma is not None:
                 self._settings = dataclasses.replace(self._settings, guidance="cfg", weight=caps.default_gamma - 1)
+            if caps.name != self._settings.model and caps.size_choice and caps.image_size is not None:
+                self._settings = dataclasses.replace(self._settings, width=caps.image_size[0],
+                                                     height=caps.image_size[1])
             self._settings = dataclasses.replace(self._settings, model=caps.name)
         self._settings = self._coerce(self._settings)
         self._notify()
@@ -220,6 +250,9 @@ class Session:
             s = dataclasses.replace(s, device="auto")
         if self._devices is not None and self._reasons(s).get(f"precision:{s.precision}"):
             s = dataclasses.replace(s, precision="fp32")
+        for name in ("width", "height"):
+            if not _valid_side(getattr(s, name)):
+                s = dataclasses.replace(s, **{name: getattr(self._settings, name)})
         caps = self._caps
         if caps is not None and caps.num_classes and not 0 <= s.class_index < caps.num_classes:
             s = dataclasses.replace(s, class_index=0)
@@ -235,7 +268,7 @@ class Session:
         """For each control key, None when it applies, else a sentence saying why it does not.
 
         Keys: guidance:<kind>, device:<kind>, precision:<p>, class, scale, weight, window, eta, twin, maps,
-        start.
+        prompt, negative_prompt, size, start.
         """
         return self._reasons(self._settings)
 
@@ -244,7 +277,7 @@ class Session:
         name = caps.name if caps else "the model"
         no_classifier = None if caps and caps.has_classifier else (
             f"Classifier guidance needs a noise-aware classifier; {name} has none.")
-        no_null = None if caps and caps.null_label else (
+        no_null = None if caps and (caps.null_label or caps.takes_prompt) else (
             f"Classifier-free guidance needs a model trained with a null label; {name} has none.")
         out: dict[str, str | None] = {
             "guidance:none": None,
@@ -258,7 +291,19 @@ class Session:
         on_cuda = self.resolved_device(s) == "cuda"
         for p in PRECISIONS:
             out[f"precision:{p}"] = None if p == "fp32" or on_cuda else f"{p} runs only on a CUDA GPU."
-        out["class"] = None if caps and caps.num_classes else "This model is unconditional: it has no classes."
+        if caps and caps.takes_prompt:
+            out["class"] = f"{name} is guided by the prompt, not by a class."
+        else:
+            out["class"] = None if caps and caps.num_classes else "This model is unconditional: it has no classes."
+        no_text = None if caps and caps.takes_prompt else f"{name} is not guided by text."
+        out["prompt"] = no_text
+        out["negative_prompt"] = no_text
+        if caps and caps.size_choice:
+            out["size"] = None
+        elif caps and caps.image_size is not None:
+            out["size"] = f"{name} makes {caps.image_size[0]}×{caps.image_size[1]} images only."
+        else:
+            out["size"] = f"{name} makes no images of a size to choose."
         out["scale"] = None if s.guidance in ("classifier", "both") else (
             "The classifier scale s applies only to classifier guidance (or both).")
         out["weight"] = None if s.guidance in ("cfg", "both") else (
@@ -283,9 +328,11 @@ class Session:
         window = (s.window_start, s.window_end) if s.window_on and s.guidance != "none" else (0.0, 1.0)
         guidance = Guidance(kind=s.guidance, scale=s.scale, weight=s.weight, window=window)
         label = s.class_index if caps.num_classes else None
+        text = dict(prompt=s.prompt, negative_prompt=s.negative_prompt) if caps.takes_prompt else {}
+        size = dict(width=s.width, height=s.height) if caps.size_choice else {}
         return SamplingRequest(model=caps.name, sampler=s.sampler, steps=s.steps,
                                eta=s.eta if s.sampler == "ddim" else 0.0, guidance=guidance, label=label,
-                               seed=s.seed, batch=self.batch, clip=s.clip)
+                               seed=s.seed, batch=self.batch, clip=s.clip, **text, **size)
 
     def validation_error(self) -> str | None:
         """Why `request()` would fail, or None."""
@@ -305,6 +352,9 @@ class Session:
             eta=request.eta, seed=request.seed, clip=request.clip, guidance=g.kind,
             class_index=label if label is not None else self._settings.class_index,
             scale=g.scale, weight=g.weight, window_on=window_on,
+            prompt=request.prompt if request.prompt is not None else self._settings.prompt,
+            negative_prompt=request.negative_prompt if request.prompt is not None else self._settings.negative_prompt,
+            width=request.width or self._settings.width, height=request.height or self._settings.height,
             window_start=g.window[0] if window_on else self._settings.window_start,
             window_end=g.window[1] if window_on else self._settings.window_end,
         )

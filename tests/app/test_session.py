@@ -124,3 +124,35 @@ def test_a_family_default_guidance_strength_applies_when_switching_to_that_model
     assert s.settings.weight == 3.0
     s.set_caps(GMM)  # a family without a default keeps the current strength
     assert (s.settings.guidance, s.settings.weight) == ("cfg", 3.0)
+
+
+SD = ModelCaps("tiny-sd", (4, 8, 8), takes_prompt=True, size_choice=True, image_size=(64, 64), is_latent=True,
+               default_gamma=7.5)
+
+
+def test_prompt_models_carry_prompt_and_size_into_the_request_and_other_models_do_not():
+    s = session_with(GMM, prompt="a red fox", negative_prompt="blurry")
+    assert s.request().prompt is None and s.request().width is None
+    assert "not guided by text" in s.availability()["prompt"] and s.availability()["size"]
+    s.set_caps(SD)
+    assert (s.settings.width, s.settings.height) == (64, 64)  # a newly chosen model starts at its own size
+    s.update(width=96, height=48)
+    req = s.request()
+    assert (req.prompt, req.negative_prompt, req.width, req.height, req.label) == ("a red fox", "blurry", 96, 48, None)
+    assert req.guidance.kind == "cfg" and req.guidance.weight == 6.5
+    reasons = s.availability()
+    assert reasons["prompt"] is None and reasons["size"] is None and reasons["guidance:cfg"] is None
+    assert "guided by the prompt" in reasons["class"] and reasons["guidance:classifier"]
+    fixed = ModelCaps("tiny-dit", (4, 4, 4), 1000, null_label=True, image_size=(32, 32), is_latent=True)
+    s.set_caps(fixed)
+    assert s.availability()["size"] == "tiny-dit makes 32×32 images only." and s.request().width is None
+
+
+def test_image_sides_must_be_multiples_of_eight():
+    s = session_with(SD, width=128)
+    s.update(width=100)
+    assert s.settings.width == 128
+    assert Settings.from_dict({"width": 99, "height": 5000}) == Settings()
+    s.apply_request(SamplingRequest(model="tiny-sd", prompt="owl", negative_prompt="", width=72, height=80))
+    assert (s.settings.prompt, s.settings.width, s.settings.height) == ("owl", 72, 80)
+    assert s.request().prompt == "owl"
