@@ -4,7 +4,8 @@ The app and the CLI (`python -m core sample --out x.png`) write the same record,
 settings from PNG accepts either. A PNG carries one text chunk, `guidance-studio`, holding JSON:
 {"format", "app_version", "model", "device", "seconds", "completed", "created", "sample_index",
 "request": SamplingRequest.to_dict()} plus, for app runs, "run_file": the name of the run file saved
-beside it (`core.runs`), so that reopening the PNG can show the whole run.
+beside it (`core.runs`), so that reopening the PNG can show the whole run. PNGs of prompt models also
+carry the `parameters` chunk of the wider Stable Diffusion ecosystem (`core.infotext`).
 """
 from __future__ import annotations
 
@@ -58,17 +59,23 @@ def run_metadata(model: str, request: SamplingRequest, *, device: str = "", seco
     }
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The embedded record of a PNG written by `write_png`; ValueError for any other file."""
+def read_text_chunks(path: str | Path) -> dict[str, str]:
+    """The text chunks of an image (key → text); ValueError for a missing or unreadable file."""
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            text = dict(getattr(img, "text", {}) or {})
+            return {str(k): str(v) for k, v in (getattr(img, "text", {}) or {}).items()}
     except FileNotFoundError:
         raise ValueError(f"No such file: {path}.") from None
     except (OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{path.name} is not a readable image ({exc}).") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The embedded record of a PNG written by `write_png`; ValueError for any other file."""
+    path = Path(path)
+    text = read_text_chunks(path)
     if CHUNK_KEY not in text:
         raise ValueError(f"{path.name} holds no Guidance Studio settings (it was not saved by this app).")
     try:
@@ -118,10 +125,16 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
-def write_png(path: str | Path, picture: np.ndarray, meta: dict[str, Any] | None = None) -> Path:
-    """Write an (H, W, 3) uint8 picture as PNG, with `meta` as our JSON text chunk, atomically."""
+def write_png(path: str | Path, picture: np.ndarray, meta: dict[str, Any] | None = None,
+              parameters: str | None = None) -> Path:
+    """Write an (H, W, 3) uint8 picture as PNG, with `meta` as our JSON text chunk and `parameters` as the
+    `parameters` chunk other Stable Diffusion tools read (`core.infotext`), atomically."""
     info = PngImagePlugin.PngInfo()
     if meta is not None:
         info.add_text(CHUNK_KEY, json.dumps(meta, sort_keys=True))
+    if parameters is not None:
+        from .infotext import CHUNK_KEY as PARAMETERS_KEY
+
+        info.add_text(PARAMETERS_KEY, parameters)
     img = Image.fromarray(np.ascontiguousarray(picture))
     return atomic_write(path, lambda fh: img.save(fh, format="PNG", pnginfo=info))

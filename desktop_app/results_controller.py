@@ -14,9 +14,10 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMessageBox, QWidget
 
-from core.pngmeta import SaveError, read_settings
+from core.infotext import CHUNK_KEY as INFOTEXT_KEY, Infotext, parse_infotext, settings_from_infotext
+from core.pngmeta import CHUNK_KEY, SaveError, read_settings, read_text_chunks
 from core.runs import RunResult
 
 from .compare.sweep_window import SweepWindow
@@ -56,6 +57,7 @@ class ResultsController(QObject):
         self.last_entry: LibraryEntry | None = None
         self.last_saved: SavedFiles | None = None
         self._pending: tuple[str, Any] | None = None
+        self.note_box: QMessageBox | None = None
         self._recorder = SerialTasks("Could not record the run in the library: ", self)
         self._recorder.done.connect(self._on_prepared)
         self._recorder.failed.connect(self._on_record_failed)
@@ -206,13 +208,48 @@ class ResultsController(QObject):
             self.window.statusBar().showMessage(f"Settings restored ({model_name}, seed {request.seed}).")
 
     def open_settings_png(self, path: str | Path) -> bool:
-        """Restore every setting from a PNG saved by this app; False (with a message) otherwise."""
+        """Restore every setting from a PNG saved by this app, or those it can map from the `parameters`
+        of another Stable Diffusion tool; False (with a message) otherwise."""
         try:
+            chunks = read_text_chunks(path)
+            if CHUNK_KEY not in chunks and INFOTEXT_KEY in chunks:
+                return self.apply_infotext(Path(path).name, parse_infotext(chunks[INFOTEXT_KEY]))
             model_name, request = read_settings(path)
         except ValueError as exc:
             self.window.show_error(str(exc))
             return False
         return self.reopen(model_name, request)
+
+    def apply_infotext(self, file_name: str, info: Infotext) -> bool:
+        """Put what maps of another tool's generation parameters into the panels, and say what did not."""
+        w = self.window
+        if w.is_running() or w.loader.busy:
+            w.show_error("Stop the current run (or wait for the model to load) before restoring settings.")
+            return False
+        changes, applied, skipped = settings_from_infotext(info)
+        w.session.update(**changes)
+        reasons = w.session.availability()
+        for key, what in (("prompt", "prompt"), ("size", "Size")):
+            if reasons[key] and any(a.startswith(what) for a in applied):
+                skipped.append(f"{what}: kept for later, but {reasons[key][0].lower()}{reasons[key][1:]}")
+        if changes.get("guidance") == "cfg" and w.session.settings.guidance != "cfg":
+            skipped.append(f"CFG scale: {reasons['guidance:cfg']}")
+        text = f"From {file_name} (written by another tool): {', '.join(applied) or 'nothing'}."
+        w.statusBar().showMessage(text)
+        if skipped:
+            text += "\n\nNot used:\n" + "\n".join(skipped)
+        self.show_note(text)
+        return True
+
+    def show_note(self, text: str) -> None:
+        """A non-blocking information box (what a restore did and did not do)."""
+        if self.note_box is not None:
+            self.note_box.close()
+        box = QMessageBox(QMessageBox.Icon.Information, "Guidance Studio", text, QMessageBox.StandardButton.Ok,
+                          self.window)
+        box.setModal(False)
+        box.open()
+        self.note_box = box
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
         kind = event.type()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from core.infotext import format_infotext
 from core.pngmeta import SaveError, run_metadata, write_png
 from core.runs import RUN_SUFFIX, write_run
 
@@ -105,12 +106,21 @@ def default_stem(result: RunResult) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_{safe_model}_{detail}_seed{result.request.seed}"
 
 
+def _parameters(result: RunResult, samples: np.ndarray | None, index: int) -> str | None:
+    """The `parameters` text other Stable Diffusion tools read, for prompt models' images (else None)."""
+    if samples is None or result.request.prompt is None:
+        return None
+    height, width = samples.shape[1:3]
+    return format_infotext(result.request, result.model_name, width, height, index)
+
+
 def save_result(result: RunResult, folder: str | Path, stem: str | None = None,
                 per_sample: bool = True, with_run: bool = True, **meta: Any) -> SavedFiles:
     """Save the grid PNG, (for image models) one PNG per sample and the run file into `folder`.
 
     Every PNG carries the full settings and the name of the run file beside it (`<stem>.run.npz`,
-    written when the run has a trajectory and `with_run`), so reopening the PNG shows the whole run.
+    written when the run has a trajectory and `with_run`), so reopening the PNG shows the whole run;
+    those of prompt models also carry the `parameters` text other Stable Diffusion tools read.
     `meta` keys are added to every file's embedded record (the library adds its run id). If any write
     fails, the files this call already wrote are removed again and SaveError is raised.
     """
@@ -123,12 +133,15 @@ def save_result(result: RunResult, folder: str | Path, stem: str | None = None,
     run_name = f"{stem}{RUN_SUFFIX}" if with_run and len(result) else None
     extra = {**meta, "run_file": run_name} if run_name else dict(meta)
     written: list[Path] = []
+    samples = None if result.is_points else sample_images(result)
     try:
-        written.append(write_png(folder / f"{stem}.png", result_picture(result), settings_metadata(result, **extra)))
-        if per_sample and not result.is_points:
-            for i, picture in enumerate(sample_images(result)):
+        written.append(write_png(folder / f"{stem}.png", result_picture(result), settings_metadata(result, **extra),
+                                 _parameters(result, samples, 0)))
+        if per_sample and samples is not None:
+            for i, picture in enumerate(samples):
                 record = settings_metadata(result, sample_index=i, **extra)
-                written.append(write_png(folder / f"{stem}_sample{i:03d}.png", picture, record))
+                written.append(write_png(folder / f"{stem}_sample{i:03d}.png", picture, record,
+                                         _parameters(result, samples, i)))
         run = write_run(folder / run_name, result, **meta) if run_name else None
     except BaseException:
         for path in written:

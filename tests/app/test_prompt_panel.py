@@ -4,16 +4,21 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from core import ModelBundle
+from core.conditioning import Conditions
 
 from .conftest import tiny_bundle
 
 
 class PromptBundle(ModelBundle):
-    """A toy bundle that claims to take prompts and any image size (the panel's view of a Stable Diffusion)."""
+    """A toy bundle that takes prompts and any image size (the panels' view of a Stable Diffusion); its
+    network ignores the condition, so every pass sees the same (absent) condition batch."""
 
     takes_prompt = True
     size_choice = True
     image_size = (64, 48)
+
+    def conditions(self, request):
+        return Conditions(base=None, cond=None, null=None, target=None)
 
 
 def prompt_bundle() -> PromptBundle:
