@@ -108,11 +108,11 @@ def test_failure_midway_through_a_save_removes_the_files_already_written(tmp_pat
     real = pngio.write_png
     calls = []
 
-    def fail_third(path, picture, meta=None):
+    def fail_third(path, picture, meta=None, parameters=None):
         calls.append(path)
         if len(calls) == 3:
             raise SaveError("Could not save: disk full.")
-        return real(path, picture, meta)
+        return real(path, picture, meta, parameters)
 
     monkeypatch.setattr(pngio, "write_png", fail_third)
     with pytest.raises(SaveError):
