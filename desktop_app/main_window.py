@@ -89,6 +89,8 @@ class MainWindow(QMainWindow):
         self.plots = self.plots_pane.plots
         self.plots_pane.exact_box.toggled.connect(lambda on: self.session.update(exact_curves=on))
         self.session.subscribe(lambda s: set_quietly(self.plots_pane.exact_box, s.settings.exact_curves))
+        self.views.exact_decode_box.toggled.connect(lambda on: self.session.update(exact_decode=on))
+        self.session.subscribe(lambda s: set_quietly(self.views.exact_decode_box, s.settings.exact_decode))
         self.model_panel = ModelPanel(self.session)
         self.prompt_panel = PromptPanel(self.session)
         self.sampler_panel = SamplerPanel(self.session)
@@ -262,6 +264,7 @@ class MainWindow(QMainWindow):
     def _on_model_loaded(self, name: str) -> None:
         caps = self.session.caps
         self.views.set_points_mode(caps is None or caps.is_points)
+        self.views.set_latent(caps is not None and caps.is_latent)
         self.views.reset()  # the last run belongs to the previous model; it stays in the library
         self.views.set_backdrop(None)
         self.model_panel.select_key(self.loader.key)
@@ -298,7 +301,7 @@ class MainWindow(QMainWindow):
         options = self.session.settings
         self.worker = worker = SamplingWorker(request, self.bundle, exact_curves=options.exact_curves,
                                               paint_interval=FRAME_INTERVAL_MS / 1000, maps=options.maps,
-                                              twin=options.twin)
+                                              twin=options.twin, exact_decode=options.exact_decode)
         worker.frame_ready.connect(self._on_frame_ready)
         worker.held.connect(self._on_held)
         worker.finished.connect(self._on_finished)

@@ -94,8 +94,10 @@ class Settings:
     orders of magnitude). window_start / window_end: fractions of the run in which guidance applies,
     used only when window_on. exact_curves: the classifier's p(y | x_t) at every step of a run rather
     than within a small time budget (it does not change the samples). maps / twin: record the guidance
-    maps / sample the unguided twin too. prompt / negative_prompt: the text of prompt models; width /
-    height: the image size in pixels of models that let a run choose it (multiples of 8).
+    maps / sample the unguided twin too. exact_decode: a latent model's x̂0 decoded by its VAE at every
+    step rather than for the frames on screen within a time budget. prompt / negative_prompt: the text
+    of prompt models; width / height: the image size in pixels of models that let a run choose it
+    (multiples of 8).
     """
 
     model: str = "toy-gmm"
@@ -118,6 +120,7 @@ class Settings:
     exact_curves: bool = False
     maps: bool = True
     twin: bool = False
+    exact_decode: bool = False
     prompt: str = ""
     negative_prompt: str = ""
     width: int = 512
@@ -268,7 +271,7 @@ class Session:
         """For each control key, None when it applies, else a sentence saying why it does not.
 
         Keys: guidance:<kind>, device:<kind>, precision:<p>, class, scale, weight, window, eta, twin, maps,
-        prompt, negative_prompt, size, start.
+        exact_decode, prompt, negative_prompt, size, start.
         """
         return self._reasons(self._settings)
 
@@ -295,6 +298,8 @@ class Session:
             out["class"] = f"{name} is guided by the prompt, not by a class."
         else:
             out["class"] = None if caps and caps.num_classes else "This model is unconditional: it has no classes."
+        out["exact_decode"] = None if caps and caps.is_latent else (
+            f"{name} samples pixels: its x̂0 is shown exactly at every step already.")
         no_text = None if caps and caps.takes_prompt else f"{name} is not guided by text."
         out["prompt"] = no_text
         out["negative_prompt"] = no_text

@@ -3,7 +3,8 @@
 `Frames(source)` reads any object with `tracks`, `num_steps`, `is_points` and `len()`: the worker's
 `core.recording.Recorder` while a run samples (it appends, the GUI reads the steps already complete),
 or a finished or reopened `core.runs.RunResult`. Frames of image runs are composed into one grid per
-pane here, from the per-sample previews the tracks hold.
+pane here, from the per-sample previews the tracks hold; a latent model's x̂0 is its VAE decode at the
+steps that have one (`core.latent_preview`), and both panes show the decoded result at the last step.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from core.images import grid, rgb
+from core.latent_preview import X0_DECODED
 from core.runs import ELAPSED, NOISE, NORM, PROB, TIMESTEP, X0, XT
 
-STANDARD = {XT, X0, TIMESTEP, NOISE, ELAPSED, PROB, NORM}
+STANDARD = {XT, X0, X0_DECODED, TIMESTEP, NOISE, ELAPSED, PROB, NORM}
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,12 @@ class Frames:
         tracks = self.source.tracks
         at = {name: (values[index] if index < len(values) else None) for name, values in tracks.items()}
         timestep = at.get(TIMESTEP)
+        decoded = at.get(X0_DECODED)  # a latent model's VAE-decoded x̂0 where it has one, else the fast preview
+        x0 = self._picture(at.get(X0) if decoded is None else decoded)
+        final = decoded is not None and index == self.num_steps  # the last step's decode is the result itself
         return Frame(
             index=index, num_steps=self.num_steps, timestep=None if timestep is None else int(timestep),
-            xt=self._picture(at.get(XT)), x0=self._picture(at.get(X0)), prob=_number(at.get(PROB)),
+            xt=x0 if final else self._picture(at.get(XT)), x0=x0, prob=_number(at.get(PROB)),
             guidance_norm=_number(at.get(NORM)), noise_level=_number(at.get(NOISE)),
             elapsed=_number(at.get(ELAPSED)), extras={k: v for k, v in at.items() if k not in STANDARD},
         )

@@ -8,7 +8,9 @@ previous one, so the GUI never queues work and the engine never waits for painti
 
 The classifier's p(y | x_t), where it costs a pass of its own, is computed only for steps whose frame
 the GUI is expected to paint (`frame_will_show`, from its paint rhythm) and within 3 % of the run's
-time (`core.diagnostics.DiagnosticsBudget`), or at every step with `exact_curves`.
+time (`core.diagnostics.DiagnosticsBudget`), or at every step with `exact_curves`. Likewise a latent
+model's x̂0 is decoded by its VAE only for such frames, within 7 % of the run's time, or at every step
+with `exact_decode`; its final images always are (`core.latent_preview`).
 
 Step-through: the engine stops between steps anyway, so the worker thread can simply wait there, on a
 condition the GUI sets (`pause`, `step`, `run_to(k)`, `resume`), without the GUI ever waiting for it.
@@ -16,6 +18,7 @@ condition the GUI sets (`pause`, `step`, `run_to(k)`, `resume`), without the GUI
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import traceback
@@ -25,6 +28,7 @@ from PySide6.QtCore import QObject, Signal
 from core import ModelBundle, SamplingRequest, sample
 from core.diagnostics import DiagnosticsBudget
 from core.guidance_views import guidance_tracks
+from core.latent_preview import X0_DECODED, ExactPreviews
 from core.recording import Recorder
 
 from ..tasks import ThreadedJob, _emit, describe_error
@@ -55,10 +59,13 @@ class SamplingWorker(ThreadedJob):
     failed = Signal(str)
 
     def __init__(self, request: SamplingRequest, bundle: ModelBundle, parent: QObject | None = None, *,
-                 exact_curves: bool = False, paint_interval: float = 0.0, maps: bool = False, twin: bool = False):
+                 exact_curves: bool = False, paint_interval: float = 0.0, maps: bool = False, twin: bool = False,
+                 exact_decode: bool = False):
         """exact_curves: the classifier's p(y | x_t) at every step instead of within a 3 % budget.
         paint_interval: the least time (s) the GUI leaves between two paints (its frame throttle).
-        maps / twin: also record the guidance maps / sample the unguided twin (`core.guidance_views`)."""
+        maps / twin: also record the guidance maps / sample the unguided twin (`core.guidance_views`).
+        exact_decode: a latent model's x̂0 decoded by its VAE at every step, instead of for the frames
+        the GUI will paint within 7 % of the run's time (`core.latent_preview`)."""
         super().__init__("sampling", parent)
         self.request = request
         self.bundle = bundle
@@ -66,6 +73,10 @@ class SamplingWorker(ThreadedJob):
         self.paint_interval = paint_interval
         self.twin = twin and request.guidance.kind != "none"
         extras = guidance_tracks(bundle, maps=maps, twin=self.twin)
+        self.exact_previews = None
+        if bundle.is_latent:
+            self.exact_previews = ExactPreviews(bundle, exact=exact_decode, shown=self._this_frame_shows)
+            extras[X0_DECODED] = self.exact_previews.track
         self.recorder = Recorder.for_bundle(request, bundle, extras=extras)
         self.trajectory = Frames(self.recorder)  # what the GUI reads while the run is recorded
         self.frames_posted = 0
@@ -154,6 +165,13 @@ class SamplingWorker(ThreadedJob):
             pending, ready_at = self._posted, self._taken_at + self.paint_interval
         return frame_will_show(time.perf_counter(), self._step_seconds, ready_at, pending, self.paint_interval)
 
+    def _this_frame_shows(self) -> bool:
+        """Whether the GUI is expected to paint the frame of the step just computed (not yet published)."""
+        with self._lock:
+            pending, ready_at = self._posted, self._taken_at + self.paint_interval
+        start = time.perf_counter() - self._step_seconds
+        return frame_will_show(start, self._step_seconds, ready_at, pending, self.paint_interval)
+
     def _run(self) -> None:
         recorder = self.recorder
         budget = None if self.exact_curves else DiagnosticsBudget(shown=self._next_frame_shows)
@@ -172,6 +190,8 @@ class SamplingWorker(ThreadedJob):
                     last = time.perf_counter()  # the hold is not a step's time
             completed = recorder.num_steps > 0 and len(recorder) == recorder.num_steps + 1
             result = recorder.result(completed)
+            if self.exact_previews is not None:  # a latent run's result is its images, fully decoded
+                result = dataclasses.replace(result, samples=self.exact_previews.final_images())
         except Exception as exc:  # bad checkpoint, NaN, out of memory: a message, never a crash
             traceback.print_exc()
             _emit(self.failed, describe_error(exc, "Sampling failed: "))

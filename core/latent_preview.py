@@ -1,0 +1,150 @@
+"""Exact pictures of a latent model's run: its x̂0 decoded by the VAE for the frames a viewer shows, within
+a time budget, and the final images always fully decoded. No Qt.
+
+A latent run's x_t and x̂0 are previewed every step through the bundle's fast `preview` (a linear
+latent→RGB map). The VAE decode is far dearer (on a GPU about as much as a denoising step of a 512×512
+Stable Diffusion), so `ExactPreviews` decodes x̂0 only
+- at the last step (the final image, always: that is the run's result),
+- at every step when asked (`exact=True`, the "exact decode every step" choice), and otherwise
+- at steps whose frame will be shown (`shown()`), while the decoding done so far, with this one, stays
+  within `fraction` (7 %) of the run's wall time: with the 3 % of the diagnostics budget
+  (core.diagnostics) the sampler is never slowed by more than 10 %.
+A decode's cost is known only once measured; it is remembered per bundle and latent shape (per sample),
+so a model's first run shows exact pictures only at its end and later runs show them as the budget
+allows.
+
+`ExactPreviews.track` is a `core.recording.Recorder` extra: it records the track X0_DECODED (per-sample
+uint8 previews, None at steps not decoded), which the views show in place of the linear x̂0 preview and
+run files keep.
+"""
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .images import pixels
+from .samplers import Step
+
+X0_DECODED = "x0_decoded"  # the run track of VAE-decoded x̂0 previews (None where a step has none)
+DECODE_FRACTION = 0.07
+MAX_SIDE = 512  # the decoded grid's longest side, as the recorder's previews (core.recording.MAX_SIDE)
+TRACK_MEMORY = 256 * 2**20  # bytes the decoded previews of one run may take in memory
+
+# Seconds per sample of one decode, by bundle and latent shape (C, h, w): measured, kept while the bundle lives.
+_COSTS: weakref.WeakKeyDictionary[Any, dict[tuple[int, ...], float]] = weakref.WeakKeyDictionary()
+
+
+def decode_stride(batch: int, height: int, width: int, steps: int) -> int:
+    """The pixel stride that keeps a batch's decoded grid near MAX_SIDE and a whole run of decoded
+    previews (one per step at most) within TRACK_MEMORY."""
+    cols = math.ceil(math.sqrt(batch))
+    view = math.ceil(max(height, width) * cols / MAX_SIDE)
+    memory = math.ceil(math.sqrt((steps + 1) * batch * height * width * 3 / TRACK_MEMORY))
+    return max(1, view, memory)
+
+
+class ExactPreviews:
+    """Decides and makes the VAE-decoded x̂0 previews of one run of a latent `bundle` (see the module).
+
+    shown(): whether the frame of the step just computed will be painted (None: always).
+    clock: the wall clock in seconds; tests pass a fake one.
+    """
+
+    def __init__(self, bundle: Any, *, exact: bool = False, shown: Callable[[], bool] | None = None,
+                 fraction: float = DECODE_FRACTION, clock: Callable[[], float] = time.perf_counter):
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"The decode budget is a fraction of the run's time in (0, 1], not {fraction}.")
+        self.bundle = bundle
+        self.exact = exact
+        self.shown = shown
+        self.fraction = fraction
+        self.clock = clock
+        self.spent = 0.0  # seconds of decoding so far, the final decode excluded
+        self.decoded_steps: list[int] = []
+        self.final: torch.Tensor | None = None  # the last step's images (B, 3, H, W) in [−1, 1]
+        self._start: float | None = None
+        self._last_x: torch.Tensor | None = None
+        self._stride: int | None = None
+
+    # --- cost ------------------------------------------------------------------------------------
+
+    def _key(self, x: torch.Tensor) -> tuple[int, ...]:
+        return tuple(x.shape[1:])
+
+    def cost(self, x: torch.Tensor) -> float | None:
+        """The expected seconds of decoding `x` (B latents), or None before this bundle and shape were measured."""
+        per_sample = _COSTS.get(self.bundle, {}).get(self._key(x))
+        return None if per_sample is None else per_sample * x.shape[0]
+
+    def _measured(self, x: torch.Tensor, seconds: float) -> None:
+        costs = _COSTS.setdefault(self.bundle, {})
+        per_sample = seconds / x.shape[0]
+        key = self._key(x)
+        costs[key] = min(costs.get(key, per_sample), per_sample)  # the least: a first call is often slower
+
+    # --- decisions ----------------------------------------------------------------------------------
+
+    def wants(self, step: Step) -> bool:
+        """Whether step `step` gets a decoded x̂0 (call once per step, in order)."""
+        now = self.clock()
+        if self._start is None:
+            self._start = now
+        if step.x0 is None:
+            return False
+        if step.is_last or self.exact:
+            return True
+        if self.shown is not None and not self.shown():
+            return False
+        cost = self.cost(step.x0)
+        return cost is not None and self.spent + cost <= self.fraction * (now - self._start + cost)
+
+    # --- the recorder extra ---------------------------------------------------------------------------
+
+    def _decode(self, x: torch.Tensor, paid: bool) -> torch.Tensor:
+        start = self.clock()
+        with torch.inference_mode():
+            images = self.bundle.decode(x).float()
+        if images.device.type == "cuda":
+            torch.cuda.synchronize(images.device)
+        seconds = self.clock() - start
+        self._measured(x, seconds)
+        if paid:
+            self.spent += seconds
+        return images
+
+    def _preview(self, images: torch.Tensor, num_steps: int) -> np.ndarray:
+        if self._stride is None:
+            b, _, h, w = images.shape
+            self._stride = decode_stride(b, h, w, num_steps)
+        if self._stride > 1:
+            images = F.avg_pool2d(images, self._stride, ceil_mode=True)
+        return pixels(images)
+
+    def track(self, step: Step, recorder: Any = None) -> np.ndarray | None:
+        """The X0_DECODED value of `step`: (B, h, w, 3) uint8 of the VAE-decoded x̂0 (of the final sample
+        at the last step), or None when this step is not decoded."""
+        self._last_x = step.x
+        if not self.wants(step):
+            return None
+        x = step.x if step.is_last else step.x0
+        images = self._decode(x, paid=not step.is_last)
+        if step.is_last:
+            self.final = images
+        self.decoded_steps.append(step.index)
+        return self._preview(images, step.num_steps)
+
+    def final_images(self) -> np.ndarray:
+        """The run's result as images (B, 3, H, W) float32 in [−1, 1]: the full decode of the last sample
+        reached (decoded now if the run stopped before its last step)."""
+        if self.final is None:
+            if self._last_x is None:
+                raise ValueError("The run stopped before its first step; there is nothing to decode.")
+            self.final = self._decode(self._last_x, paid=False)
+        return self.final.detach().cpu().numpy().astype(np.float32)
