@@ -68,8 +68,8 @@ def read_text_chunks(path: str | Path) -> dict[str, str]:
             return {str(k): str(v) for k, v in (getattr(img, "text", {}) or {}).items()}
     except FileNotFoundError:
         raise ValueError(f"No such file: {path}.") from None
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{path.name} is not a readable image ({exc}).") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error… for damaged files
+        raise ValueError(f"{path.name} is not a readable image ({_first_line(exc)}).") from None
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -80,11 +80,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path.name} holds no Guidance Studio settings (it was not saved by this app).")
     try:
         data = json.loads(text[CHUNK_KEY])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise ValueError(f"The settings embedded in {path.name} are damaged (not valid JSON).") from None
     if not isinstance(data, dict) or "request" not in data or "model" not in data:
         raise ValueError(f"The settings embedded in {path.name} are incomplete.")
     return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def read_settings(path: str | Path) -> tuple[str, SamplingRequest]:
@@ -94,9 +99,11 @@ def read_settings(path: str | Path) -> tuple[str, SamplingRequest]:
     data = read_metadata(path)
     try:
         request = SamplingRequest.from_dict(data["request"])
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"The settings embedded in {Path(path).name} are not valid: {exc}") from None
-    return str(data["model"]), request
+    if not isinstance(data["model"], str):
+        raise ValueError(f"The settings embedded in {Path(path).name} do not name their model.")
+    return data["model"], request
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:

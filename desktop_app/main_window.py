@@ -77,9 +77,10 @@ class MainWindow(QMainWindow):
         self.loader.backdrop_ready.connect(self.views.set_backdrop)
         self.loader.models_listed.connect(self.model_panel.set_models)
         self.session.subscribe(lambda _: self._update_enabled())
+        self.settings_note: str | None = None  # said on the status line once the first model is loaded
         self.restore_state()
         self._update_enabled()
-        self.statusBar().showMessage("Starting…")
+        self.statusBar().showMessage(self.settings_note or "Starting…")
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -208,9 +209,13 @@ class MainWindow(QMainWindow):
         text = self.settings.value("session")
         if text:
             try:
-                self.session.load_dict(json.loads(str(text)))
-            except (ValueError, TypeError):
-                pass  # unreadable saved settings: keep the defaults
+                data = json.loads(str(text))
+            except (ValueError, RecursionError):
+                data = None  # unreadable saved settings: keep the defaults, and say so
+            notes = self.session.load_dict(data)
+            if notes:
+                self.settings_note = ("Some settings of the last session could not be used and are back to "
+                                      f"their defaults: {', '.join(notes)}.")
 
     def save_state(self) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
@@ -270,6 +275,9 @@ class MainWindow(QMainWindow):
         self.model_panel.select_key(self.loader.key)
         self.plots.set_notes(prob="" if caps and caps.has_classifier else "no classifier")
         self.guidance.set_model(caps is None or caps.is_points, bool(caps and caps.has_classifier))
+        if self.settings_note:
+            self.statusBar().showMessage(self.settings_note)
+            self.settings_note = None
         self.model_loaded.emit(name)
 
     # --- runs ------------------------------------------------------------------------------------

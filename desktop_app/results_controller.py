@@ -171,13 +171,18 @@ class ResultsController(QObject):
     def reopen(self, model_name: str, request: Any) -> bool:
         """Put `request`'s settings into the window, loading `model_name` if another is loaded.
 
-        False (with a message) while a run or a model load is in progress.
+        False (with a message, nothing changed) while a run or a model load is in progress, or when a
+        setting is outside the panels' limits.
         """
         w = self.window
         if w.is_running() or w.loader.busy:
             w.show_error("Stop the current run (or wait for the model to load) before restoring settings.")
             return False
-        w.session.apply_request(request, model_name)
+        try:
+            w.session.apply_request(request, model_name)
+        except ValueError as exc:
+            w.show_error(str(exc))
+            return False
         bundle = w.bundle
         if bundle is not None and bundle.name == model_name:
             w.statusBar().showMessage(f"Settings restored ({model_name}, seed {request.seed}).")
@@ -204,7 +209,11 @@ class ResultsController(QObject):
         if self._pending is not None and self._pending[0] == name:
             model_name, request = self._pending
             self._pending = None
-            self.window.session.apply_request(request, model_name)  # again, now with the model's limits
+            try:
+                self.window.session.apply_request(request, model_name)  # again, now with the model's limits
+            except ValueError as exc:
+                self.window.show_error(str(exc))
+                return
             self.window.statusBar().showMessage(f"Settings restored ({model_name}, seed {request.seed}).")
 
     def open_settings_png(self, path: str | Path) -> bool:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from . import limits
+
 if TYPE_CHECKING:  # core pulls in torch; only `request()` needs it, lazily
     from core import SamplingRequest
 
@@ -132,28 +134,70 @@ class Settings:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Settings":
         """Tolerant of old or foreign keys: unknown ones are dropped, bad values fall back to defaults."""
+        return cls.parse(data)[0]
+
+    @classmethod
+    def parse(cls, data: Any) -> tuple["Settings", list[str]]:
+        """(settings, notes) from a stored record (the last session's settings file). Unknown keys are
+        dropped; a value of the wrong type, out of its range (`limits`) or not among its choices falls
+        back to the default, and `notes` names each such setting with the value that was refused."""
         defaults = cls()
-        values = {}
+        if not isinstance(data, Mapping):
+            return defaults, [f"all (not a record: {_short(data)})"]
+        values: dict[str, Any] = {}
+        notes: list[str] = []
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
-            default = getattr(defaults, f.name)
-            try:
-                value = type(default)(data[f.name])
-            except (TypeError, ValueError):
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                continue
-            values[f.name] = value
+            raw = data[f.name]
+            value = _stored(raw, getattr(defaults, f.name))
+            limit = limits.SETTINGS.get(f.name)
+            if value is None or (limit is not None and limit.problem(value)) or \
+                    value not in _CHOICES.get(f.name, (value,)):
+                notes.append(f"{f.name} ({_short(raw)})")
+            else:
+                values[f.name] = value
         settings = dataclasses.replace(defaults, **values)
         for name in ("width", "height"):
             if not _valid_side(getattr(settings, name)):
+                notes.append(f"{name} ({getattr(settings, name)})")
                 settings = dataclasses.replace(settings, **{name: getattr(defaults, name)})
-        for name, allowed in (("sampler", SAMPLERS), ("clip", CLIP_MODES), ("precision", PRECISIONS),
-                              ("device", DEVICES), ("guidance", tuple(GUIDANCE_LABELS))):
-            if getattr(settings, name) not in allowed:
-                settings = dataclasses.replace(settings, **{name: getattr(defaults, name)})
-        return settings
+        if settings.window_start >= settings.window_end:
+            notes.append(f"window ({settings.window_start}, {settings.window_end})")
+            settings = dataclasses.replace(settings, window_start=defaults.window_start,
+                                           window_end=defaults.window_end)
+        return settings, notes
+
+
+_CHOICES = {"sampler": SAMPLERS, "clip": CLIP_MODES, "precision": PRECISIONS, "device": DEVICES,
+            "guidance": tuple(GUIDANCE_LABELS)}
+
+
+def _stored(raw: Any, default: Any) -> Any:
+    """`raw` as the type of `default` (numbers may come as numeric text), or None when it is not one."""
+    if isinstance(default, bool):
+        return raw if isinstance(raw, bool) else None
+    if isinstance(default, str):
+        return raw if isinstance(raw, str) else None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        return None
+    try:
+        number = float(raw) if isinstance(default, float) else int(raw)
+    except (ValueError, OverflowError):
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    if isinstance(raw, float) and isinstance(default, int) and not raw.is_integer():
+        return None
+    return number
+
+
+def _short(value: Any, width: int = 24) -> str:
+    try:
+        text = repr(value)
+    except ValueError:
+        text = "a huge number"
+    return text if len(text) <= width else f"{text[:width]}…"
 
 
 def _valid_side(value: int) -> bool:
@@ -347,8 +391,33 @@ class Session:
             return str(exc)
         return None
 
+    def check_request(self, request: "SamplingRequest", model_name: str | None = None) -> None:
+        """ValueError (one sentence) when `request` holds a value the panels could not show (`limits`).
+
+        The batch limit depends on the kind of model: the loaded one's if it is `model_name`, else the
+        larger limit of the two (`apply_request` checks again once that model is loaded).
+        """
+        caps = self._caps
+        known = caps is not None and caps.name == (model_name or request.model)
+        batch = limits.batch_limit(caps.is_points if known else None)
+        g = request.guidance
+        checks = [(limits.SEED, request.seed), (batch, request.batch), (limits.ETA, request.eta),
+                  (limits.SCALE, g.scale), (limits.WEIGHT, g.weight)]
+        if tuple(g.window) != (0.0, 1.0):
+            checks += [(limits.WINDOW_START, g.window[0]), (limits.WINDOW_END, g.window[1])]
+        targets = request.label if isinstance(request.label, tuple) else (request.label,)
+        for label in sorted({t for t in targets if t is not None})[-1:]:  # the largest label is the one to check
+            checks.append((limits.CLASS_INDEX, label))
+            if known and caps.num_classes:
+                checks.append((dataclasses.replace(limits.CLASS_INDEX, high=caps.num_classes - 1), label))
+        problems = [p for limit, value in checks if (p := limit.problem(value))]
+        if problems:
+            raise ValueError(f"These settings cannot be used: {problems[0]}")
+
     def apply_request(self, request: "SamplingRequest", model_name: str | None = None) -> None:
-        """Take every setting from `request` (e.g. one read back from a PNG)."""
+        """Take every setting from `request` (e.g. one read back from a PNG); ValueError (and nothing
+        changed) when one is outside the panels' limits."""
+        self.check_request(request, model_name)
         label = request.label[0] if isinstance(request.label, tuple) else request.label
         g = request.guidance
         window_on = tuple(g.window) != (0.0, 1.0)
@@ -375,6 +444,9 @@ class Session:
     def to_dict(self) -> dict[str, Any]:
         return self._settings.to_dict()
 
-    def load_dict(self, data: Mapping[str, Any]) -> None:
-        self._settings = self._coerce(Settings.from_dict(data))
+    def load_dict(self, data: Any) -> list[str]:
+        """Restore stored settings; returns the notes of `Settings.parse` (settings that fell back)."""
+        settings, notes = Settings.parse(data)
+        self._settings = self._coerce(settings)
         self._notify()
+        return notes

@@ -3,10 +3,11 @@
 and what the next run records for the guidance views (maps, the unguided twin)."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
 
+from .. import limits
 from ..session import GUIDANCE_LABELS, Session
-from .widgets import ItemCombo, enable, set_quietly
+from .widgets import ItemCombo, LimitedDoubleSpinBox, NoteLabel, enable, set_quietly, with_range
 
 
 class GuidancePanel(QGroupBox):
@@ -17,22 +18,25 @@ class GuidancePanel(QGroupBox):
         self.kind.activated.connect(lambda _: session.update(guidance=self.kind.currentData()))
         self.target = ItemCombo([])
         self.target.activated.connect(lambda _: session.update(class_index=int(self.target.currentData())))
-        self.scale = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1000.0, singleStep=0.5)
+        self.scale = LimitedDoubleSpinBox(limits.SCALE, singleStep=0.5)
         self.scale.valueChanged.connect(lambda v: session.update(scale=float(v)))
-        self.weight = QDoubleSpinBox(decimals=2, minimum=-1.0, maximum=100.0, singleStep=0.5, prefix="w = ")
+        self.weight = LimitedDoubleSpinBox(limits.WEIGHT, singleStep=0.5, prefix="w = ")
         self.weight.valueChanged.connect(lambda v: session.update(weight=float(v)))
-        self.gamma = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=101.0, singleStep=0.5, prefix="γ = ")
+        self.gamma = LimitedDoubleSpinBox(limits.GAMMA, singleStep=0.5, prefix="γ = ")
         self.gamma.valueChanged.connect(lambda v: session.update(weight=round(float(v) - 1.0, 6)))
         self.window_on = QCheckBox("Only from")
         self.window_on.toggled.connect(lambda on: session.update(window_on=bool(on)))
-        self.window_start = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.99, singleStep=0.05)
+        self.window_start = LimitedDoubleSpinBox(limits.WINDOW_START, singleStep=0.05)
         self.window_start.valueChanged.connect(self._on_window)
-        self.window_end = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.05)
+        self.window_end = LimitedDoubleSpinBox(limits.WINDOW_END, singleStep=0.05)
         self.window_end.valueChanged.connect(self._on_window)
         self.maps = QCheckBox("Maps")
         self.maps.toggled.connect(lambda on: session.update(maps=bool(on)))
         self.twin = QCheckBox("Unguided twin")
         self.twin.toggled.connect(lambda on: session.update(twin=bool(on)))
+        self.note = NoteLabel()
+        for box in (self.scale, self.weight, self.gamma, self.window_start, self.window_end):
+            box.refused.connect(self.note.say)
         self._class_key: tuple[str, ...] | None = None
 
         weight_row = QHBoxLayout()
@@ -54,6 +58,7 @@ class GuidancePanel(QGroupBox):
         views_row.addWidget(self.twin)
         views_row.addStretch(1)
         form.addRow("Record", views_row)
+        form.addRow(self.note)
         session.subscribe(lambda _: self.refresh())
         self.refresh()
 
@@ -68,6 +73,7 @@ class GuidancePanel(QGroupBox):
     def refresh(self) -> None:
         s, caps = self.session.settings, self.session.caps
         reasons = self.session.availability()
+        self.note.say("")
         for kind in GUIDANCE_LABELS:
             self.kind.set_item_reason(kind, reasons[f"guidance:{kind}"])
         names = tuple(caps.class_name(k) for k in range(caps.num_classes)) if caps else ()
@@ -91,12 +97,14 @@ class GuidancePanel(QGroupBox):
         blocked = [r for k in ("classifier", "cfg") if (r := reasons[f"guidance:{k}"])]
         self.kind.setToolTip("\n".join(blocked) or "How sampling is steered toward the target class")
         enable(self.target, reasons["class"], "The class every sample is steered toward (and coloured by)")
-        enable(self.scale, reasons["scale"], "Classifier guidance: μ ← μ + s·Σ·∇log p(y|x_t)")
-        enable(self.weight, reasons["weight"], "ε̂ = (1+w)·ε(x, y) − w·ε(x, ∅); w = 0 is the plain conditional model")
-        enable(self.gamma, reasons["weight"], "The same strength as diffusers' guidance_scale γ = s_cfg = 1 + w "
-               "(γ = 1 is the plain conditional model); type either w or γ")
+        enable(self.scale, reasons["scale"], with_range("Classifier guidance: μ ← μ + s·Σ·∇log p(y|x_t)", limits.SCALE))
+        enable(self.weight, reasons["weight"], with_range(
+            "ε̂ = (1+w)·ε(x, y) − w·ε(x, ∅); w = 0 is the plain conditional model", limits.WEIGHT))
+        enable(self.gamma, reasons["weight"], with_range(
+            "The same strength as diffusers' guidance_scale γ = s_cfg = 1 + w (γ = 1 is the plain conditional "
+            "model); type either w or γ", limits.GAMMA))
         window_reason = reasons["window"]
         enable(self.window_on, window_reason, "Guidance applies only in this fraction of the run (0 = first step)")
         for box in (self.window_start, self.window_end):
             enable(box, window_reason or (None if s.window_on else "Tick “Only from” to limit guidance to a window."),
-                   "Fraction of the run (0 = first, noisiest step; 1 = the end)")
+                   with_range("Fraction of the run (0 = first, noisiest step; 1 = the end)", box.limit))

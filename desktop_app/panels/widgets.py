@@ -1,11 +1,14 @@
-"""Small helpers the panels share: quiet setters and combo boxes whose items can be disabled."""
+"""Small helpers the panels share: quiet setters, combo boxes whose items can be disabled, and spin
+boxes that refuse an out-of-range entry with a message instead of clamping it silently."""
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel, QValidator
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QLabel, QSpinBox, QWidget
+
+from ..limits import Limit
 
 
 def set_quietly(widget: QWidget, value: Any) -> None:
@@ -68,3 +71,93 @@ class ItemCombo(QComboBox):
     def item_reason(self, data: Any) -> str:
         index = self.findData(data)
         return self.model().item(index).toolTip() if index >= 0 else ""
+
+
+# --- spin boxes with stated limits ---------------------------------------------------------------
+
+def _typed_number(box: QAbstractSpinBox, text: str) -> int | float | None:
+    """The number typed in `box` (prefix and suffix removed), or None when the text is not one."""
+    body = text.removeprefix(box.prefix()).removesuffix(box.suffix()).strip().replace("−", "-")
+    if body.lstrip("+-").isdigit():
+        return int(body)  # exactly, however long
+    value, ok = box.locale().toDouble(body)
+    if not ok:
+        try:
+            value = float(body)
+        except (ValueError, OverflowError):
+            return None
+    return value
+
+
+def _validate(box: QAbstractSpinBox, result: Any, text: str) -> Any:
+    """Let a number outside the range be typed (Intermediate): `_fixup` then refuses it out loud."""
+    state = result[0] if isinstance(result, tuple) else result
+    if state == QValidator.State.Invalid and _typed_number(box, text) is not None:
+        return QValidator.State.Intermediate
+    return result
+
+
+def _fixup(box: Any, text: str) -> str:
+    """Editing ended on an out-of-range number: say why; Qt then restores the value before the edit."""
+    value = _typed_number(box, text)
+    if value is not None:
+        box.refused.emit(box.limit.problem(value) or f"{box.limit.name} must be from {box.limit.describe()}.")
+    return text
+
+
+def _configure(box: Any, limit: Limit) -> None:
+    box.limit = limit
+    box.setRange(limit.low, limit.high)
+    box.setKeyboardTracking(False)  # a typed number counts when Enter is pressed or the box is left
+    box.setCorrectionMode(QAbstractSpinBox.CorrectionMode.CorrectToPreviousValue)
+
+
+class LimitedSpinBox(QSpinBox):
+    """A whole-number box over `limit`; `refused(message)` when an out-of-range number was typed."""
+
+    refused = Signal(str)
+
+    def __init__(self, limit: Limit, parent: QWidget | None = None, **kwargs: Any):
+        super().__init__(parent, **kwargs)
+        _configure(self, limit)
+
+    def validate(self, text: str, pos: int) -> Any:  # noqa: D102 (Qt API)
+        return _validate(self, super().validate(text, pos), text)
+
+    def fixup(self, text: str) -> str:  # noqa: D102 (Qt API)
+        return _fixup(self, text)
+
+
+class LimitedDoubleSpinBox(QDoubleSpinBox):
+    """A number box over `limit` (its decimals); `refused(message)` when an out-of-range number was typed."""
+
+    refused = Signal(str)
+
+    def __init__(self, limit: Limit, parent: QWidget | None = None, **kwargs: Any):
+        super().__init__(parent, decimals=limit.decimals, **kwargs)
+        _configure(self, limit)
+
+    def validate(self, text: str, pos: int) -> Any:  # noqa: D102 (Qt API)
+        return _validate(self, super().validate(text, pos), text)
+
+    def fixup(self, text: str) -> str:  # noqa: D102 (Qt API)
+        return _fixup(self, text)
+
+
+def with_range(tip: str, limit: Limit) -> str:
+    """A tooltip that states the range: "<tip> (range 0 to 1000)"."""
+    return f"{tip} (range {limit.describe()})"
+
+
+class NoteLabel(QLabel):
+    """A panel's one-line message for refused entries (red, hidden while empty)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setStyleSheet("color: #a33;")
+        self.hide()
+
+    def say(self, text: str) -> None:
+        self.setText(text)
+        self.setVisible(bool(text))
