@@ -20,6 +20,7 @@ from core.infotext import CHUNK_KEY as INFOTEXT_KEY, Infotext, parse_infotext, s
 from core.pngmeta import CHUNK_KEY, SaveError, read_settings, read_text_chunks
 from core.runs import RunResult
 
+from . import limits
 from .compare.sweep_window import SweepWindow
 from .compare.window import CompareWindow
 from .library.export import export_gif
@@ -236,6 +237,11 @@ class ResultsController(QObject):
             w.show_error("Stop the current run (or wait for the model to load) before restoring settings.")
             return False
         changes, applied, skipped = settings_from_infotext(info)
+        for name, value in list(changes.items()):  # the panels' limits hold for other tools' values too
+            problem = limits.SETTINGS[name].problem(value) if name in limits.SETTINGS else None
+            if problem:
+                del changes[name]
+                skipped.append(f"{name}: {problem}")
         w.session.update(**changes)
         reasons = w.session.availability()
         for key, what in (("prompt", "prompt"), ("size", "Size")):

@@ -152,3 +152,21 @@ def test_the_steps_box_takes_exactly_what_is_typed(window, qtbot):
     qtbot.keyClick(steps.lineEdit(), Qt.Key.Key_Return)
     assert steps.currentText() == "1" and window.session.settings.steps == "1"
     assert steps.count() == 8  # nothing typed is added to the presets
+
+
+def test_another_tools_png_with_values_beyond_the_limits_uses_the_rest(window, tmp_path):
+    from .test_prompt_panel import prompt_bundle
+
+    window.set_bundle(prompt_bundle())
+    window.session.update(seed=3, weight=2.0)
+    text = "a fox\nSteps: 20, Sampler: DDIM, CFG scale: 1000, Seed: 3000000000, Size: 64x48, Model: x"
+    path = tmp_path / "theirs.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    assert window.results.open_settings_png(path)  # raised OverflowError in the seed box before
+    s = window.session.settings
+    assert (s.prompt, s.steps, s.seed, s.weight) == ("a fox", "20", 3, 2.0)
+    note = window.results.note_box.text()
+    assert "seed: The seed must be from 0 to 2147483647, not 3000000000." in note
+    assert "weight: The CFG weight w must be from −1.00 to 100.00, not 999.0." in note
