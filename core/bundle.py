@@ -5,7 +5,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -29,6 +29,9 @@ class ModelConfig:
     null_label: the network accepts label index `num_classes` as "no label" (classifier-free guidance).
     learn_sigma: the network outputs 2·C channels, ε then the `learned_range` interpolation v.
     clip: the default x̂0 handling ("clip" keeps images in [−1, 1]; points are not clipped).
+    schedule: "linear" or "cosine" (guided-diffusion's), or "diffusers": ᾱ and the timestep selection come
+    from the pipeline's scheduler config, kept in network["scheduler"] (core/diffusers).
+    Latent models (diffusers VAEs): data_shape is the latent shape at the model's default image size.
     default_guidance_scale: the CFG strength the model's family samples with by default, as diffusers'
     `guidance_scale` γ = s_cfg = 1 + w (Stable Diffusion 7.5, DiT 4.0); None when the family has none.
     """
@@ -51,7 +54,7 @@ class ModelConfig:
         object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "network", dict(self.network))
-        if self.schedule not in SCHEDULES:
+        if self.schedule not in (*SCHEDULES, "diffusers"):
             raise ValueError(f"Unknown noise schedule {self.schedule!r}.")
         if self.variance not in VARIANCES:
             raise ValueError(f"Unknown variance {self.variance!r}.")
@@ -126,17 +129,26 @@ class ModelBundle:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
 
+    #: the precisions each device type runs (others: fp32 only)
+    PRECISIONS_ON: ClassVar[Mapping[str, tuple[str, ...]]] = {"cuda": ("fp32", "fp16", "bf16")}
+
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
-        if self.precision != "fp32" and torch.device(self.device).type != "cuda":
-            raise ValueError(f"{self.precision} runs only on CUDA; use fp32 on {self.device}.")
+        self.check_precision(self.precision, self.device)
         if self.classifier is not None and self.config.num_classes and self.classifier_config is not None:
             if self.classifier_config.num_classes != self.config.num_classes:
                 raise ValueError(
                     f"The classifier knows {self.classifier_config.num_classes} classes but the model "
                     f"{self.config.num_classes}."
                 )
+
+    @classmethod
+    def check_precision(cls, precision: str, device: torch.device | str) -> None:
+        """ValueError unless models of this kind run in `precision` on `device`."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if precision not in cls.PRECISIONS_ON.get(torch.device(device).type, ("fp32",)):
+            where = " or ".join(k.upper() for k, allowed in cls.PRECISIONS_ON.items() if precision in allowed)
+            raise ValueError(f"{precision} runs only on {where}; use fp32 on {device}.")
 
     @property
     def num_targets(self) -> int:
@@ -156,15 +168,31 @@ class ModelBundle:
     def schedule(self) -> Schedule:
         return Schedule.from_name(self.config.schedule, self.config.num_timesteps)
 
-    def sampling_schedule(self, steps: str) -> Schedule:
-        """The schedule a run of `steps` (a respacing spec) walks; families with their own timestep
-        selection (diffusers schedulers) override this."""
+    def sampling_schedule(self, steps: str, sampler: str = "ddim") -> Schedule:
+        """The schedule a run of `steps` (a respacing spec) with `sampler` walks; families with their own
+        timestep selection (diffusers schedulers, which differ between DDPM and DDIM) override this."""
         return self.schedule.respace(steps)
 
     @property
     def is_latent(self) -> bool:
         """Whether samples live in a latent space that `decode` turns into images (diffusers VAEs)."""
         return False
+
+    @property
+    def takes_prompt(self) -> bool:
+        """Whether the model is conditioned on text (`request.prompt` / `negative_prompt`) instead of labels."""
+        return False
+
+    @property
+    def size_choice(self) -> bool:
+        """Whether a request may choose the image size (`request.width`/`height`, multiples of 8)."""
+        return False
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(width, height) in pixels of the images a request without a size gets; None for 2-D points."""
+        shape = self.config.data_shape
+        return (shape[-1], shape[-2]) if len(shape) == 3 else None
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Samples → images in [−1, 1], (B, C, H, W): exact (the VAE for latent models; identity here)."""

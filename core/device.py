@@ -1,6 +1,8 @@
 """Where sampling runs: auto (CUDA > MPS > CPU) or an explicit device."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
@@ -27,3 +29,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     if kind not in present:
         raise ValueError(f"No {kind.upper()} device is available here; available: {', '.join(present)}.")
     return torch.device(name)
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes a new model can still use on `device`, or None where that cannot be told.
+
+    CUDA: the driver's free memory; MPS: Metal's recommended working set minus what torch holds;
+    CPU: the kernel's MemAvailable (Linux) or the free physical pages.
+    """
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "mps":
+        try:
+            return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+        except (AttributeError, RuntimeError):
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None

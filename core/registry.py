@@ -84,7 +84,8 @@ def model_path(name_or_path: str | Path) -> Path | None:
 
 
 def load_model(name_or_path: str | Path, device: str = "auto", precision: str = "fp32") -> ModelBundle:
-    """A built-in model by name, or a bundle file by path, on `device`."""
+    """A built-in model by name, a bundle or checkpoint file by path, or a diffusers pipeline folder, on
+    `device`."""
     target = resolve_device(device) if isinstance(device, str) else torch.device(device)
     if str(name_or_path) == DEFAULT_MODEL:
         from .models import build_network
@@ -93,6 +94,10 @@ def load_model(name_or_path: str | Path, device: str = "auto", precision: str = 
                              build_network("gmm-classifier", _GMM_NETWORK), TOY_GMM_CLASSIFIER,
                              device=target, precision=precision)
         return bundle.to(target)
+    if Path(name_or_path).is_dir():  # a diffusers pipeline folder (model_index.json)
+        from .diffusers import load_pipeline
+
+        return load_pipeline(name_or_path, device=target, precision=precision)
     path = model_path(name_or_path)
     if not path.exists():
         raise ValueError(f"No such model file: {path}.")

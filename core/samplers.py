@@ -132,15 +132,18 @@ def ddpm_step(
 def ddim_step(
     x: Tensor, eps: Tensor, c: StepCoefficients, *, eta: float = 0.0, clip: str = "none",
     percentile: float = 0.995, noise: Tensor | None = None, grad: Tensor | None = None,
+    eps_from_clipped: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """x_{t−1} = √ᾱ_{t−1} x̂0 + √(1−ᾱ_{t−1}−σ²) ε + σ z, σ = η√((1−ᾱ_{t−1})/(1−ᾱ_t))√(1−ᾱ_t/ᾱ_{t−1}).
 
-    With `grad` = s·∇log p(y|x_t): ε ← ε − √(1−ᾱ_t)·grad and x̂0 is recomputed from it. As in
-    guided-diffusion, ε is re-derived from the (clipped) x̂0 before the update. Returns
-    (x_{t−1}, x̂0, Δε) with Δε the classifier's change to ε (None without grad).
+    With `grad` = s·∇log p(y|x_t): ε ← ε − √(1−ᾱ_t)·grad and x̂0 is recomputed from it. With
+    `eps_from_clipped` (guided-diffusion) ε is re-derived from the (clipped) x̂0 before the update;
+    without it (diffusers) the network's ε is kept. Returns (x_{t−1}, x̂0, Δε) with Δε the
+    classifier's change to ε (None without grad).
     """
     x0 = threshold_x0(x0_from_eps(x, eps, c), clip, percentile)
-    eps = eps_from_x0(x, x0, c)
+    if eps_from_clipped:
+        eps = eps_from_x0(x, x0, c)
     eps_shift = None
     if grad is not None:
         eps_shift = -c.sigma_noise * grad
@@ -179,6 +182,7 @@ class _Plan:
 
     request: SamplingRequest
     bundle: ModelBundle
+    schedule: Schedule
     coefs: tuple[StepCoefficients, ...]
     conds: Conditions
     variance: str
@@ -188,13 +192,13 @@ class _Plan:
     def of(cls, request: SamplingRequest, bundle: ModelBundle) -> "_Plan":
         """ValueError when the request does not fit the model."""
         cfg = bundle.config
-        schedule: Schedule = bundle.sampling_schedule(request.steps)
+        schedule: Schedule = bundle.sampling_schedule(request.steps, request.sampler)
         variance = request.variance or cfg.variance
         if variance == "learned_range" and not cfg.learn_sigma:
             raise ValueError(f"{bundle.name!r} does not learn its variance; use fixed_small or fixed_large.")
         clip = cfg.clip if request.clip == "auto" else request.clip
         coefs = tuple(schedule.coefficients(i) for i in range(schedule.num_steps))
-        return cls(request, bundle, coefs, bundle.conditions(request), variance, clip)
+        return cls(request, bundle, schedule, coefs, bundle.conditions(request), variance, clip)
 
     @property
     def num_steps(self) -> int:
@@ -239,7 +243,7 @@ class _Plan:
             return ddpm_step(x, pred.eps, c, variance=self.variance, var_frac=pred.var_frac, clip=self.clip,
                              percentile=request.dynamic_percentile, noise=noise, grad=grad)
         return ddim_step(x, pred.eps, c, eta=request.eta, clip=self.clip, percentile=request.dynamic_percentile,
-                         noise=noise, grad=grad)
+                         noise=noise, grad=grad, eps_from_clipped=self.schedule.convention == "guided-diffusion")
 
 
 @torch.no_grad()
@@ -288,7 +292,7 @@ def sample(
         log_prob = None if log_probs is None else log_probs.gather(1, plan.conds.target[:, None])[:, 0]
 
         z = noise.step() if needs_step_noise else None
-        z = z if k < n else None
+        z = z if (k < n or plan.schedule.noise_at_last_step) else None
         x_prev, x0, eps_shift = plan.update(x, pred, k, z, grad)
         twin_x0 = x0 if twin else None
         if twin_x is not None:

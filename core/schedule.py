@@ -82,33 +82,55 @@ def parse_respacing(spec: str | int, num_timesteps: int) -> list[int]:
     return sorted(set(kept))
 
 
+CONVENTIONS = ("guided-diffusion", "diffusers")
+_DIFFUSERS_MIN_VARIANCE = 1e-20  # diffusers' DDPM floors β̃ here before taking its log or square root
+
+
 @dataclass(frozen=True, eq=False)
 class Schedule:
     """A (possibly respaced) diffusion process: arrays indexed by step i = 0 … n−1.
 
-    `timesteps[i]` is the ORIGINAL timestep the network and the classifier receive at step i.
+    `timesteps[i]` is the ORIGINAL timestep the network and the classifier receive at step i;
+    `alphas_cumprod[i]` is ᾱ there and `alphas_cumprod_prev[i]` the ᾱ that step i lands on: the previous
+    kept step's, and 1 after step 0 — unless a family defines it otherwise (diffusers' DDIM lands on
+    t − T//N and ends on its `final_alpha_cumprod`). β_i = 1 − ᾱ_i/ᾱ_prev,i is the step's own β.
+    convention: how the reference implementation treats the edges of a run:
+    - "guided-diffusion": no noise at step 0; there log β̃ and the fixed_large variance use β̃ of step 1;
+      DDIM re-derives ε from the (clipped) x̂0.
+    - "diffusers": step 0 adds noise when its timestep is above 0 (diffusers' DDPM; its DDIM adds σ·z at
+      every step, and σ is 0 at a last step landing on ᾱ = 1), with the plain β and β̃ floored at 1e-20;
+      DDIM keeps the network's ε when x̂0 is clipped.
     """
 
-    betas: np.ndarray
+    alphas_cumprod: np.ndarray
+    alphas_cumprod_prev: np.ndarray
     timesteps: np.ndarray
+    convention: str = "guided-diffusion"
+
+    def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"Unknown schedule convention {self.convention!r}.")
+        if not len(self.alphas_cumprod) == len(self.alphas_cumprod_prev) == len(self.timesteps) > 0:
+            raise ValueError("A schedule needs as many ᾱ, ᾱ_prev and timesteps, at least one of each.")
 
     @property
     def num_steps(self) -> int:
-        return len(self.betas)
+        return len(self.alphas_cumprod)
 
     # Derived quantities, computed once on first use (float64).
     @cached_property
-    def alphas_cumprod(self) -> np.ndarray:
-        return np.cumprod(1.0 - self.betas)
-
-    @cached_property
-    def alphas_cumprod_prev(self) -> np.ndarray:
-        return np.append(1.0, self.alphas_cumprod[:-1])
+    def betas(self) -> np.ndarray:
+        return 1.0 - self.alphas_cumprod / self.alphas_cumprod_prev
 
     @cached_property
     def posterior_variance(self) -> np.ndarray:
         """β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t) · β_t."""
         return self.betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+
+    @property
+    def noise_at_last_step(self) -> bool:
+        """Whether step 0 adds noise too (diffusers, when the run ends above timestep 0)."""
+        return self.convention == "diffusers" and int(self.timesteps[0]) > 0
 
     @classmethod
     def from_name(cls, name: str, num_timesteps: int) -> "Schedule":
@@ -119,14 +141,19 @@ class Schedule:
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or not ((betas > 0) & (betas <= 1)).all():
             raise ValueError("Betas must be a 1-D sequence of values in (0, 1].")
-        return cls(betas=betas, timesteps=np.arange(len(betas)))
+        return cls.from_alphas_cumprod(np.cumprod(1.0 - betas))
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod: np.ndarray) -> "Schedule":
+        """The full schedule over timesteps 0 … T−1 with these ᾱ (each step lands on the one before)."""
+        abar = np.asarray(alphas_cumprod, dtype=np.float64)
+        return cls(abar, np.append(1.0, abar[:-1]), np.arange(len(abar)))
 
     def respace(self, spec: str | int) -> "Schedule":
         """Keep the timesteps named by `spec`; β_i = 1 − ᾱ_{S_i}/ᾱ_{S_{i−1}} (ᾱ before S_0 is 1)."""
         kept = parse_respacing(spec, self.num_steps)
         abar = self.alphas_cumprod[kept]
-        betas = 1.0 - abar / np.append(1.0, abar[:-1])
-        return Schedule(betas=betas, timesteps=self.timesteps[kept])
+        return Schedule(abar, np.append(1.0, abar[:-1]), self.timesteps[kept])
 
     def coefficients(self, i: int) -> "StepCoefficients":
         """The scalars one step of either sampler needs at step i."""
@@ -134,16 +161,21 @@ class Schedule:
         abar_prev = float(self.alphas_cumprod_prev[i])
         beta = float(self.betas[i])
         post_var = float(self.posterior_variance[i])
-        # log β̃ is −inf at i = 0; guided-diffusion substitutes step 1's value there (and so do we).
-        post_var_clipped = float(self.posterior_variance[1]) if (i == 0 and self.num_steps > 1) else post_var
+        if self.convention == "diffusers":
+            log_var, large = math.log(max(post_var, _DIFFUSERS_MIN_VARIANCE)), beta
+        else:
+            # log β̃ is −inf at i = 0; guided-diffusion substitutes step 1's value there (and so do we).
+            clipped = float(self.posterior_variance[1]) if (i == 0 and self.num_steps > 1) else post_var
+            log_var = math.log(clipped) if clipped > 0 else -math.inf
+            large = clipped if i == 0 else beta
         return StepCoefficients(
             timestep=int(self.timesteps[i]),
             alpha_bar=abar,
             alpha_bar_prev=abar_prev,
             beta=beta,
             posterior_variance=post_var,
-            posterior_log_variance=math.log(post_var_clipped) if post_var_clipped > 0 else -math.inf,
-            large_variance=post_var_clipped if i == 0 else beta,
+            posterior_log_variance=log_var,
+            large_variance=large,
         )
 
 
@@ -156,8 +188,8 @@ class StepCoefficients:
     alpha_bar_prev: float
     beta: float
     posterior_variance: float
-    posterior_log_variance: float  # log β̃, clipped at step 0 as guided-diffusion does
-    large_variance: float  # `fixed_large` variance: β, except β̃ of step 1 at step 0
+    posterior_log_variance: float  # log β̃ (guided-diffusion: clipped at step 0; diffusers: floored)
+    large_variance: float  # `fixed_large` variance: β (guided-diffusion: β̃ of step 1 at step 0)
 
     @property
     def sigma_noise(self) -> float:

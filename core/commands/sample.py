@@ -1,5 +1,9 @@
-"""`python -m core sample ...`: sample a model headless and write .npz (samples, labels) or a .png grid.
+"""`python -m core sample ...`: sample a model headless and write .npz or a .png grid.
 
+The .npz holds `samples` (N×…: points, or images in [−1, 1] as N×C×H×W, decoded for latent models),
+`labels` where the run used them, `x_T` (the initial noise exactly as the model saw it: latents for latent
+models) and, for latent models, `latents` (the final latents). With the same x_T as `latents=`, a diffusers
+pipeline gives the same `latents`: this is how anyone can check parity against the reference pipeline.
 Sample i always has seed `--seed` + i, so chunking a large `--num-samples` into batches changes nothing,
 and under torchrun (one process per GPU; see core/distributed.py) the ranks share the batches and rank 0
 writes exactly what one process writes. Finished batches are kept until the output is written, so the
@@ -20,12 +24,13 @@ from .. import distributed
 from ..images import grid, points_image, to_uint8
 from ..registry import DEFAULT_MODEL, load_model
 from ..requests import CLIP_MODES, GUIDANCE_KINDS, SAMPLERS, VARIANCES, Guidance, SamplingRequest
-from ..samplers import final_sample
+from ..samplers import sample
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="sample a model and write .npz or .png")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="built-in name or bundle path")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="built-in name, bundle or checkpoint file, or diffusers pipeline folder")
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     p.add_argument("--steps", default="50", help="step count or respacing spec (50, ddim50, 10,15,20)")
     p.add_argument("--eta", type=float, default=0.0)
@@ -34,6 +39,10 @@ def register(subparsers) -> None:
     p.add_argument("--weight", type=float, default=0.0, help="classifier-free guidance weight w")
     p.add_argument("--window", default="0,1", help="fraction of the run with guidance: START,END")
     p.add_argument("--label", default=None, help="target class, or a comma list cycled over samples")
+    p.add_argument("--prompt", default=None, help="text for prompt models (Stable Diffusion)")
+    p.add_argument("--negative-prompt", default="", help="text CFG steers away from (its unconditional pass)")
+    p.add_argument("--width", type=int, default=None, help="image width in pixels (latent models; multiple of 8)")
+    p.add_argument("--height", type=int, default=None, help="image height in pixels (latent models; multiple of 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-samples", "--num", dest="num", type=int, default=16,
                    help="number of samples (write --num-samples under torchrun: it takes --num for its own)")
@@ -86,7 +95,8 @@ def run(args) -> int:
     chunk = args.batch or args.num
     base = SamplingRequest(model=str(args.model), sampler=args.sampler, steps=args.steps, eta=args.eta,
                            guidance=guidance, seed=args.seed, batch=min(chunk, args.num), clip=args.clip,
-                           variance=args.variance)
+                           variance=args.variance, prompt=args.prompt, negative_prompt=args.negative_prompt,
+                           width=args.width, height=args.height)
     with distributed.joined(args.device) as world:
         bundle = load_model(args.model, world.device, args.precision)
         if world.is_main and world.size > 1 and chunk >= args.num:
@@ -96,7 +106,13 @@ def run(args) -> int:
         def compute(batch: distributed.Batch) -> dict[str, torch.Tensor]:
             part_labels = None if labels is None else labels[batch.first:batch.first + batch.size]
             request = base.replace(seed=args.seed + batch.first, batch=batch.size, label=part_labels)
-            return {"samples": final_sample(request, bundle).x.float().cpu()}
+            initial = last = None
+            for last in sample(request, bundle):
+                initial = last.x if initial is None else initial
+            out = {"samples": bundle.decode(last.x).float().cpu(), "x_T": initial.float().cpu()}
+            if bundle.is_latent:
+                out["latents"] = last.x.float().cpu()
+            return out
 
         shards = args.out.with_name(f".{args.out.name}.shards")
         store = distributed.ShardStore(shards, distributed.shard_settings(args, NOT_IN_SAMPLES, world.device))
@@ -105,21 +121,24 @@ def run(args) -> int:
                                          label=f"{bundle.name}: ")
         seconds = time.perf_counter() - start
         if world.is_main:
-            _write(args.out, arrays["samples"], labels, bundle.config.is_image)
+            _write(args.out, arrays, labels, bundle.config.is_image)
             print(f"wrote {args.num} samples of {bundle.name} to {args.out} in {seconds:.2f}s "
                   f"({args.num / seconds:.1f} samples/s, {world.size} process{'es' if world.size > 1 else ''})")
         distributed.discard(world, shards)
     return 0
 
 
-def _write(path: Path, samples: torch.Tensor, labels: tuple[int, ...] | None, is_image: bool) -> None:
+def _write(path: Path, arrays: dict[str, torch.Tensor], labels: tuple[int, ...] | None, is_image: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     try:
         if path.suffix == ".npz":
-            label_array = np.full(len(samples), -1, np.int64) if labels is None else np.array(labels, np.int64)
-            np.savez(tmp, samples=samples.numpy().astype(np.float32), labels=label_array)
+            out = {name: value.numpy().astype(np.float32) for name, value in arrays.items()}
+            if labels is not None:
+                out["labels"] = np.array(labels, np.int64)
+            np.savez(tmp, **out)
         else:
+            samples = arrays["samples"]
             picture = grid(to_uint8(samples)) if is_image else points_image(samples.numpy(), labels)
             Image.fromarray(picture).save(tmp)
         os.replace(tmp, path)

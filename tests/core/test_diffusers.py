@@ -1,0 +1,422 @@
+"""diffusers pipelines through our loader and our one sampling loop, against diffusers itself.
+
+Every pipeline here is a tiny random one built from a config in this file and saved with save_pretrained.
+Parity: the same x_T goes to the pipeline (`latents=`, or its randn patched for the pixel pipelines that
+take no latents) and every per-step noise draw of the schedulers is replaced by the draw our NoiseStream
+makes at that step, so both sides see identical inputs; the final latents must then agree to 1e-4
+relative, while guidance moves them by far more.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+transformers = pytest.importorskip("transformers")
+
+from core import Guidance, SamplingRequest, final_sample, load_model
+from core.noise import NoiseStream
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The networks here are tiny: one thread is as fast, and a busy machine cannot stall its peers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def noise(seed, batch, shape, steps):
+    """Our x_T and a function giving, call by call, the per-step draws of our NoiseStream."""
+    stream = NoiseStream(seed, batch, shape, steps, CPU)
+    return stream.initial(), stream
+
+
+def patch_scheduler_noise(monkeypatch, module: str, stream: NoiseStream, doubled: bool = False):
+    """Make diffusers' scheduler `module` draw our per-step noise (twice over for DiT's CFG batch)."""
+    def draw(shape, **_):
+        z = stream.step()
+        return torch.cat([z, z]) if doubled and shape[0] == 2 * len(z) else z
+
+    monkeypatch.setattr(f"diffusers.schedulers.{module}.randn_tensor", draw)
+
+
+# --- tiny pipelines ----------------------------------------------------------------------------------------
+
+def tiny_vae():
+    torch.manual_seed(1)
+    return diffusers.AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8)
+
+
+def tiny_pixel_unet(**extra):
+    torch.manual_seed(0)
+    return diffusers.UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, attention_head_dim=4, **extra)
+
+
+def write_tokenizer(folder):
+    """A CLIP BPE vocabulary of single letters and two words, for transformers' CLIPTokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    merges = ["c a", "ca t</w>", "d o", "do g</w>"]
+    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters),
+              *(m.replace(" ", "") for m in merges)]
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+@pytest.fixture(scope="session")
+def pixel_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pixel") / "ddpm-tiny"
+    scheduler = diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="fixed_large",
+                                        clip_sample=True, timestep_spacing="trailing")
+    diffusers.DDPMPipeline(tiny_pixel_unet(), scheduler).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dit_folder(tmp_path_factory):
+    torch.manual_seed(2)
+    transformer = diffusers.DiTTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
+        patch_size=2, num_embeds_ada_norm=1000, norm_num_groups=32)
+    with torch.no_grad():  # DiT zero-initialises its modulation and output layers: make them do something
+        for p in transformer.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    folder = tmp_path_factory.mktemp("dit") / "dit-tiny"
+    diffusers.DiTPipeline(transformer, tiny_vae(), diffusers.DDIMScheduler(clip_sample=False)).save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["id2label"] = {str(i): f"class number {i}" for i in range(1000)}  # as the hub's DiT folders carry it
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd_folders(tmp_path_factory):
+    """{"epsilon": folder, "v_prediction": folder}: one tiny Stable Diffusion, two prediction types."""
+    root = tmp_path_factory.mktemp("sd")
+    tokenizer = write_tokenizer(root / "vocab")
+    torch.manual_seed(3)
+    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8)
+    scheduler = diffusers.DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                        steps_offset=1, set_alpha_to_one=False, clip_sample=False)
+    folders = {"epsilon": root / "sd-tiny"}
+    diffusers.StableDiffusionPipeline(vae=tiny_vae(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                      scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                      requires_safety_checker=False).save_pretrained(folders["epsilon"])
+    folders["v_prediction"] = root / "sd-tiny-v"
+    shutil.copytree(folders["epsilon"], folders["v_prediction"])
+    config_path = folders["v_prediction"] / "scheduler" / "scheduler_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "prediction_type": "v_prediction"}))
+    return folders
+
+
+def reference(cls, folder, scheduler=None):
+    pipe = cls.from_pretrained(folder)
+    if scheduler is not None:
+        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# --- pixel-space UNet2DModel ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_pixel_pipeline_matches_diffusers(pixel_folder, sampler, monkeypatch):
+    bundle = load_model(pixel_folder, "cpu")
+    assert not bundle.is_latent and bundle.config.num_classes == 0 and bundle.config.clip == "clip"
+    n, eta = 10, (0.5 if sampler == "ddim" else 0.0)
+    ours = final_sample(SamplingRequest("p", sampler=sampler, steps=str(n), eta=eta, seed=3, batch=2), bundle).x
+    x_t, stream = noise(3, 2, (3, 8, 8), n)
+    if sampler == "ddim":  # DDIMPipeline converts the folder's DDPMScheduler config to DDIM, as it always does
+        pipe, module, kwargs = reference(diffusers.DDIMPipeline, pixel_folder), "pipelines.ddim.pipeline_ddim", {"eta": eta}
+    else:
+        pipe, module, kwargs = reference(diffusers.DDPMPipeline, pixel_folder), "pipelines.ddpm.pipeline_ddpm", {}
+    monkeypatch.setattr(f"diffusers.{module}.randn_tensor", lambda *a, **k: x_t.clone())
+    patch_scheduler_noise(monkeypatch, f"scheduling_{sampler}", stream)
+    images = pipe(batch_size=2, num_inference_steps=n, output_type="pt", **kwargs).images
+    # trailing spacing ends on t = 99: diffusers adds noise at that last step too, and so do we
+    torch.testing.assert_close((ours / 2 + 0.5).clamp(0, 1), images, rtol=0, atol=1e-5)
+
+
+def test_class_conditional_unet_samples_its_labels_like_the_scheduler_loop(tmp_path):
+    folder = tmp_path / "cond"
+    diffusers.DDPMPipeline(tiny_pixel_unet(num_class_embeds=10), diffusers.DDIMScheduler()).save_pretrained(folder)
+    bundle = load_model(folder, "cpu")
+    assert bundle.config.num_classes == 10 and not bundle.config.null_label
+    labels, n = (2, 7), 6
+    ours = final_sample(SamplingRequest("c", steps=str(n), seed=5, batch=2, label=labels), bundle).x
+    # No diffusers pipeline passes class labels to a UNet2DModel: the reference is the scheduler loop.
+    scheduler, unet = diffusers.DDIMScheduler.from_pretrained(folder / "scheduler"), bundle.model.unet
+    scheduler.set_timesteps(n)
+    x, _ = noise(5, 2, (3, 8, 8), n)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.step(unet(x, t, class_labels=torch.tensor(labels)).sample, t, x).prev_sample
+    assert rel(ours, x) < 1e-5
+    other = final_sample(SamplingRequest("c", steps=str(n), seed=5, batch=2, label=(3, 3)), bundle).x
+    assert rel(other, x) > 1e-2
+    with pytest.raises(ValueError, match="null label"):  # a label model without a null class has no CFG
+        final_sample(SamplingRequest("c", steps="2", label=2, guidance=Guidance("cfg", weight=1.0)), bundle)
+
+
+# --- schedules and step conventions, with an analytic network ---------------------------------------------
+
+class AnalyticUNet(torch.nn.Module):
+    """Stands in for a UNet2DModel: a fixed smooth function of (x_t, t), read as the config's prediction."""
+
+    dtype = torch.float32
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"in_channels": 2, "out_channels": 2, "sample_size": 4,
+                                          "num_class_embeds": None, "class_embed_type": None})
+
+    def forward(self, x, t, class_labels=None):
+        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1, 1, 1, 1)
+        return type("Out", (), {"sample": 0.9 * torch.tanh(1.5 * x) + 0.3 * torch.cos(x + t / 250)})
+
+
+def analytic_bundle(scheduler_config):
+    from core.diffusers.loader import PipelineInfo, build_bundle
+
+    info = PipelineInfo(CPU, "TestPipeline", "pixel", {}, {})
+    return build_bundle("analytic", info, {"unet": AnalyticUNet()}, scheduler_config, {}, CPU, "fp32")
+
+
+SD1 = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1, set_alpha_to_one=False,
+           clip_sample=False)
+SCHEDULER_CONFIGS = {
+    "sd1-leading-offset": SD1,
+    "cosine-trailing-clipped": dict(beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing"),
+    "linear-linspace-v": dict(timestep_spacing="linspace", prediction_type="v_prediction", clip_sample=False),
+    "trained-betas-x0-large": dict(trained_betas=torch.linspace(1e-4, 0.03, 300).tolist(), num_train_timesteps=300,
+                                   prediction_type="sample", variance_type="fixed_large"),
+    "zero-snr-v-trailing": dict(SD1, rescale_betas_zero_snr=True, timestep_spacing="trailing",
+                                prediction_type="v_prediction"),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULER_CONFIGS)
+@pytest.mark.parametrize("sampler, eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+def test_every_step_follows_the_diffusers_scheduler(name, sampler, eta, monkeypatch):
+    """ᾱ (beta_schedule, trained_betas, zero-SNR), the timesteps for N steps (spacing, offset), the ᾱ each
+    step lands on (DDIM's t − T//N and final ᾱ, DDPM's next step), ε/v/x0 predictions, x̂0 clipping and the
+    noise of the last step all as DDIMScheduler / DDPMScheduler do them."""
+    config = SCHEDULER_CONFIGS[name]
+    if "zero-snr" in name and eta > 0:
+        pytest.skip("diffusers' DDIM takes √(1−ᾱ_prev−σ²) of a rounding-negative number at ᾱ_T = 0: NaN")
+    bundle = analytic_bundle(config)
+    for n in (7, 25):
+        ours = final_sample(SamplingRequest("a", sampler=sampler, steps=str(n), eta=eta, seed=1, batch=2), bundle).x
+        scheduler = (diffusers.DDIMScheduler if sampler == "ddim" else diffusers.DDPMScheduler).from_config(config)
+        scheduler.set_timesteps(n)
+        x, stream = noise(1, 2, (2, 4, 4), n)
+        patch_scheduler_noise(monkeypatch, "scheduling_ddpm", stream)
+        net = AnalyticUNet()
+        for t in scheduler.timesteps:
+            out = net(x, t).sample
+            if sampler == "ddim":
+                x = scheduler.step(out, t, x, eta=eta, variance_noise=stream.step()).prev_sample
+            else:
+                x = scheduler.step(out, t, x).prev_sample
+        tolerance = 1e-3 if "zero-snr" in name else 1e-4  # ᾱ_T = 2⁻²⁴: x̂0 = (x − √(1−ᾱ)ε)/√ᾱ loses digits
+        assert rel(ours, x) < tolerance, (n, rel(ours, x))
+
+
+def test_guided_diffusion_respacing_stays_available():
+    bundle = analytic_bundle(SD1)
+    assert list(bundle.sampling_schedule("10", "ddim").timesteps[::-1]) == list(range(901, 0, -100))
+    assert list(bundle.sampling_schedule("ddim10", "ddim").timesteps[::-1]) == list(range(900, -1, -100))
+    spaced = bundle.sampling_schedule("3,2", "ddpm")
+    assert list(spaced.timesteps) == [0, 250, 499, 500, 999] and spaced.convention == "guided-diffusion"
+    assert final_sample(SamplingRequest("a", steps="ddim10"), bundle).x.isfinite().all()
+
+
+# --- DiT -------------------------------------------------------------------------------------------------------
+
+def dit_reference(folder, sampler, labels, gamma, n, x_t, stream, monkeypatch):
+    """DiTPipeline's final latents (what it hands the VAE, times the scaling factor) and its images."""
+    pipe = reference(diffusers.DiTPipeline, folder, diffusers.DDPMScheduler if sampler == "ddpm" else None)
+    monkeypatch.setattr("diffusers.pipelines.dit.pipeline_dit.randn_tensor", lambda *a, **k: x_t.clone())
+    patch_scheduler_noise(monkeypatch, "scheduling_ddpm", stream, doubled=True)
+    seen = {}
+    decode = pipe.vae.decode
+    monkeypatch.setattr(pipe.vae, "decode", lambda z, **k: seen.setdefault("z", z) is None or decode(z, **k))
+    images = pipe(class_labels=list(labels), guidance_scale=gamma, num_inference_steps=n, output_type="pt").images
+    return seen["z"] * pipe.vae.config.scaling_factor, images
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_dit_with_a_class_label_matches_diffusers(dit_folder, sampler, monkeypatch):
+    bundle = load_model(dit_folder, "cpu")
+    cfg = bundle.config
+    assert bundle.is_latent and cfg.num_classes == 1000 and cfg.null_label and cfg.learn_sigma
+    assert cfg.class_names[7] == "class number 7" and cfg.variance == "fixed_small" and cfg.data_shape == (4, 8, 8)
+    labels, n, gamma = (5, 7), 8, 4.0
+    request = SamplingRequest("dit", sampler=sampler, steps=str(n), seed=3, batch=2, label=labels,
+                              guidance=Guidance("cfg", weight=gamma - 1))  # γ = 1 + w
+    steps = list(final_sample.__globals__["sample"](request, bundle))
+    ours = steps[-1].x
+    x_t, stream = noise(3, 2, (4, 8, 8), n)
+    torch.testing.assert_close(steps[0].x, x_t, rtol=0, atol=0)
+    latents, images = dit_reference(dit_folder, sampler, labels, gamma, n, x_t, stream, monkeypatch)
+    assert rel(ours, latents) < 1e-4
+    torch.testing.assert_close(bundle.decode(ours) / 2 + 0.5, images, rtol=0, atol=1e-5)
+    unguided = final_sample(request.replace(guidance=Guidance("cfg", weight=0.0)), bundle).x
+    assert rel(unguided, latents) > 100 * 1e-4
+    # The learned-variance half the pipeline drops is there for the engine's learned_range option.
+    with pytest.raises(ValueError, match="makes 16×16 images only"):
+        final_sample(request.replace(width=24), bundle)
+    learned = final_sample(request.replace(sampler="ddpm", variance="learned_range"), bundle).x
+    assert learned.isfinite().all() and rel(learned, final_sample(request.replace(sampler="ddpm"), bundle).x) > 1e-3
+
+
+# --- Stable Diffusion ---------------------------------------------------------------------------------------------
+
+def sd_request(sampler, n, **extra):
+    return SamplingRequest("sd", sampler=sampler, steps=str(n), seed=3, batch=2, prompt="a cat", negative_prompt="dog",
+                           guidance=Guidance("cfg", weight=6.5), **extra)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_stable_diffusion_cfg_with_prompt_and_negative_prompt_matches_diffusers(sd_folders, prediction, sampler,
+                                                                                monkeypatch):
+    folder = sd_folders[prediction]
+    bundle = load_model(folder, "cpu")
+    assert bundle.takes_prompt and bundle.is_latent and bundle.size_choice and bundle.image_size == (16, 16)
+    n = 8
+    ours = final_sample(sd_request(sampler, n), bundle).x
+    x_t, stream = noise(3, 2, (4, 8, 8), n)
+    patch_scheduler_noise(monkeypatch, "scheduling_ddpm", stream)
+    pipe = reference(diffusers.StableDiffusionPipeline, folder, diffusers.DDPMScheduler if sampler == "ddpm" else None)
+    kwargs = dict(prompt="a cat", negative_prompt="dog", num_inference_steps=n, num_images_per_prompt=2,
+                  latents=x_t, output_type="latent")
+    latents = pipe(guidance_scale=7.5, **kwargs).images
+    assert rel(ours, latents) < 1e-4
+    stream.__init__(3, 2, (4, 8, 8), n, CPU)
+    stream.initial()
+    assert rel(pipe(guidance_scale=1.0, **kwargs).images, latents) > 100 * 1e-4  # guidance moves far more
+
+
+def test_stable_diffusion_image_size_decode_and_unguided_branch(sd_folders):
+    folder = sd_folders["epsilon"]
+    bundle = load_model(folder, "cpu")
+    pipe = reference(diffusers.StableDiffusionPipeline, folder)
+    request = sd_request("ddim", 4, width=24, height=16)
+    x_t, _ = noise(3, 2, (4, 8, 12), 4)
+    assert bundle.sample_shape(request) == (4, 8, 12)
+    ours = final_sample(request, bundle).x
+    images = pipe(prompt="a cat", negative_prompt="dog", num_inference_steps=4, num_images_per_prompt=2, latents=x_t,
+                  guidance_scale=7.5, width=24, height=16, output_type="pt").images
+    torch.testing.assert_close(bundle.decode(ours) / 2 + 0.5, images, rtol=0, atol=1e-5)
+    # "none" samples the unconditional branch, the negative prompt: the same as CFG at w = −1.
+    plain = final_sample(request.replace(guidance=Guidance("none")), bundle).x
+    torch.testing.assert_close(plain, final_sample(request.replace(guidance=Guidance("cfg", weight=-1.0)), bundle).x)
+    assert bundle.preview(ours).shape == (2, 3, 8, 12)
+    with pytest.raises(ValueError, match="prompt, not a class label"):
+        final_sample(request.replace(label=1), bundle)
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+def test_loading_never_touches_the_network(pixel_folder, monkeypatch):
+    import socket
+
+    def refuse(*_):
+        raise AssertionError("network access while loading a pipeline")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert load_model(pixel_folder, "cpu").name == "ddpm-tiny"
+
+
+def test_a_missing_component_is_named(sd_folders, tmp_path):
+    folder = tmp_path / "broken"
+    shutil.copytree(sd_folders["epsilon"], folder)
+    shutil.rmtree(folder / "vae")
+    with pytest.raises(ValueError, match="'vae' component \\(AutoencoderKL\\) is missing"):
+        load_model(folder, "cpu")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "text_encoder_2": ["transformers", "CLIPTextModel"]}))
+    with pytest.raises(ValueError, match="two text encoders \\(SDXL\\)"):
+        load_model(folder, "cpu")
+
+
+def test_bin_weights_load_only_through_the_weights_only_unpickler(pixel_folder, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin"
+    shutil.copytree(pixel_folder, folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), folder / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    calls = []
+    original = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k.get("weights_only")) or original(*a, **k))
+    bundle = load_model(folder, "cpu")
+    assert calls and all(calls) and bundle.model.unet.conv_in.weight.isfinite().all()
+
+    class RunsCode:
+        def __reduce__(self):
+            return (print, ("this would run",))
+
+    torch.save({"conv_in.weight": RunsCode()}, folder / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(ValueError, match="refused"):
+        load_model(folder, "cpu")
+
+
+def test_memory_is_stated_and_a_model_that_cannot_fit_is_refused(sd_folders, monkeypatch):
+    from core.diffusers import inspect_pipeline
+
+    info = inspect_pipeline(sd_folders["epsilon"])
+    assert info.family == "sd" and info.components["text_encoder"] == "CLIPTextModel"
+    assert info.memory_bytes("fp16") < info.memory_bytes("fp32")
+    monkeypatch.setattr("core.diffusers.loader.free_memory", lambda device: 1024)
+    with pytest.raises(ValueError, match="needs about .* GB .* but only 0.0 GB is free on CPU"):
+        load_model(sd_folders["epsilon"], "cpu")
+    with pytest.raises(ValueError, match="fp16 runs only on CUDA or MPS"):
+        load_model(sd_folders["epsilon"], "cpu", precision="fp16")
+
+
+def test_cli_writes_samples_labels_noise_and_latents(sd_folders, dit_folder, tmp_path):
+    from core.cli import main
+
+    out = tmp_path / "sd.npz"
+    assert main(["sample", "--model", str(sd_folders["epsilon"]), "--prompt", "a cat", "--negative-prompt", "dog",
+                 "--guidance", "cfg", "--weight", "6.5", "--steps", "3", "--seed", "4", "--num", "2",
+                 "--width", "24", "--height", "16", "--out", str(out)]) == 0
+    data = dict(np.load(out))
+    assert data["samples"].shape == (2, 3, 16, 24) and data["x_T"].shape == data["latents"].shape == (2, 4, 8, 12)
+    assert np.abs(data["samples"]).max() <= 1 and "labels" not in data
+    x_t, _ = noise(4, 2, (4, 8, 12), 3)
+    np.testing.assert_array_equal(data["x_T"], x_t.numpy())
+    bundle = load_model(sd_folders["epsilon"], "cpu")
+    request = sd_request("ddim", 3, width=24, height=16).replace(seed=4)
+    np.testing.assert_allclose(data["latents"], final_sample(request, bundle).x.numpy(), rtol=0, atol=1e-6)
+    assert main(["sample", "--model", str(dit_folder), "--label", "3", "--guidance", "cfg", "--weight", "3",
+                 "--steps", "2", "--num", "1", "--out", str(tmp_path / "dit.npz")]) == 0
+    data = dict(np.load(tmp_path / "dit.npz"))
+    assert data["labels"].tolist() == [3] and data["samples"].shape == (1, 3, 16, 16)
+    assert main(["sample", "--model", str(dit_folder), "--prompt", "a cat", "--out", str(tmp_path / "x.npz")]) == 2
