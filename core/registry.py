@@ -70,11 +70,12 @@ def list_models(folder: Path = MODELS) -> list[ModelInfo]:
 
 
 def model_path(name_or_path: str | Path) -> Path | None:
-    """The file behind a model name or path (None for the analytic toy-gmm); a ValueError for an unknown name."""
+    """The file (or diffusers pipeline folder) behind a model name or path (None for the analytic toy-gmm); a
+    ValueError for an unknown name."""
     if str(name_or_path) == DEFAULT_MODEL:
         return None
     path = Path(name_or_path)
-    if path.suffix:
+    if path.suffix or path.is_dir():
         return path
     for info in list_models():
         if info.name == str(name_or_path) and info.path is not None:
@@ -94,11 +95,11 @@ def load_model(name_or_path: str | Path, device: str = "auto", precision: str = 
                              build_network("gmm-classifier", _GMM_NETWORK), TOY_GMM_CLASSIFIER,
                              device=target, precision=precision)
         return bundle.to(target)
-    if Path(name_or_path).is_dir():  # a diffusers pipeline folder (model_index.json)
+    path = model_path(name_or_path)
+    if path.is_dir():  # a diffusers pipeline folder (model_index.json)
         from .diffusers import load_pipeline
 
-        return load_pipeline(name_or_path, device=target, precision=precision)
-    path = model_path(name_or_path)
+        return load_pipeline(path, device=target, precision=precision)
     if not path.exists():
         raise ValueError(f"No such model file: {path}.")
     if path.suffix != ".safetensors":  # a third-party checkpoint (guided-diffusion .pt)

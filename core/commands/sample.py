@@ -106,13 +106,7 @@ def run(args) -> int:
         def compute(batch: distributed.Batch) -> dict[str, torch.Tensor]:
             part_labels = None if labels is None else labels[batch.first:batch.first + batch.size]
             request = base.replace(seed=args.seed + batch.first, batch=batch.size, label=part_labels)
-            initial = last = None
-            for last in sample(request, bundle):
-                initial = last.x if initial is None else initial
-            out = {"samples": bundle.decode(last.x).float().cpu(), "x_T": initial.float().cpu()}
-            if bundle.is_latent:
-                out["latents"] = last.x.float().cpu()
-            return out
+            return sample_arrays(request, bundle)
 
         shards = args.out.with_name(f".{args.out.name}.shards")
         store = distributed.ShardStore(shards, distributed.shard_settings(args, NOT_IN_SAMPLES, world.device))
@@ -126,6 +120,18 @@ def run(args) -> int:
                   f"({args.num / seconds:.1f} samples/s, {world.size} process{'es' if world.size > 1 else ''})")
         distributed.discard(world, shards)
     return 0
+
+
+def sample_arrays(request: SamplingRequest, bundle) -> dict[str, torch.Tensor]:
+    """One batch's arrays on the CPU: `samples` (decoded for latent models), `x_T`, and `latents` for
+    latent models (the module docstring says what each is)."""
+    initial = last = None
+    for last in sample(request, bundle):
+        initial = last.x if initial is None else initial
+    out = {"samples": bundle.decode(last.x).float().cpu(), "x_T": initial.float().cpu()}
+    if bundle.is_latent:
+        out["latents"] = last.x.float().cpu()
+    return out
 
 
 def _write(path: Path, arrays: dict[str, torch.Tensor], labels: tuple[int, ...] | None, is_image: bool) -> None:

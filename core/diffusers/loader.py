@@ -238,7 +238,7 @@ def build_bundle(name: str, info: PipelineInfo, parts: Mapping[str, Any], schedu
         num_timesteps=int(setting(scheduler, "num_train_timesteps")), num_classes=num_classes,
         class_names=_class_names(index, num_classes) if num_classes else (), null_label=null_label,
         learn_sigma=learn_sigma, variance=_variance(scheduler, learn_sigma), clip=_clip_mode(scheduler),
-        description=description,
+        description=description, default_guidance_scale=DEFAULT_GUIDANCE_SCALE.get(family),
     )
     bundle = DiffusersBundle(name, config, model.eval(), device=device, precision=precision, vae=vae,
                              text_encoder=parts.get("text_encoder"), tokenizer=parts.get("tokenizer"))

@@ -273,6 +273,7 @@ def test_dit_with_a_class_label_matches_diffusers(dit_folder, sampler, monkeypat
     cfg = bundle.config
     assert bundle.is_latent and cfg.num_classes == 1000 and cfg.null_label and cfg.learn_sigma
     assert cfg.class_names[7] == "class number 7" and cfg.variance == "fixed_small" and cfg.data_shape == (4, 8, 8)
+    assert cfg.default_guidance_scale == 4.0
     labels, n, gamma = (5, 7), 8, 4.0
     request = SamplingRequest("dit", sampler=sampler, steps=str(n), seed=3, batch=2, label=labels,
                               guidance=Guidance("cfg", weight=gamma - 1))  # γ = 1 + w
@@ -306,6 +307,7 @@ def test_stable_diffusion_cfg_with_prompt_and_negative_prompt_matches_diffusers(
     folder = sd_folders[prediction]
     bundle = load_model(folder, "cpu")
     assert bundle.takes_prompt and bundle.is_latent and bundle.size_choice and bundle.image_size == (16, 16)
+    assert bundle.config.default_guidance_scale == 7.5
     n = 8
     ours = final_sample(sd_request(sampler, n), bundle).x
     x_t, stream = noise(3, 2, (4, 8, 8), n)

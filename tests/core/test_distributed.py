@@ -148,7 +148,7 @@ def test_toy_mixture_resumed_on_two_ranks_equals_one_process(tmp_path, monkeypat
     assert main([*args, "--threads", "1", "--out", str(reference)]) == 0
 
     calls = []
-    real_sample = sample_command.final_sample
+    real_sample = sample_command.sample_arrays
 
     def interrupted_after_three(request, bundle):
         calls.append(request.seed)
@@ -156,7 +156,7 @@ def test_toy_mixture_resumed_on_two_ranks_equals_one_process(tmp_path, monkeypat
             raise KeyboardInterrupt
         return real_sample(request, bundle)
 
-    monkeypatch.setattr(sample_command, "final_sample", interrupted_after_three)
+    monkeypatch.setattr(sample_command, "sample_arrays", interrupted_after_three)
     capsys.readouterr()
     assert main([*args, "--out", str(out)]) == 130
     err = capsys.readouterr().err
