@@ -1,11 +1,12 @@
 """PNGs with a run's settings embedded, written atomically, and reading the settings back. No Qt, no torch.
 
 The app and the CLI (`python -m core sample --out x.png`) write the same record, so File › Open
-settings from PNG accepts either. A PNG carries one text chunk, `guidance-studio`, holding JSON:
-{"format", "app_version", "model", "device", "seconds", "completed", "created", "sample_index",
-"request": SamplingRequest.to_dict()} plus, for app runs, "run_file": the name of the run file saved
-beside it (`core.runs`), so that reopening the PNG can show the whole run. PNGs of prompt models also
-carry the `parameters` chunk of the wider Stable Diffusion ecosystem (`core.infotext`).
+run or PNG accepts either. A PNG carries one text chunk, `guidance-studio`, holding JSON:
+{"format", "app_version", "model", "device", "seconds", "completed", "created" (local time, readable),
+"timestamp" (seconds since the epoch), "sample_index", "request": SamplingRequest.to_dict()} plus,
+when a run file was saved beside it (`core.runs`), "run_file": its name, so that reopening the PNG
+shows the whole run. PNGs of prompt models also carry the `parameters` chunk of the wider Stable
+Diffusion ecosystem (`core.infotext`).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def run_metadata(model: str, request: SamplingRequest, *, device: str = "", seco
                  completed: bool = True, sample_index: int | None = None, created: float | None = None,
                  **extra: Any) -> dict[str, Any]:
     """The JSON-able record embedded in every PNG of a run (`extra` keys are added as they are)."""
-    when = time.localtime(time.time() if created is None else created)
+    created = time.time() if created is None else float(created)
     return {
         "format": FORMAT_VERSION,
         "app_version": app_version(),
@@ -52,7 +53,8 @@ def run_metadata(model: str, request: SamplingRequest, *, device: str = "", seco
         "device": device,
         "seconds": round(float(seconds), 4),
         "completed": bool(completed),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", when),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(created)),
+        "timestamp": round(created, 3),
         "sample_index": sample_index,
         "request": request.to_dict(),
         **extra,

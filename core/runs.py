@@ -6,7 +6,7 @@ a track by name and it is saved and reopened with no change here.
 
 The run file is a compressed `.npz` (NumPy's zip of `.npy` arrays, read with `allow_pickle=False`,
 so opening one never runs code):
-  meta            0-d str: JSON of `pngmeta.run_metadata` plus num_steps, timestamp, data_shape
+  meta            0-d str: JSON of `pngmeta.run_metadata` plus num_steps and data_shape
   samples         (B, *data_shape) float32, the last step reached, in model space
   labels          (B,) int64 target class per sample, −1 when unconditional
   track/<name>    one track stacked over the steps reached: (steps, ...)
@@ -158,7 +158,7 @@ def run_arrays(result: RunResult, budget: int = PREVIEW_BUDGET, **meta: Any) -> 
     tracks = fit_previews(tracks, budget)
     record = run_metadata(result.model_name, result.request, device=result.device, seconds=result.seconds,
                           completed=result.completed, created=result.created, num_steps=int(result.num_steps),
-                          timestamp=float(result.created), data_shape=list(result.samples.shape[1:]), **meta)
+                          data_shape=list(result.samples.shape[1:]), **meta)
     out = {"meta": np.array(json.dumps(record, sort_keys=True)),
            "samples": np.ascontiguousarray(result.samples, dtype=np.float32), "labels": result.labels()}
     out.update({f"track/{k}": v for k, v in tracks.items()})

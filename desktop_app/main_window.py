@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -34,6 +35,14 @@ from .views.plots import PlotsPane
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
 PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
+
+
+def _class_colors(request: Any) -> np.ndarray | None:
+    """(B, 3) uint8: each sample's target-class colour, or None when unconditional."""
+    from core.images import PALETTE
+
+    labels = None if request is None else request.labels()
+    return None if labels is None else PALETTE[np.asarray(labels) % len(PALETTE)]
 
 
 class MainWindow(QMainWindow):
@@ -270,8 +279,12 @@ class MainWindow(QMainWindow):
         caps = self.session.caps
         self.views.set_points_mode(caps is None or caps.is_points)
         self.views.set_latent(caps is not None and caps.is_latent)
-        self.views.reset()  # the last run belongs to the previous model; it stays in the library
+        # The last run belongs to the previous model: nothing of it stays on screen (it can still be saved,
+        # and it is in the library).
+        self.views.reset()
         self.views.set_backdrop(None)
+        self.plots.clear_curves()
+        self.run_panel.show_idle()
         self.model_panel.select_key(self.loader.key)
         self.plots.set_notes(prob="" if caps and caps.has_classifier else "no classifier")
         self.guidance.set_model(caps is None or caps.is_points, bool(caps and caps.has_classifier))
@@ -287,8 +300,45 @@ class MainWindow(QMainWindow):
         return self._running
 
     def current_result(self) -> Any:
-        """The RunResult of the last finished (or stopped) run, or None."""
+        """The RunResult on screen: the last finished (or stopped) run, or a reopened one; or None."""
         return self._result
+
+    def show_run(self, result: Any, banner: str) -> None:
+        """Put a finished or reopened run on screen as it was: both panes at its last step, the
+        scrubber over all its steps, its curves, and `banner` above the panes until the next Start."""
+        from .run.trajectory import Frames
+
+        frames = Frames(result)
+        self._result = result
+        self._show_frames(frames, banner, result.request)
+        steps = len(frames) - 1
+        text = (f"{steps} steps in {result.seconds:.1f} s" if result.completed
+                else f"stopped at step {steps} / {result.num_steps}")
+        self.run_panel.show_done(f"reopened: {text}" if banner else f"done: {text}")
+
+    def show_still(self, picture: Any, banner: str) -> None:
+        """Show a saved picture whose run has no trajectory (older entries, a PNG alone)."""
+        from .run.trajectory import StillFrames
+
+        self._result = None
+        self._show_frames(StillFrames(picture), banner, None)
+        self.plots.set_notes(prob="not saved", norm="not saved")
+        self.run_panel.show_done("final image only")
+
+    def _show_frames(self, frames: Any, banner: str, request: Any) -> None:
+        self.views.set_points_mode(frames.is_points)
+        self.views.set_colors(_class_colors(request))
+        self.views.begin(frames, frames.num_steps)
+        self.views.finish(len(frames))
+        self.views.set_banner(banner)
+        prob, norm, noise = frames.curves()
+        self.plots.clear_curves()
+        self.plots.set_steps(frames.num_steps)
+        self.plots.set_curves(prob, norm, noise)
+        self.plots.set_cursor(self.views.shown_index)
+        guided = request is not None and request.guidance.kind != "none"
+        self.plots.set_notes(prob="" if np.isfinite(prob).any() else "not recorded",
+                             norm="" if guided else "no guidance")
 
     def start_run(self) -> bool:
         """Start sampling with the current settings; False (and a message) when that is impossible."""
@@ -302,8 +352,6 @@ class MainWindow(QMainWindow):
         except ValueError as exc:
             self.show_error(str(exc))
             return False
-        from core.images import PALETTE
-
         from .run.worker import SamplingWorker
 
         options = self.session.settings
@@ -314,10 +362,8 @@ class MainWindow(QMainWindow):
         worker.held.connect(self._on_held)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
-        labels = request.labels()
-        import numpy as np
-
-        self.views.set_colors(None if labels is None else PALETTE[np.asarray(labels) % len(PALETTE)])
+        self.views.set_colors(_class_colors(request))
+        self.views.set_banner("")
         self.views.begin(worker.trajectory, 0)
         self.guidance.begin(worker.recorder, self.bundle)
         self.plots.clear_curves()

@@ -1,5 +1,5 @@
-"""The main window's results features: save, open settings from a PNG (menu or drag-and-drop), export
-GIF, the library dock (every finished run is recorded), the compare window and the sweep window.
+"""The main window's results features: save, open a run or PNG (menu or drag-and-drop), export GIF,
+the library dock (every finished run is recorded, and reopens as it was), compare and sweep windows.
 
 `ResultsController(window)` adds its actions, menus and dock to an existing `MainWindow` and talks to
 it only through the window's public surface: `session`, `loader`, `bundle`, `model_panel`,
@@ -17,7 +17,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMessageBox, QWidget
 
 from core.infotext import CHUNK_KEY as INFOTEXT_KEY, Infotext, parse_infotext, settings_from_infotext
-from core.pngmeta import CHUNK_KEY, SaveError, read_settings, read_text_chunks
+from core.pngmeta import CHUNK_KEY, SaveError, read_text_chunks
 from core.runs import RunResult
 
 from . import limits
@@ -27,18 +27,19 @@ from .library.export import export_gif
 from .library.gallery import GalleryWidget
 from .library.pngio import SavedFiles, default_stem, save_result
 from .library.store import Library, LibraryEntry, PreparedRun
+from .run.reopen import Reopener
 from .tasks import SerialTasks
 
 RECORD_WAIT_S = 3.0  # at close, how long to let runs still being saved finish
 
 
-def _png_path(event: Any) -> str | None:
-    """The first local .png file a drag carries, or None."""
+def _dropped_path(event: Any) -> str | None:
+    """The first local .png or .npz (run) file a drag carries, or None."""
     mime = event.mimeData()
     if mime is None or not mime.hasUrls():
         return None
     for url in mime.urls():
-        if url.isLocalFile() and url.toLocalFile().lower().endswith(".png"):
+        if url.isLocalFile() and url.toLocalFile().lower().endswith((".png", ".npz")):
             return url.toLocalFile()
     return None
 
@@ -51,6 +52,7 @@ class ResultsController(QObject):
     """
 
     run_recorded = Signal(object)
+    run_reopened = Signal(str)  # the banner, once a reopened run is on screen
 
     def __init__(self, window: Any, library: Library | None = None):
         super().__init__(window)
@@ -59,6 +61,8 @@ class ResultsController(QObject):
         self.last_saved: SavedFiles | None = None
         self._pending: tuple[str, Any] | None = None
         self.note_box: QMessageBox | None = None
+        self.reopener = Reopener(window, self.reopen)
+        self.reopener.reopened.connect(self.run_reopened)
         self._recorder = SerialTasks("Could not record the run in the library: ", self)
         self._recorder.done.connect(self._on_prepared)
         self._recorder.failed.connect(self._on_record_failed)
@@ -94,8 +98,9 @@ class ResultsController(QObject):
         w = self.window
         self.save_action = self._action("&Save result…", self.save_dialog, QKeySequence.StandardKey.Save,
                                         "Save the last run as PNGs with every setting embedded")
-        self.open_png_action = self._action("Open settings from &PNG…", self.open_png_dialog, "Ctrl+Shift+O",
-                                            "Restore all settings from a PNG saved by Guidance Studio")
+        self.open_png_action = self._action("Open &run or PNG…", self.open_file_dialog, "Ctrl+Shift+O",
+                                            "Show a saved run as it was and restore its settings (a PNG saved by "
+                                            "Guidance Studio or its CLI, or a run file .npz)")
         self.gif_action = self._action("Export trajectory &GIF…", self.export_gif_dialog, "Ctrl+G",
                                        "Save the last run's steps as an animated GIF (x_t and x̂0)")
         self.sweep_action = self._action("S&weep…", self.show_sweep, "Ctrl+Shift+W",
@@ -115,7 +120,7 @@ class ResultsController(QObject):
     def _create_dock(self) -> None:
         if self.library is not None:
             self.gallery: GalleryWidget | None = GalleryWidget(self.library)
-            self.gallery.reopen_requested.connect(self.reopen)
+            self.gallery.reopen_requested.connect(self.reopener.open_entry)
             self.gallery.compare_requested.connect(self.show_compare)
             content: QWidget = self.gallery
         else:
@@ -217,18 +222,19 @@ class ResultsController(QObject):
                 return
             self.window.statusBar().showMessage(f"Settings restored ({model_name}, seed {request.seed}).")
 
-    def open_settings_png(self, path: str | Path) -> bool:
-        """Restore every setting from a PNG saved by this app, or those it can map from the `parameters`
-        of another Stable Diffusion tool; False (with a message) otherwise."""
-        try:
-            chunks = read_text_chunks(path)
+    def open_file(self, path: str | Path) -> bool:
+        """Show a saved run (a PNG with its run file beside it, a PNG alone, or a run file) and restore
+        every setting, or put into the panels what maps of the `parameters` of another Stable Diffusion
+        tool's PNG; False (with a message) when the file is neither."""
+        if Path(path).suffix.lower() == ".png":
+            try:
+                chunks = read_text_chunks(path)
+            except ValueError as exc:
+                self.window.show_error(str(exc))
+                return False
             if CHUNK_KEY not in chunks and INFOTEXT_KEY in chunks:
                 return self.apply_infotext(Path(path).name, parse_infotext(chunks[INFOTEXT_KEY]))
-            model_name, request = read_settings(path)
-        except ValueError as exc:
-            self.window.show_error(str(exc))
-            return False
-        return self.reopen(model_name, request)
+        return self.reopener.open_file(path)
 
     def apply_infotext(self, file_name: str, info: Infotext) -> bool:
         """Put what maps of another tool's generation parameters into the panels, and say what did not."""
@@ -269,14 +275,14 @@ class ResultsController(QObject):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
         kind = event.type()
         if obj is self.window and kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
-            if _png_path(event):
+            if _dropped_path(event):
                 event.acceptProposedAction()
                 return True
         elif obj is self.window and kind == QEvent.Type.Drop:
-            path = _png_path(event)
+            path = _dropped_path(event)
             if path:
                 event.acceptProposedAction()
-                self.open_settings_png(path)
+                self.open_file(path)
                 return True
         elif obj is self.window and kind == QEvent.Type.Close:
             self.sweep.shutdown(timeout=1.0)  # stops within one step; the window closes within 2 s
@@ -321,10 +327,11 @@ class ResultsController(QObject):
         if path:
             self.save_to(path)
 
-    def open_png_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open settings from a PNG", "", "PNG images (*.png)")
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open a run or a PNG", "",
+                                              "Runs and PNGs (*.png *.npz);;PNG images (*.png);;Run files (*.npz)")
         if path:
-            self.open_settings_png(path)
+            self.open_file(path)
 
     def export_gif_to(self, path: str | Path) -> Path | None:
         result = self._result_or_error()

@@ -41,11 +41,11 @@ def _ask_yes_no(parent: QWidget, text: str) -> bool:
 class GalleryWidget(QWidget):
     """Icon grid of library entries, newest first.
 
-    reopen_requested(model_name, SamplingRequest): the user wants these settings back in the window.
+    reopen_requested(LibraryEntry): the user wants this run back on screen, settings included.
     compare_requested(list[LibraryEntry]): two or more entries to show side by side.
     """
 
-    reopen_requested = Signal(str, object)
+    reopen_requested = Signal(object)
     compare_requested = Signal(list)
 
     # Replaced in tests; asks the user to confirm a deletion.
@@ -74,7 +74,7 @@ class GalleryWidget(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.reopen_button = QPushButton("Reopen")
-        self.reopen_button.setToolTip("Put this run's settings back into the sampling panels")
+        self.reopen_button.setToolTip("Show this run as it was (every step) and put its settings back into the panels")
         self.compare_button = QPushButton("Compare")
         self.compare_button.setToolTip("Show the selected runs side by side (select two or more)")
         self.delete_button = QPushButton("Delete")
@@ -194,12 +194,12 @@ class GalleryWidget(QWidget):
         if len(entries) != 1:
             return
         try:
-            request = entries[0].request
+            entries[0].request  # settings that no longer validate are refused here, with the reason
         except (TypeError, ValueError) as exc:
             self.message.setText(f"Cannot reopen this run: {exc}")
             return
         self.message.setText(_skipped_text(self.library.skipped))
-        self.reopen_requested.emit(entries[0].model, request)
+        self.reopen_requested.emit(entries[0])
 
     def compare_selected(self) -> None:
         entries = self.selected_entries()

@@ -80,3 +80,9 @@ class RunPanel(QWidget):
 
     def show_done(self, text: str) -> None:
         self.progress.setFormat(text)
+
+    def show_idle(self) -> None:
+        """No run on screen: an empty bar saying so."""
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")

@@ -104,3 +104,24 @@ class Frames:
     def elapsed(self) -> np.ndarray:
         """(steps,) seconds from the start to each step (NaN where unknown): what real-time replay follows."""
         return self._numbers(ELAPSED)
+
+
+class StillFrames:
+    """A saved picture with no trajectory behind it, as a one-frame source: an older library entry or
+    a PNG whose run file is missing shows its final image this way."""
+
+    is_points = False
+    num_steps = 0
+
+    def __init__(self, picture: np.ndarray):
+        self.picture = np.asarray(picture, dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return 1
+
+    def frame(self, index: int) -> Frame:
+        return Frame(0, 0, None, self.picture, None, math.nan, math.nan, math.nan, math.nan)
+
+    def curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        empty = np.array([], dtype=np.float64)
+        return empty, empty, empty

@@ -145,12 +145,16 @@ class LiveViews(QWidget):
         self.exact_decode_box = QCheckBox("Exact x̂0 every step")
         self.exact_decode_box.setToolTip(EXACT_DECODE_TIP)
         self.exact_decode_box.hide()  # latent models only (set_latent)
+        self.banner = QLabel()  # always in the layout, so the panes keep their size when it says something
+        self.banner.setFixedHeight(self.banner.fontMetrics().height() + 10)
+        self.set_banner("")
         controls = QHBoxLayout()
         controls.addWidget(self.play_button)
         controls.addWidget(self.slider, 1)
         controls.addWidget(self.step_label)
         controls.addWidget(self.exact_decode_box)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
         layout.addWidget(self.stack, 1)
         layout.addLayout(controls)
         self._timer = QTimer(self)
@@ -176,6 +180,12 @@ class LiveViews(QWidget):
         for pane in self.point_panes:
             pane.set_colors(colors)
 
+    def set_banner(self, text: str) -> None:
+        """A line above the panes saying what is on screen (e.g. "Reopened run #3 from …"); "" clears it."""
+        self.banner.setText(text)
+        self.banner.setStyleSheet("background: #fff3c4; color: #5a4500; padding: 2px 8px; border-radius: 3px;"
+                                  if text else "")
+
     # --- runs ------------------------------------------------------------------------------------
 
     def begin(self, source: FrameSource, num_steps: int) -> None:
@@ -194,6 +204,7 @@ class LiveViews(QWidget):
 
     def reset(self) -> None:
         """No run on screen (another model was loaded): empty panes, scrubber and replay disabled."""
+        self.set_banner("")
         self.play_button.setChecked(False)
         self.source = None
         self.shown_index = -1

@@ -36,7 +36,7 @@ def test_opening_another_tools_png_fills_what_maps_and_says_what_did_not(qtbot, 
                                 "CFG scale: 5, Seed: 1234, Size: 96x64, Model hash: 93b79e09ed, Model: dreamy-v2")
     path = tmp_path / "theirs.png"
     Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(path, pnginfo=info)
-    assert window.results.open_settings_png(path)
+    assert window.results.open_file(path)
     s = window.session.settings
     assert (s.prompt, s.negative_prompt, s.steps, s.guidance, s.weight, s.seed, s.width, s.height) == \
            ("a lighthouse at dusk", "lowres", "20", "cfg", 4.0, 1234, 96, 64)

@@ -62,8 +62,8 @@ def test_reopen_emits_the_stored_settings(gallery, qtbot):
     gallery.select_ids([target.id])
     with qtbot.waitSignal(gallery.reopen_requested) as blocker:
         qtbot.mouseClick(gallery.reopen_button, Qt.MouseButton.LeftButton)
-    model, request = blocker.args
-    assert model == "toy-gmm" and request == points_result(0, 1.0).request
+    (entry,) = blocker.args
+    assert entry.id == target.id and entry.model == "toy-gmm" and entry.request == points_result(0, 1.0).request
 
 
 def test_compare_emits_the_selected_entries(gallery, qtbot):

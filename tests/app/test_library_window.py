@@ -87,7 +87,7 @@ def test_save_then_open_the_png_restores_every_setting(window, qtbot, tmp_path):
     assert saved is not None and saved.grid == tmp_path / "mine.png"
     window.session.update(seed=1, weight=0.5, class_index=0, steps="50", guidance="none", eta=0.0)
     assert window.session.request() != result.request
-    assert window.results.open_settings_png(saved.grid)
+    assert window.results.open_file(saved.grid)
     assert window.session.request() == result.request
 
 
@@ -119,7 +119,7 @@ def test_a_foreign_png_is_refused_with_a_message(window, tmp_path):
     plain = tmp_path / "holiday.png"
     Image.new("RGB", (8, 8)).save(plain)
     before = window.session.settings
-    assert not window.results.open_settings_png(plain)
+    assert not window.results.open_file(plain)
     assert "holds no Guidance Studio settings" in window.last_error
     assert window.session.settings == before
 
@@ -141,7 +141,7 @@ def test_export_gif_and_menu_entries(window, qtbot, tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames == len(result) == 8
     file_menu = [a.text() for a in window.file_menu.actions()]
-    assert "&Save result…" in file_menu and "Open settings from &PNG…" in file_menu
+    assert "&Save result…" in file_menu and "Open &run or PNG…" in file_menu
     assert window.results.save_action.shortcut() == QKeySequence(QKeySequence.StandardKey.Save)
     assert window.results.dock.toggleViewAction() in window.view_menu.actions()
 
@@ -167,7 +167,7 @@ def test_opening_a_png_of_another_model_loads_it_then_restores_the_settings(wind
         window.loader.load("toy-scurve")
     assert window.bundle.name == "toy-scurve"
     with qtbot.waitSignal(window.model_loaded, timeout=30_000) as loaded:
-        assert window.results.open_settings_png(path)
+        assert window.results.open_file(path)
     assert loaded.args == ["toy-gmm"]
     assert window.session.request() == result.request
 

@@ -69,15 +69,19 @@ def test_x0_pane_shows_only_the_new_runs_points(qtbot, window):
 
 
 def test_loading_another_model_clears_the_last_runs_views(qtbot, window):
-    run_to_end(qtbot, window, steps="10", batch_points=200, class_index=4)
-    views = window.views
+    run_to_end(qtbot, window, steps="10", batch_points=200, class_index=4, guidance="cfg", weight=1.0)
+    views, plots = window.views, window.plots
     assert views.point_panes[1].points is not None and views.slider.isEnabled()
+    assert all(len(plots.curve_data(key)[1]) for key in ("prob", "norm", "noise"))
+    assert window.run_panel.progress.format().startswith("done")
     with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS):
         window.loader.load("toy-scurve")
     assert views.source is None and views.shown_index == -1 and views.step_label.text() == "no run yet"
     assert not views.slider.isEnabled() and not views.play_button.isEnabled()
     for pane in views.point_panes:
         assert pane.points is None and pane.cloud.group_colors == []
+    assert all(len(plots.curve_data(key)[1]) == 0 for key in ("prob", "norm", "noise"))  # no stale curve
+    assert window.run_panel.progress.format() == "idle" and window.run_panel.progress.value() == 0
     assert window.current_result() is not None  # the run itself is kept (save, library)
 
 
