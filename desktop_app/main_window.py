@@ -310,7 +310,11 @@ class MainWindow(QMainWindow):
 
         frames = Frames(result)
         self._result = result
+        if self.guidance.points_mode != result.is_points:  # the run's model is not the one loaded
+            self.guidance.set_model(result.is_points, has_classifier=False)
+        self.guidance.begin(result, self.bundle)
         self._show_frames(frames, banner, result.request)
+        self.guidance.refresh()
         steps = len(frames) - 1
         text = (f"{steps} steps in {result.seconds:.1f} s" if result.completed
                 else f"stopped at step {steps} / {result.num_steps}")
@@ -321,6 +325,7 @@ class MainWindow(QMainWindow):
         from .run.trajectory import StillFrames
 
         self._result = None
+        self.guidance.reset()
         self._show_frames(StillFrames(picture), banner, None)
         self.plots.set_notes(prob="not saved", norm="not saved")
         self.run_panel.show_done("final image only")
