@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from .images import pixels
+from .runs import X0_DECODED
 from .samplers import Step
 
-X0_DECODED = "x0_decoded"  # the run track of VAE-decoded x̂0 previews (None where a step has none)
 DECODE_FRACTION = 0.07
 MAX_SIDE = 512  # the decoded grid's longest side, as the recorder's previews (core.recording.MAX_SIDE)
 TRACK_MEMORY = 256 * 2**20  # bytes the decoded previews of one run may take in memory

@@ -41,6 +41,7 @@ MAX_FILE_BYTES = 4 * 2**30  # a run file that would unpack to more than this is 
 # The tracks every recorded run has (`core.recording.Recorder`); others are added by name.
 XT, X0, TIMESTEP, NOISE, ELAPSED, PROB, NORM = ("xt", "x0", "timestep", "noise_level", "elapsed", "prob",
                                                "guidance_norm")
+X0_DECODED = "x0_decoded"  # latent runs: x̂0 decoded by the VAE where it was paid for (`core.latent_preview`)
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.images import grid, rgb
-from core.latent_preview import X0_DECODED
-from core.runs import ELAPSED, NOISE, NORM, PROB, TIMESTEP, X0, XT
+from core.runs import ELAPSED, NOISE, NORM, PROB, TIMESTEP, X0, X0_DECODED, XT
 
 STANDARD = {XT, X0, X0_DECODED, TIMESTEP, NOISE, ELAPSED, PROB, NORM}
 

@@ -6,8 +6,7 @@ import numpy as np
 
 from core import sample
 from core.images import pixels
-from core.latent_preview import X0_DECODED
-from core.runs import read_run
+from core.runs import X0_DECODED, read_run
 from desktop_app.run.trajectory import preview_grid
 
 from ..latent_fakes import latent_bundle
