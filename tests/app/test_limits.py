@@ -44,7 +44,7 @@ def request_png(path, **changes):
 def test_reopening_a_png_checks_every_setting_against_the_panels_limits(window, tmp_path, changes, message):
     window.session.update(seed=5, weight=2.0)
     before = window.session.settings
-    ok = window.results.open_settings_png(request_png(tmp_path / "run.png", **changes))
+    ok = window.results.open_file(request_png(tmp_path / "run.png", **changes))
     if message is None:
         assert ok and window.session.settings.class_index == 3
         return
@@ -67,7 +67,7 @@ def test_reopening_a_png_checks_every_setting_against_the_panels_limits(window, 
 ])
 def test_malformed_settings_in_a_png_give_one_readable_message(window, tmp_path, text, message):
     before = window.session.settings
-    assert not window.results.open_settings_png(settings_png(tmp_path / "odd.png", text))
+    assert not window.results.open_file(settings_png(tmp_path / "odd.png", text))
     assert message in window.last_error and window.last_error.startswith("The settings embedded in odd.png")
     assert window.session.settings == before
 
@@ -164,7 +164,7 @@ def test_another_tools_png_with_values_beyond_the_limits_uses_the_rest(window, t
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", text)
     Image.new("RGB", (4, 4)).save(path, pnginfo=info)
-    assert window.results.open_settings_png(path)  # raised OverflowError in the seed box before
+    assert window.results.open_file(path)  # raised OverflowError in the seed box before
     s = window.session.settings
     assert (s.prompt, s.steps, s.seed, s.weight) == ("a fox", "20", 3, 2.0)
     note = window.results.note_box.text()
