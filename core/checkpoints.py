@@ -6,8 +6,6 @@ JSON configs in its metadata. Nothing in it is pickled, so opening a file can ne
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .bundle import ClassifierConfig, ModelBundle, ModelConfig
+from .fileio import atomic_save
 from .models import build_network
 
 FORMAT = "guidance-studio/1"
@@ -66,17 +65,7 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
         tensors.update({f"classifier.{k}": v.detach().cpu().contiguous()
                         for k, v in bundle.classifier.state_dict().items()})
         meta["classifier_config"] = bundle.classifier_config.to_json()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
 
 

@@ -5,8 +5,6 @@ classifier — stored as `.safetensors` with their architecture and class names 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .checkpoints import CheckpointError, load_state_checked
+from .fileio import atomic_save
 from .models import build_network
 
 NET_FORMAT = "guidance-studio-network/1"
@@ -41,17 +40,7 @@ def save_network(module: nn.Module, info: NetworkInfo, path: str | Path) -> Path
             "network": json.dumps(info.network, sort_keys=True), "class_names": json.dumps(list(info.class_names)),
             "notes": info.notes}
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a shipped file must be readable by all
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
 
 

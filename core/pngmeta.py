@@ -11,26 +11,21 @@ Diffusion ecosystem (`core.infotext`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin
+
+from .fileio import atomic_write
 
 if TYPE_CHECKING:
     from .requests import SamplingRequest
 
 CHUNK_KEY = "guidance-studio"
 FORMAT_VERSION = 1
-
-
-class SaveError(OSError):
-    """Writing a file failed (unwritable folder, full disk); nothing half-written was left behind."""
 
 
 def app_version() -> str:
@@ -106,32 +101,6 @@ def read_settings(path: str | Path) -> tuple[str, SamplingRequest]:
     if not isinstance(data["model"], str):
         raise ValueError(f"The settings embedded in {Path(path).name} do not name their model.")
     return data["model"], request
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call `write(file)` on a temporary file beside `path`, then rename it to `path`.
-
-    On any failure the temporary file is removed, `path` is untouched, and SaveError says why.
-    """
-    path = Path(path)
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as exc:
-        raise SaveError(f"Could not save {path.name} in {path.parent}: {exc.strerror or exc}.") from exc
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-    return path
 
 
 def write_png(path: str | Path, picture: np.ndarray, meta: dict[str, Any] | None = None,

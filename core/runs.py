@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .pngmeta import atomic_write, run_metadata
+from .fileio import atomic_write
+from .pngmeta import run_metadata
 
 if TYPE_CHECKING:
     from .requests import SamplingRequest

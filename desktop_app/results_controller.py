@@ -17,7 +17,8 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMessageBox, QWidget
 
 from core.infotext import CHUNK_KEY as INFOTEXT_KEY, Infotext, parse_infotext, settings_from_infotext
-from core.pngmeta import CHUNK_KEY, SaveError, read_text_chunks
+from core.fileio import SaveError
+from core.pngmeta import CHUNK_KEY, read_text_chunks
 from core.runs import RunResult
 
 from . import limits

@@ -11,8 +11,9 @@ same command resumes an interrupted run.
 """
 from __future__ import annotations
 
-import os
+import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import torch
 from PIL import Image
 
 from .. import distributed
+from ..device import free_memory
+from ..fileio import atomic_write
 from ..images import grid, points_image, to_uint8
 from ..registry import DEFAULT_MODEL, load_model
 from ..requests import CLIP_MODES, GUIDANCE_KINDS, SAMPLERS, VARIANCES, Guidance, SamplingRequest
@@ -97,8 +100,10 @@ def run(args) -> int:
                            guidance=guidance, seed=args.seed, batch=min(chunk, args.num), clip=args.clip,
                            variance=args.variance, prompt=args.prompt, negative_prompt=args.negative_prompt,
                            width=args.width, height=args.height)
+    check_output(args.out)
     with distributed.joined(args.device) as world:
         bundle = load_model(args.model, world.device, args.precision)
+        check_memory(args.num, min(chunk, args.num), bundle, base)
         if world.is_main and world.size > 1 and chunk >= args.num:
             print(f"note: {args.num} samples make one batch, so one rank does all the work; "
                   "pass --batch to share it", file=sys.stderr)
@@ -135,18 +140,64 @@ def sample_arrays(request: SamplingRequest, bundle) -> dict[str, torch.Tensor]:
 
 
 def _write(path: Path, arrays: dict[str, torch.Tensor], labels: tuple[int, ...] | None, is_image: bool) -> None:
+    """The .npz or .png, atomically and with the usual file mode (SaveError, an OSError, if it fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    if path.suffix == ".npz":
+        out = {name: value.numpy().astype(np.float32) for name, value in arrays.items()}
+        if labels is not None:
+            out["labels"] = np.array(labels, np.int64)
+        atomic_write(path, lambda fh: np.savez(fh, **out))
+    else:
+        samples = arrays["samples"]
+        picture = grid(to_uint8(samples)) if is_image else points_image(samples.numpy(), labels)
+        atomic_write(path, lambda fh: Image.fromarray(picture).save(fh, format="PNG"))
+
+
+def check_output(path: Path) -> None:
+    """Refuse (ValueError) an output that could not be written, before any sampling: a folder, a folder
+    that cannot be made, or one where no file can be created (read-only file system, permissions)."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name ending in .npz or .png.")
     try:
-        if path.suffix == ".npz":
-            out = {name: value.numpy().astype(np.float32) for name, value in arrays.items()}
-            if labels is not None:
-                out["labels"] = np.array(labels, np.int64)
-            np.savez(tmp, **out)
-        else:
-            samples = arrays["samples"]
-            picture = grid(to_uint8(samples)) if is_image else points_image(samples.numpy(), labels)
-            Image.fromarray(picture).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"Cannot write {path.name} into {path.parent}: {exc.strerror or exc}.") from None
+
+
+GENERATOR_BYTES = 3 * 1024  # one CPU torch.Generator (sample i's noise stream), measured ≈ 2.7 kB
+WORK_FACTOR = 8  # a batch's working copies of a sample (x_t, ε, x̂0, the mean, noise) besides the network
+
+
+def memory_needed(num: int, chunk: int, sample_numel: int, output_numel: int, latent: bool) -> tuple[int, int]:
+    """(bytes of the results kept until they are written, bytes one batch needs besides the network)
+    for `num` samples in batches of `chunk`: float32 arrays (`samples`, `x_T` and, for latent models,
+    `latents`), one noise generator per sample."""
+    kept = num * (output_numel + sample_numel * (2 if latent else 1)) * 4
+    batch = chunk * (GENERATOR_BYTES + WORK_FACTOR * sample_numel * 4)
+    return kept, batch
+
+
+def check_memory(num: int, chunk: int, bundle, request: SamplingRequest) -> None:
+    """Refuse (ValueError) a run that cannot fit in this machine's free memory, before it starts."""
+    free = free_memory(torch.device("cpu"))
+    if free is None:
+        return
+    sample_numel = math.prod(bundle.sample_shape(request))
+    output_numel = sample_numel
+    if bundle.is_latent:  # decoded to RGB at the requested (or the model's) size
+        width, height = getattr(bundle, "image_size", None) or (0, 0)
+        output_numel = 3 * (request.width or width) * (request.height or height)
+    kept, batch = memory_needed(num, chunk, sample_numel, output_numel, bundle.is_latent)
+    if kept > free:
+        raise ValueError(f"{num} samples take about {_gib(kept)} of memory until they are written, and "
+                         f"{_gib(free)} is free: ask for fewer with --num-samples.")
+    if kept + batch > free:
+        fits = max(1, int((free - kept) / (batch / chunk) / 2))
+        raise ValueError(f"A batch of {chunk} samples needs about {_gib(batch)} of memory and {_gib(free - kept)} "
+                         f"is free besides the results: pass a smaller --batch (e.g. --batch {fits}).")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GB"

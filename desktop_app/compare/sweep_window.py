@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.pngmeta import SaveError, write_png
+from core.fileio import SaveError
+from core.pngmeta import write_png
 
 from ..qtpix import to_pixmap
 from ..tasks import ThreadedJob, _emit

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from core.pngmeta import atomic_write
+from core.fileio import atomic_write
 from core.runs import RunResult
 
 from ..run.trajectory import Frames

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from core.infotext import format_infotext
-from core.pngmeta import SaveError, run_metadata, write_png
+from core.fileio import SaveError
+from core.pngmeta import run_metadata, write_png
 from core.runs import RUN_SUFFIX, write_run
 
 if TYPE_CHECKING:

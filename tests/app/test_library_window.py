@@ -181,7 +181,7 @@ def test_settings_are_not_replaced_during_a_run(window, tmp_path, monkeypatch):
 
 
 def test_a_run_that_cannot_be_saved_is_reported_and_not_listed(window, qtbot, monkeypatch):
-    from core.pngmeta import SaveError
+    from core.fileio import SaveError
     from desktop_app.library.store import Library
 
     def refuse(self, entry_id, result, per_sample=True):

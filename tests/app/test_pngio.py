@@ -10,7 +10,8 @@ from PIL import Image
 
 from core import Guidance, SamplingRequest, load_model, sample
 from core.images import to_uint8
-from core.pngmeta import CHUNK_KEY, SaveError, read_metadata, read_settings, write_png
+from core.fileio import SaveError
+from core.pngmeta import CHUNK_KEY, read_metadata, read_settings, write_png
 from core.recording import Recorder
 from core.runs import RunResult, read_run
 from desktop_app.library import pngio

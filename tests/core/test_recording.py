@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, sample
-from core.pngmeta import SaveError
+from core.fileio import SaveError
 from core.recording import MEMORY_BUDGET, Recorder
 from core.runs import RUN_SUFFIX, RunResult, fit_previews, read_run, read_run_meta, shrink_images, write_run
 
