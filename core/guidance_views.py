@@ -155,12 +155,15 @@ def _step_scale(step: Any, latent: bool) -> float | None:
 
 # --- arrow fields over the plane -----------------------------------------------------------------
 
-def plane_grid(extent: float, n: int) -> np.ndarray:
-    """n × n points evenly covering [−extent, extent]² (cell centres), (n², 2) float32."""
-    step = 2 * extent / n
-    axis = -extent + step * (np.arange(n) + 0.5)
-    xs, ys = np.meshgrid(axis, axis, indexing="xy")
-    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+def plane_grid(x_range: tuple[float, float], y_range: tuple[float, float], n: int) -> tuple[np.ndarray, float]:
+    """Centres of square cells covering the rectangle x_range × y_range, n cells along its shorter side:
+    (points (N, 2) float32, the cell side)."""
+    (x0, x1), (y0, y1) = x_range, y_range
+    side = min(x1 - x0, y1 - y0) / n
+    xs = x0 + side * (np.arange(max(1, round((x1 - x0) / side))) + 0.5)
+    ys = y0 + side * (np.arange(max(1, round((y1 - y0) / side))) + 0.5)
+    gx, gy = np.meshgrid(xs, ys, indexing="xy")
+    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32), float(side)
 
 
 def arrow_scale(fields: Iterable[np.ndarray | None], spacing: float, percentile: float = 95.0) -> float:

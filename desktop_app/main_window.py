@@ -34,6 +34,7 @@ from .views.plots import PlotsPane
 
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
+GUIDANCE_DOCK_WIDTH = 440  # px: room for the maps of one sample beside the batch
 PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
 
 
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         self.create_docks()
         self.results = ResultsController(self)  # save/open PNG, GIF, library dock, compare, sweep
         self.tabifyDockWidget(self.results.dock, self.guidance_dock)  # Library | Guidance, one beside the other
+        self.resizeDocks([self.guidance_dock], [GUIDANCE_DOCK_WIDTH], Qt.Orientation.Horizontal)
         self.loader.busy_changed.connect(self._update_enabled)
         self.loader.loaded.connect(self._on_model_loaded)
         self.loader.failed.connect(self.show_error)
@@ -171,16 +173,14 @@ class MainWindow(QMainWindow):
         side_layout.addWidget(scroll, 1)
         side_layout.addWidget(self.run_panel)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)  # plots: full width
         self.settings_dock = self._dock("Settings", "settings", side, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.plots.setMinimumHeight(150)
-        plots_row = QWidget()  # the class bars sit next to the target's p(y|x_t) curve, the twin's curve after
+        plots_row = QWidget()  # the class bars sit next to the target's p(y|x_t) curve
         row = QHBoxLayout(plots_row)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.guidance.bars, 1)
         row.addWidget(self.plots_pane, 3)
-        row.addWidget(self.guidance.twin, 1)
-        row.addWidget(self.guidance.stack, 1)
         self.plots_dock = self._dock("Per-step plots", "plots", plots_row, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.plots_dock], [220], Qt.Orientation.Vertical)
         self.guidance_dock = self._dock("Guidance", "guidance", self.guidance.panel,
@@ -419,6 +419,10 @@ class MainWindow(QMainWindow):
     def _on_held(self, index: int) -> None:
         if self.sender() is not self.worker:
             return
+        self._paint_latest()  # the held step and every curve up to it, not a throttled earlier state
+        self.plots.set_curves(*self.worker.trajectory.curves())
+        self.plots.set_cursor(self.views.shown_index)
+        self.guidance.refresh()
         self.run_panel.show_held(index)
         self.statusBar().showMessage(f"Held after step {index}: Step, Run to a step, or Resume.")
 

@@ -71,6 +71,8 @@ class RunPanel(QWidget):
         self.pause_button.blockSignals(False)
         if index is not None:
             self.progress.setFormat(f"held at step {index} / {self.progress.maximum()}")
+            if self.run_to_box.value() <= index:  # offer a step ahead
+                self.run_to_box.setValue(min(index + 10, self.run_to_box.maximum()))
 
     def show_progress(self, step: int, total: int, elapsed: float) -> None:
         self.progress.setRange(0, max(total, 1))

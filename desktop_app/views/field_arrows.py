@@ -1,10 +1,11 @@
 """Arrow fields and sample paths over the 2-D x_t pane.
 
-At the step on screen, a grid of arrows shows where the model's own prediction moves points (−ε, the
-score direction) and where guidance pushes them (−Δε), on one length scale, for the update that follows
-the points shown (the last update at the end). A few samples' paths trace x_T → … → x_t. Fields are
+At the step on screen, a grid of arrows over the visible part of the plane shows where the model's own
+prediction moves points (−ε, the score direction) and where guidance pushes them (−Δε), on one length
+scale, for the update that follows the points shown (the last update at the end). A few samples' paths trace x_T → … → x_t. Fields are
 computed from the model (`core.guidance_views.field_vectors`, the engine's own code path) on a helper
-thread, newest request first, and kept per step, so scrubbing back is instant and the GUI never waits.
+thread, newest request first, and kept per step (until the view is panned or zoomed), so scrubbing back
+is instant and the GUI never waits.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from core import guidance_views as V
 
 from ..tasks import SerialTasks
 
-GRID = 13  # arrows per side
+GRID = 11  # arrows along the shorter side of the view
 PATHS = 8  # samples whose paths are drawn
-MODEL_PEN = pg.mkPen((70, 70, 70, 200), width=1.3)
-GUIDANCE_PEN = pg.mkPen((214, 39, 40, 230), width=1.6)
+MODEL_PEN = pg.mkPen((60, 60, 60, 150), width=1.2)
+GUIDANCE_PEN = pg.mkPen((214, 39, 40, 220), width=1.5)
 PATH_PEN = pg.mkPen((40, 40, 40, 110), width=1)
 SELECTED_PEN = pg.mkPen((20, 20, 20, 230), width=2)
 
@@ -40,11 +41,10 @@ class FieldOverlay(QObject):
 
     field_ready = Signal(int)
 
-    def __init__(self, plot: pg.PlotWidget, extent: float, parent: QObject | None = None):
+    def __init__(self, plot: pg.PlotWidget, parent: QObject | None = None):
         super().__init__(parent)
         self.plot = plot
-        self.points = V.plane_grid(extent, GRID)
-        self.spacing = 2 * extent / GRID
+        self.points, self.spacing = self._grid()
         self.model_arrows = pg.PlotCurveItem(pen=MODEL_PEN, connect="pairs")
         self.guidance_arrows = pg.PlotCurveItem(pen=GUIDANCE_PEN, connect="pairs")
         self.paths = pg.PlotCurveItem(pen=PATH_PEN, connect="finite")
@@ -65,6 +65,19 @@ class FieldOverlay(QObject):
         self._tasks = SerialTasks("Could not compute the arrow field: ", self)
         self._tasks.done.connect(self._on_field)
         self._tasks.failed.connect(self._on_failed)
+        plot.getViewBox().sigRangeChangedManually.connect(self._on_view_moved)
+
+    def _grid(self) -> tuple[np.ndarray, float]:
+        (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        return V.plane_grid((x0, x1), (y0, y1), GRID)
+
+    def _on_view_moved(self, *_args: Any) -> None:
+        """Panned or zoomed: the fields so far cover another part of the plane."""
+        self.points, self.spacing = self._grid()
+        self._generation += 1
+        self.fields = {}
+        if self.index >= 0:
+            self.show_step(self.index)
 
     # --- runs ------------------------------------------------------------------------------------
 
@@ -76,6 +89,7 @@ class FieldOverlay(QObject):
         self.fields = {}
         self._wanted = None
         self.index = -1
+        self.points, self.spacing = self._grid()
         self.note = "" if bundle is not None else f"load {run.model_name} to see its arrows"
         self.clear()
 
@@ -147,7 +161,7 @@ class FieldOverlay(QObject):
             if vectors is None or not self.show[key] or factor == 0:
                 item.setData([], [])
                 continue
-            segments = V.arrow_segments(self.points, vectors * factor, longest)
+            segments = V.arrow_segments(self.points, vectors * factor, longest, head=0.22)
             item.setData(segments[:, 0], segments[:, 1])
 
     def arrows(self, key: str) -> np.ndarray:

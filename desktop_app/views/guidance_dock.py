@@ -1,6 +1,7 @@
 """The guidance views, wired together: the Guidance dock (sample chooser, maps of image models, arrow
-toggles of 2-D models), the class and twin plots beside the per-step curves, and the overlays on the
-live 2-D panes (arrow fields, paths, the twin's x̂0 cloud, the chosen sample).
+toggles of 2-D models, the twin's distance and the class shares over the steps), the class bars beside
+the per-step curves, and the overlays on the live 2-D panes (arrow fields, paths, the twin's x̂0 cloud,
+the chosen sample).
 
 `GuidanceViews` follows whatever run the live views show: `begin(run, bundle)` with a live Recorder or a
 finished/reopened RunResult, then `show_step(index)` for the step on screen and `refresh()` for the
@@ -22,10 +23,10 @@ from .captions import CAPTIONS
 from .field_arrows import FieldOverlay
 from .guidance_maps import GuidanceMaps, caption_label, connect_tile_clicks
 from .guidance_plots import ClassBars, ClassStack, TwinDistance
-from .live import POINT_RANGE, LiveViews
+from .live import LiveViews
 from .point_cloud import PointCloudItem
 
-TWIN_COLOR = (150, 150, 150)
+TWIN_COLOR = (70, 70, 70)
 
 
 class GuidancePanel(QWidget):
@@ -49,6 +50,7 @@ class GuidancePanel(QWidget):
         column = QVBoxLayout(field_page)
         column.setContentsMargins(0, 0, 0, 0)
         self.toggles: dict[str, QCheckBox] = {}
+        toggles = QHBoxLayout()
         for key in ("score_arrows", "guidance_arrows", "paths"):
             caption = CAPTIONS[key]
             box = QCheckBox(caption.title)
@@ -56,20 +58,29 @@ class GuidancePanel(QWidget):
             box.setToolTip(caption.tooltip())
             box.toggled.connect(lambda on, key=key: self.layer_toggled.emit(key, on))
             self.toggles[key] = box
-            column.addWidget(box)
-            column.addWidget(caption_label(caption))
+            toggles.addWidget(box)
+        toggles.addStretch(1)
+        column.addLayout(toggles)
+        column.addWidget(caption_label(CAPTIONS["arrows"]))
         self.field_note = QLabel("")
         self.field_note.setWordWrap(True)
         self.field_note.setStyleSheet("color: #777;")
         column.addWidget(self.field_note)
         column.addStretch(1)
         self.pages = QStackedWidget()
+        field_page.setMaximumHeight(field_page.sizeHint().height() + 40)
         self.pages.addWidget(field_page)
         self.pages.addWidget(self.maps)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(header)
-        layout.addWidget(self.pages, 1)
+        self.setMinimumHeight(120)  # a short window squeezes the panes rather than growing taller
+        self.column = QVBoxLayout(self)
+        self.column.setContentsMargins(4, 4, 4, 4)
+        self.column.addLayout(header)
+        self.column.addWidget(self.pages, 2)
+
+    def add_plot(self, plot: QWidget) -> None:
+        """A curve over the steps, below the maps or toggles."""
+        plot.setMinimumHeight(150)  # the panel's own minimum stays small (above)
+        self.column.addWidget(plot, 1)
 
     def set_points_mode(self, points: bool) -> None:
         self.pages.setCurrentIndex(0 if points else 1)
@@ -90,12 +101,14 @@ class GuidanceViews(QObject):
         self.stack = ClassStack()
         self.twin = TwinDistance()
         for plot in (self.bars, self.stack, self.twin):
-            plot.setMinimumWidth(180)
+            plot.setMinimumWidth(230)
             plot.hide()
+        self.panel.add_plot(self.twin)
+        self.panel.add_plot(self.stack)
         xt_pane, x0_pane = live.point_panes
-        self.field = FieldOverlay(xt_pane, POINT_RANGE, self)
+        self.field = FieldOverlay(xt_pane, self)
         self.twin_cloud = PointCloudItem(size=3.5)
-        self.twin_cloud.setZValue(-1)  # under the guided cloud
+        self.twin_cloud.setZValue(1)  # over the data backdrop and the guided cloud, half transparent
         x0_pane.addItem(self.twin_cloud)
         self.marker = pg.ScatterPlotItem(size=14, pen=pg.mkPen("#111", width=2), brush=None, symbol="o")
         self.marker.setZValue(20)
@@ -103,6 +116,7 @@ class GuidanceViews(QObject):
         self.run: Any = None
         self.points_mode = True
         self.index = -1
+        self._num_steps = 0
         self.panel.sample_changed.connect(self.set_sample)
         self.panel.layer_toggled.connect(self.field.set_visible)
         for pane in live.image_panes:
@@ -138,6 +152,7 @@ class GuidanceViews(QObject):
         model is not loaded)."""
         self.run = run
         self.index = -1
+        self._num_steps = run.num_steps
         request = run.request
         self.panel.set_batch(request.batch)
         labels = request.labels()
@@ -177,7 +192,7 @@ class GuidanceViews(QObject):
             if sample < len(points):
                 self.marker.setData([float(points[sample][0])], [float(points[sample][1])])
             twin = _at(tracks, V.TWIN_X0, index)
-            self.twin_cloud.set_points(None if twin is None else np.asarray(twin, np.float32), TWIN_COLOR, alpha=110)
+            self.twin_cloud.set_points(None if twin is None else np.asarray(twin, np.float32), TWIN_COLOR, alpha=120)
             self.stack.set_cursor(index)
         else:
             self.maps.show_step(index)
@@ -192,6 +207,10 @@ class GuidanceViews(QObject):
         if run is None:
             return
         n = len(run)
+        if run.num_steps != self._num_steps:  # a live run knows its length from its first step
+            self._num_steps = run.num_steps
+            self.twin.set_steps(run.num_steps)
+            self.stack.set_steps(run.num_steps)
         if self.twin.isVisible():
             self.twin.set_tracks(run.tracks, n)
         if self.points_mode and self.stack.isVisible():

@@ -41,9 +41,9 @@ class CaptionedPane(QWidget):
         super().__init__(parent)
         self.key = key
         self.caption = CAPTIONS[key]
-        self.pane = ImagePane(self.caption.title)
+        self.pane = ImagePane(self.caption.label)
         self.pane.setToolTip(self.caption.tooltip())
-        self.pane.setMinimumSize(120, 120)
+        self.pane.setMinimumSize(40, 40)
         self.note = caption_label(self.caption)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -115,9 +115,6 @@ class GuidanceMaps(QWidget):
         self.status = QLabel("")
         self.status.setStyleSheet("color: #777;")
         self.panes = {key: CaptionedPane(key) for key in PANES}
-        for key in ("x0", "twin_x0", "cfg_map", "classifier_map"):
-            self.panes[key].pane.view.setXLink(self.panes["xt"].pane.view)
-            self.panes[key].pane.view.setYLink(self.panes["xt"].pane.view)
         self.colour_scale = ColourScale()
         grid = QGridLayout()
         grid.setSpacing(6)

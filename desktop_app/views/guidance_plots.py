@@ -18,13 +18,14 @@ from .captions import CAPTIONS
 from .point_cloud import cache_axes
 
 TOP_CLASSES = 10
+NAME_AXIS_WIDTH = 92  # px for class names beside the bars
 CURSOR_PEN = pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine)
 
 
 def _titled_plot(widget: pg.PlotWidget, key: str) -> pg.PlotItem:
     caption = CAPTIONS[key]
     plot = widget.getPlotItem()
-    plot.setTitle(caption.title, color="#333", size="10pt")
+    plot.setTitle(caption.titled(), color="#333", size="10pt")
     plot.setMenuEnabled(False)
     plot.showGrid(x=False, y=True, alpha=0.2)
     cache_axes(plot)
@@ -37,14 +38,17 @@ def _class_color(k: int) -> tuple[int, int, int]:
 
 
 class ClassBars(pg.PlotWidget):
-    """p(k | x_t) of the selected sample at the step on screen: all classes, or the top 10 plus the target."""
+    """p(k | x_t) of the selected sample at the step on screen, as horizontal bars named by class, most
+    probable on top: all classes, or the top 10 plus the target (outlined)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, background="w")
         self.plot = _titled_plot(self, "class_bars")
-        self.plot.setYRange(0, 1, padding=0.04)
+        self.plot.showGrid(x=True, y=False, alpha=0.2)
+        self.plot.getAxis("left").setWidth(NAME_AXIS_WIDTH)
+        self.plot.setXRange(0, 1, padding=0.02)
         self.plot.setMouseEnabled(False, False)
-        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8)
+        self.bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.75)
         self.addItem(self.bars)
         self.names: tuple[str, ...] = ()
         self.target: int | None = None
@@ -58,8 +62,8 @@ class ClassBars(pg.PlotWidget):
 
     def clear_bars(self) -> None:
         self.shown, self.heights = np.zeros(0, int), np.zeros(0)
-        self.bars.setOpts(x=[], height=[])
-        self.plot.getAxis("bottom").setTicks([[]])
+        self.bars.setOpts(x0=[], y=[], width=[])
+        self.plot.getAxis("left").setTicks([[]])
 
     def show_probs(self, probs: np.ndarray | None, from_step: int | None = None) -> None:
         """Bars of `probs` (K,) — None: nothing computed yet; `from_step`: the step they were computed at
@@ -67,24 +71,22 @@ class ClassBars(pg.PlotWidget):
         title = CAPTIONS["class_bars"].title
         if from_step is not None:
             title += f" <span style='color:#999'>(step {from_step})</span>"
-        self.plot.setTitle(title, color="#333", size="10pt")
+        self.plot.setTitle(CAPTIONS["class_bars"].titled(title), color="#333", size="10pt")
         if probs is None:
             self.clear_bars()
             return
         order = V.top_classes(probs, self.target, TOP_CLASSES)
         self.shown, self.heights = order, np.asarray(probs, np.float64)[order]
+        rows = -np.arange(len(order), dtype=np.float64)  # the most probable on top
         colors = [pg.mkBrush(*_class_color(k), 255 if k == self.target else 110) for k in order]
         pens = [pg.mkPen("#222", width=2) if k == self.target else pg.mkPen(None) for k in order]
-        x = np.arange(len(order))
-        self.bars.setOpts(x=x, height=self.heights, brushes=colors, pens=pens)
-        self.plot.setXRange(-0.6, max(len(order), 2) - 0.4, padding=0)
-        ticks = [(i, self._short(k)) for i, k in enumerate(order)]
-        self.plot.getAxis("bottom").setTicks([ticks])
+        self.bars.setOpts(x0=np.zeros(len(order)), y=rows, width=self.heights, brushes=colors, pens=pens)
+        self.plot.setYRange(-max(len(order), 3) + 0.4, 0.6, padding=0)
+        self.plot.getAxis("left").setTicks([[(r, self._short(k)) for r, k in zip(rows, order)]])
 
     def _short(self, k: int) -> str:
-        name = self.names[k] if k < len(self.names) else str(k)
-        name = name.split(",")[0]
-        return name if len(name) <= 9 else name[:8] + "…"
+        name = (self.names[k] if k < len(self.names) else str(k)).split(",")[0]
+        return name if len(name) <= 14 else name[:13] + "…"
 
 
 class ClassStack(pg.PlotWidget):
@@ -103,8 +105,12 @@ class ClassStack(pg.PlotWidget):
         self.bands: np.ndarray = np.zeros((0, 0))
 
     def begin(self, num_steps: int) -> None:
-        self.plot.setXRange(0, max(num_steps, 1), padding=0.02)
+        self.set_steps(num_steps)
         self._bands(0)
+
+    def set_steps(self, num_steps: int) -> None:
+        """Fix the x axis to 0 … num_steps."""
+        self.plot.setXRange(0, max(num_steps, 1), padding=0.02)
 
     def _bands(self, num_classes: int) -> None:
         """One boundary curve per class edge and a filled band between neighbours, in class colours."""
@@ -150,9 +156,13 @@ class TwinDistance(pg.PlotWidget):
         self.addItem(self.cursor)
 
     def begin(self, num_steps: int) -> None:
-        self.plot.setXRange(0, max(num_steps, 1), padding=0.02)
+        self.set_steps(num_steps)
         self.xt.setData([], [])
         self.x0.setData([], [])
+
+    def set_steps(self, num_steps: int) -> None:
+        """Fix the x axis to 0 … num_steps."""
+        self.plot.setXRange(0, max(num_steps, 1), padding=0.02)
 
     def set_tracks(self, tracks: Any, upto: int) -> None:
         """Draw steps 0 … upto−1 of the twin's distance tracks (batch means)."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import pyqtgraph as pg
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QTextDocument
+from PySide6.QtGui import QPixmap, QTextDocument
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
 from .captions import CAPTIONS
 
-PICTURE_WIDTH = 440  # px: each view is pictured at most this wide
+PICTURE_WIDTH = 360  # px: each view is pictured at most this wide
 
 INTRO = (
     "A diffusion model starts from pure noise and removes a little of it at every step. At each step it "
@@ -41,6 +42,15 @@ def sections(window: Any) -> list[tuple[str, QWidget | None, tuple[str, ...]]]:
     return out
 
 
+def _snapshot(widget: QWidget) -> QPixmap:
+    """`widget` as it is on screen; an image pane only where its picture is (not the empty margins)."""
+    item = getattr(widget, "item", None)
+    if isinstance(item, pg.ImageItem) and item.image is not None:
+        corners = widget.mapFromScene(item.sceneBoundingRect()).boundingRect()
+        return widget.grab(corners.adjusted(-4, -4, 4, 4).intersected(widget.rect()))
+    return widget.grab()
+
+
 class HelpPage(QDialog):
     """The illustrated page; `pictures` counts the views it shows."""
 
@@ -62,7 +72,7 @@ class HelpPage(QDialog):
         """An <img> of `widget` as it is on screen now ("" when it is not shown)."""
         if widget is None or not widget.isVisible() or widget.width() < 2:
             return ""
-        image = widget.grab().toImage()
+        image = _snapshot(widget).toImage()
         if image.width() > PICTURE_WIDTH:
             image = image.scaledToWidth(PICTURE_WIDTH, Qt.TransformationMode.SmoothTransformation)
         url = QUrl(f"view://{name}")

@@ -22,10 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .captions import CAPTIONS
 from .point_cloud import PointCloudItem, cache_axes
 
-XT_TITLE = "x<sub>t</sub> &nbsp;noisy sample"
-X0_TITLE = "x<sub>0</sub> &nbsp;predicted from x<sub>t</sub>"
+XT_TITLE = CAPTIONS["xt"].titled("x<sub>t</sub> &nbsp;noisy sample")
+X0_TITLE = CAPTIONS["x0"].titled("x̂<sub>0</sub> &nbsp;predicted from x<sub>t</sub>")
 EXACT_DECODE_TIP = ("Decode x̂0 with the model's VAE at every step of the next run. Otherwise x_t and x̂0 are "
                     "previewed through a fast latent→RGB map, and x̂0 is decoded for the frames on screen within "
                     "7 % of the run's time; the final image is always fully decoded.")
@@ -119,6 +120,8 @@ class LiveViews(QWidget):
         self.points_mode = True
         self.image_panes = (ImagePane(XT_TITLE), ImagePane(X0_TITLE))
         self.point_panes = (PointPane(XT_TITLE), PointPane(X0_TITLE))
+        for pane, key in zip((*self.image_panes, *self.point_panes), ("xt", "x0", "xt", "x0")):
+            pane.setToolTip(CAPTIONS[key].tooltip())
         self.point_panes[1].setXLink(self.point_panes[0])
         self.point_panes[1].setYLink(self.point_panes[0])
         self.image_panes[1].view.setXLink(self.image_panes[0].view)

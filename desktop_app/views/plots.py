@@ -5,12 +5,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
+from .captions import CAPTIONS
 from .point_cloud import cache_axes
 
-CURVES = (
-    ("prob", "classifier p(y | x<sub>t</sub>) of the target", "#1f77b4"),
-    ("norm", "guidance term ‖Δε‖", "#d62728"),
-    ("noise", "noise level √(1−ᾱ<sub>t</sub>)", "#555555"),
+CURVES = (  # key, title (with its caption line under it, `captions.CAPTIONS[key]`), colour
+    ("prob", CAPTIONS["prob"].titled("classifier p(y | x<sub>t</sub>) of the target"), "#1f77b4"),
+    ("norm", CAPTIONS["norm"].titled("guidance term ‖Δε‖"), "#d62728"),
+    ("noise", CAPTIONS["noise"].titled("noise level √(1−ᾱ<sub>t</sub>)"), "#555555"),
 )
 
 
@@ -35,6 +36,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
         for col, (key, title, color) in enumerate(CURVES):
             plot = self.addPlot(row=0, col=col)
             plot.setTitle(title, color="#333", size="10pt")
+            plot.setToolTip(CAPTIONS[key].tooltip())
             plot.setXRange(0, 50, padding=0.02)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setMenuEnabled(False)

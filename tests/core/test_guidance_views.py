@@ -66,8 +66,9 @@ def test_arrow_segments_draw_shafts_and_heads():
         assert stroke[0] < 0  # the head's strokes point back along the shaft
     assert seg[0, 3, 1] == pytest.approx(-seg[0, 5, 1])
     assert V.arrow_scale([np.array([[3.0, 4.0]]), None], spacing=1.0, percentile=100) == pytest.approx(0.9 / 5)
-    grid = V.plane_grid(2.0, 4)
-    assert grid.shape == (16, 2) and grid[:, 0].min() == -1.5 and grid[:, 1].max() == 1.5
+    grid, side = V.plane_grid((-2.0, 2.0), (-4.0, 4.0), 4)
+    assert side == 1.0 and grid.shape == (32, 2)
+    assert grid[:, 0].min() == -1.5 and grid[:, 1].max() == 3.5 and grid[:, 1].min() == -3.5
 
 
 def test_top_classes_always_show_the_target():
@@ -91,7 +92,7 @@ def _cosines(a, b):
 
 
 def test_field_arrows_on_the_mixture_point_along_the_analytic_score(gmm):
-    points = V.plane_grid(2.0, 11)
+    points, _ = V.plane_grid((-2.0, 2.0), (-2.0, 2.0), 11)
     x = torch.from_numpy(points)
     req = SamplingRequest("toy-gmm", steps=25, label=6, guidance=Guidance("classifier", scale=2.0))
     for k in (3, 12, 24):
