@@ -164,3 +164,20 @@ def test_time_a_run_is_held_does_not_count_as_its_own(gmm):
     elapsed = recorder.tracks["elapsed"]
     assert elapsed[0] >= 0 and -1000 < elapsed[1] < -990
     assert recorder.result(False).seconds < -990
+
+
+def test_guidance_tracks_survive_the_run_file(image_bundle, tmp_path):
+    from core.runs import read_run, write_run
+
+    req = SamplingRequest("img", steps=5, batch=2, seed=4, label=1, guidance=Guidance("both", scale=2.0, weight=1.0))
+    recorder = Recorder.for_bundle(req, image_bundle, extras=V.guidance_tracks(image_bundle, twin=True))
+    for step in sample(req, image_bundle, twin=True, diagnostics=True):
+        recorder.add(step)
+    result = recorder.result(True)
+    again = read_run(write_run(tmp_path / "r.run.npz", result))
+    for name in (V.CFG_MAP, V.CLASSIFIER_MAP, V.TWIN_X0, V.TWIN_DISTANCE, V.CLASS_PROBS):
+        saved, read = result.track(name), again.track(name)
+        assert read[0] is None or name in (V.TWIN_X0, V.TWIN_DISTANCE)  # step 0 has no terms, no p(k | x_t)
+        for a, b in zip(saved[1:], read[1:]):
+            np.testing.assert_array_equal(a, b)
+    assert [again.track(V.MAP_SCALE)[k] for k in range(1, 6)] == pytest.approx(list(result.track(V.MAP_SCALE)[1:]))
