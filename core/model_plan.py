@@ -13,7 +13,6 @@ clip, batch.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,10 +118,11 @@ def _looks_like_sd_checkpoint(path: Path) -> bool:
 
 
 def plan_open(path: str | Path, classifier_path: str | Path | None = None, flags: str = "",
-              shapes: dict[str, Any] | None = None) -> LoadPlan:
+              shapes: dict[str, Any] | None = None, precision: str = "fp32") -> LoadPlan:
     """The plan for opening `path` (with an optional classifier file and flags); never raises for bad
     input. `shapes` is an optional cache of tensor shapes by file (path, size, mtime), so that a dialog
-    re-planning on every edit of the flags reads each file once."""
+    re-planning on every edit of the flags reads each file once; `precision` is the one the memory a
+    pipeline needs is stated for."""
     path = Path(path)
     classifier = str(classifier_path) if classifier_path else None
     try:
@@ -130,47 +130,19 @@ def plan_open(path: str | Path, classifier_path: str | Path | None = None, flags
     except ValueError as exc:
         return LoadPlan("", "", str(path), classifier, flags, error=str(exc))
     if family == DIFFUSERS:
-        return _plan_diffusers(path, classifier, flags)
+        from .diffusers.plan import plan_pipeline
+
+        return plan_pipeline(path, classifier, flags, precision)
     from .guided_diffusion.plan import plan_files
 
     return plan_files(path, classifier, flags, shapes=shapes)
 
 
 def diffusers_missing() -> list[str]:
-    """The optional packages diffusers models need that are not installed."""
+    """The optional packages diffusers models need that are not installed (found without importing them)."""
     import importlib.util
 
     return [name for name in ("diffusers", "transformers") if importlib.util.find_spec(name) is None]
-
-
-INSTALL_HINT = ('pip install -e ".[diffusers]" in the studio\'s source folder, or pip install {names} '
-                "into the Python environment the studio runs in")
-
-
-def _plan_diffusers(path: Path, classifier: str | None, flags: str) -> LoadPlan:
-    """A pipeline folder or single-file checkpoint: its kind from model_index.json, and whether the
-    packages to open it are present (the diffusers family adds the details it knows)."""
-    kind = "diffusers pipeline folder" if path.is_dir() else "single-file Stable Diffusion checkpoint"
-    error = None
-    settings: list[Setting] = []
-    if path.is_dir():
-        try:
-            index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-            pipeline = str(index.get("_class_name", "unknown pipeline"))
-        except (OSError, ValueError, AttributeError) as exc:
-            pipeline, error = "", f"{path.name}/model_index.json cannot be read ({exc})."
-        else:
-            settings.append(Setting(MODEL, "pipeline", pipeline, "model_index.json"))
-    missing = diffusers_missing()
-    if error is None and missing:
-        error = (f"Opening a {kind} needs the {' and '.join(missing)} package{'s' if len(missing) > 1 else ''}, "
-                 f"which {'are' if len(missing) > 1 else 'is'} not installed: "
-                 + INSTALL_HINT.format(names=" ".join(missing)) + ".")
-    if error is None and classifier:
-        error = "A noise-aware classifier goes with guided-diffusion checkpoints; diffusers models take none."
-    unused = (f"{flags.strip()}: guided-diffusion flags do not apply to diffusers models",) if flags.strip() else ()
-    return LoadPlan(DIFFUSERS, kind, str(path), classifier, flags, tuple(settings), unused=unused, error=error,
-                    accepts_classifier=False, accepts_flags=False)
 
 
 def open_planned(plan: LoadPlan, device: str = "auto", precision: str = "fp32") -> Any:

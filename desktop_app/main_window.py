@@ -257,7 +257,8 @@ class MainWindow(QMainWindow):
 
         if self.open_dialog is not None:
             self.open_dialog.close()
-        dialog = OpenModelDialog(str(self.settings.value("open_folder", "") or ""), self)
+        dialog = OpenModelDialog(str(self.settings.value("open_folder", "") or ""), self.session.settings.precision,
+                                 self)
         dialog.accepted.connect(lambda: self._open_planned(dialog.plan))
         self.open_dialog = dialog
         dialog.open()

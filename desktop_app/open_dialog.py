@@ -92,10 +92,12 @@ class OpenModelDialog(QDialog):
 
     plan_changed = Signal(object)
 
-    def __init__(self, start_folder: str = "", parent: QWidget | None = None):
+    def __init__(self, start_folder: str = "", precision: str = "fp32", parent: QWidget | None = None):
+        """precision: what the model will load in (the memory a pipeline needs is stated for it)."""
         super().__init__(parent)
         self.setWindowTitle("Open model")
         self.start_folder = start_folder
+        self.precision = precision
         self.plan: Any = None
         self._shapes: dict[Any, Any] = {}  # tensor shapes by file, so edits of the flags re-read nothing
         self._timer = QTimer(self, singleShot=True, interval=REPLAN_MS)
@@ -202,7 +204,7 @@ class OpenModelDialog(QDialog):
             self.plan_changed.emit(None)
             return
         self.plan = plan_open(path, self.classifier_edit.text().strip() or None, self.flags.toPlainText(),
-                              shapes=self._shapes)
+                              shapes=self._shapes, precision=self.precision)
         self.summary.setHtml(plan_html(self.plan))
         self.open_button.setEnabled(self.plan.ok)
         self.open_button.setToolTip(self.plan.error or "Load this model")

@@ -78,13 +78,12 @@ class ModelCaps:
     def from_bundle(cls, bundle: Any, source: str | None = None) -> "ModelCaps":
         """From a loaded `core.ModelBundle`."""
         cfg = bundle.config
-        size = getattr(bundle, "image_size", None)  # bundles before the diffusers family have no size hooks
-        if size is None and len(cfg.data_shape) == 3:
-            size = (cfg.data_shape[2], cfg.data_shape[1])
+        size = bundle.image_size
+        # a pipeline's description states its scheduler's schedule in full (core.diffusers)
+        schedule = "" if cfg.schedule == "diffusers" else f"{cfg.schedule} schedule, {cfg.num_timesteps} steps"
         return cls(bundle.name, tuple(cfg.data_shape), bundle.num_targets, tuple(bundle.target_names),
                    bool(cfg.null_label), bundle.classifier is not None, cfg.description, source,
-                   cfg.default_guidance_scale, f"{cfg.schedule} schedule, {cfg.num_timesteps} steps",
-                   bool(getattr(bundle, "takes_prompt", False)), bool(getattr(bundle, "size_choice", False)),
+                   cfg.default_guidance_scale, schedule, bool(bundle.takes_prompt), bool(bundle.size_choice),
                    None if size is None else (int(size[0]), int(size[1])), bool(bundle.is_latent))
 
 

@@ -1,8 +1,6 @@
 """The Open-model dialog, used as a new user would: fill the form, read the summary, open, check the panels."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -104,14 +102,18 @@ def test_a_preset_fills_the_flags(qtbot, dialog, gd_files):
 
 
 def test_a_pipeline_folder_without_diffusers_says_how_to_add_it(qtbot, dialog, tmp_path, monkeypatch):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
     from core import model_plan
 
+    from ..diffusers_fixtures import save_dit_pipeline
+
+    folder = save_dit_pipeline(tmp_path / "dit-tiny")
     monkeypatch.setattr(model_plan, "diffusers_missing", lambda: ["diffusers"])
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "DiTPipeline"}))
-    type_into(qtbot, dialog, dialog.model_edit, str(tmp_path))
+    type_into(qtbot, dialog, dialog.model_edit, str(folder))
     text = summary(dialog)
-    assert "Diffusers pipeline folder" in text and "pipeline DiTPipeline from model_index.json" in text
-    assert 'pip install -e ".[diffusers]"' in text and "pip install diffusers" in text
+    assert "Diffusers pipeline folder" in text and "pipeline DiTPipeline (DiT) from model_index.json" in text
+    assert 'pip install -e ".[diffusers]"' in text and "diffusers is missing" in text
     assert not dialog.open_button.isEnabled() and not dialog.classifier_edit.isEnabled()
 
 

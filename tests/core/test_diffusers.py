@@ -1,6 +1,7 @@
 """diffusers pipelines through our loader and our one sampling loop, against diffusers itself.
 
-Every pipeline here is a tiny random one built from a config in this file and saved with save_pretrained.
+Every pipeline here is a tiny random one built from a config (tests/diffusers_fixtures.py, shared with the
+app's tests) and saved with save_pretrained.
 Parity: the same x_T goes to the pipeline (`latents=`, or its randn patched for the pixel pipelines that
 take no latents) and every per-step noise draw of the schedulers is replaced by the draw our NoiseStream
 makes at that step, so both sides see identical inputs; the final latents must then agree to 1e-4
@@ -18,6 +19,8 @@ transformers = pytest.importorskip("transformers")
 
 from core import Guidance, SamplingRequest, final_sample, load_model
 from core.noise import NoiseStream
+
+from ..diffusers_fixtures import save_dit_pipeline, save_pixel_pipeline, save_sd_pipeline, tiny_pixel_unet
 
 CPU = torch.device("cpu")
 
@@ -52,79 +55,21 @@ def patch_scheduler_noise(monkeypatch, module: str, stream: NoiseStream, doubled
 
 # --- tiny pipelines ----------------------------------------------------------------------------------------
 
-def tiny_vae():
-    torch.manual_seed(1)
-    return diffusers.AutoencoderKL(
-        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8)
-
-
-def tiny_pixel_unet(**extra):
-    torch.manual_seed(0)
-    return diffusers.UNet2DModel(
-        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=4, attention_head_dim=4, **extra)
-
-
-def write_tokenizer(folder):
-    """A CLIP BPE vocabulary of single letters and two words, for transformers' CLIPTokenizer."""
-    folder.mkdir(parents=True, exist_ok=True)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    merges = ["c a", "ca t</w>", "d o", "do g</w>"]
-    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters),
-              *(m.replace(" ", "") for m in merges)]
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-
-
 @pytest.fixture(scope="session")
 def pixel_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pixel") / "ddpm-tiny"
-    scheduler = diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="fixed_large",
-                                        clip_sample=True, timestep_spacing="trailing")
-    diffusers.DDPMPipeline(tiny_pixel_unet(), scheduler).save_pretrained(folder)
-    return folder
+    return save_pixel_pipeline(tmp_path_factory.mktemp("pixel") / "ddpm-tiny")
 
 
 @pytest.fixture(scope="session")
 def dit_folder(tmp_path_factory):
-    torch.manual_seed(2)
-    transformer = diffusers.DiTTransformer2DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
-        patch_size=2, num_embeds_ada_norm=1000, norm_num_groups=32)
-    with torch.no_grad():  # DiT zero-initialises its modulation and output layers: make them do something
-        for p in transformer.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    folder = tmp_path_factory.mktemp("dit") / "dit-tiny"
-    diffusers.DiTPipeline(transformer, tiny_vae(), diffusers.DDIMScheduler(clip_sample=False)).save_pretrained(folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    index["id2label"] = {str(i): f"class number {i}" for i in range(1000)}  # as the hub's DiT folders carry it
-    (folder / "model_index.json").write_text(json.dumps(index))
-    return folder
+    return save_dit_pipeline(tmp_path_factory.mktemp("dit") / "dit-tiny")
 
 
 @pytest.fixture(scope="session")
 def sd_folders(tmp_path_factory):
     """{"epsilon": folder, "v_prediction": folder}: one tiny Stable Diffusion, two prediction types."""
     root = tmp_path_factory.mktemp("sd")
-    tokenizer = write_tokenizer(root / "vocab")
-    torch.manual_seed(3)
-    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8)
-    scheduler = diffusers.DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                        steps_offset=1, set_alpha_to_one=False, clip_sample=False)
-    folders = {"epsilon": root / "sd-tiny"}
-    diffusers.StableDiffusionPipeline(vae=tiny_vae(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                      scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                      requires_safety_checker=False).save_pretrained(folders["epsilon"])
-    folders["v_prediction"] = root / "sd-tiny-v"
+    folders = {"epsilon": save_sd_pipeline(root / "sd-tiny"), "v_prediction": root / "sd-tiny-v"}
     shutil.copytree(folders["epsilon"], folders["v_prediction"])
     config_path = folders["v_prediction"] / "scheduler" / "scheduler_config.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "prediction_type": "v_prediction"}))

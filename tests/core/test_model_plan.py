@@ -117,14 +117,51 @@ def test_paths_that_are_no_model_are_named(tmp_path, files):
     assert "junk.pt: the file is damaged" in plan_open(tmp_path / "junk.pt").error
 
 
-def test_pipeline_folder_without_the_optional_packages_says_how_to_add_them(tmp_path, monkeypatch):
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    monkeypatch.setattr(model_plan, "diffusers_missing", lambda: ["diffusers", "transformers"])
-    plan = plan_open(tmp_path, flags="--image_size 64")
-    assert plan.family == DIFFUSERS and not plan.accepts_classifier and not plan.accepts_flags
-    assert rows(plan)["pipeline"].value == "StableDiffusionPipeline"
-    assert 'pip install -e ".[diffusers]"' in plan.error and "pip install diffusers transformers" in plan.error
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory):
+    """Tiny Stable Diffusion and DiT pipeline folders (tests/diffusers_fixtures.py)."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from ..diffusers_fixtures import save_dit_pipeline, save_sd_pipeline
+
+    root = tmp_path_factory.mktemp("pipelines")
+    return {"sd": save_sd_pipeline(root / "sd-tiny"), "dit": save_dit_pipeline(root / "dit-tiny")}
+
+
+def test_a_pipeline_folder_is_planned_from_its_files_alone(pipelines):
+    plan = plan_open(pipelines["sd"], flags="--image_size 64")
+    assert plan.ok and plan.family == DIFFUSERS and plan.kind == "diffusers pipeline folder" and plan.warnings == ()
+    assert not plan.accepts_classifier and not plan.accepts_flags
+    model = rows(plan)
+    assert model["pipeline"].value == "StableDiffusionPipeline (Stable Diffusion)"
+    assert model["image size"].value == "16×16 from 8×8 latents (×2); any multiple of 8 in the Prompt panel"
+    assert model["conditioning"].value == "a prompt and a negative prompt (CLIPTextModel)"
+    assert model["schedule"].value == ("scaled_linear β 0.00085–0.012 over 1000 steps, leading spacing, "
+                                       "steps offset 1, epsilon")
+    assert model["schedule"].source == "scheduler/scheduler_config.json"
+    assert model["default CFG"].value == "γ = 7.5 (w = 6.5)" and model["memory"].value.startswith("about ")
     assert plan.unused == ("--image_size 64: guided-diffusion flags do not apply to diffusers models",)
+    bundle = open_planned(plan, device="cpu")
+    assert bundle.takes_prompt and bundle.config.default_guidance_scale == 7.5
+    dit = rows(plan_open(pipelines["dit"]))
+    assert dit["classes"].value == "1000, its id2label names, null class 1000 (CFG)"
+    assert dit["default CFG"].value == "γ = 4 (w = 3)" and dit["image size"].value == "16×16 from 8×8 latents (×2)"
+
+
+def test_a_pipeline_without_the_optional_packages_says_how_to_add_them(pipelines, monkeypatch):
+    monkeypatch.setattr(model_plan, "diffusers_missing", lambda: ["diffusers", "transformers"])
+    plan = plan_open(pipelines["dit"])
+    assert rows(plan)["pipeline"].value == "DiTPipeline (DiT)"  # still read: no diffusers needed for that
+    assert "diffusers and transformers are missing" in plan.error and 'pip install -e ".[diffusers]"' in plan.error
+
+
+def test_a_broken_pipeline_folder_names_what_is_wrong(pipelines, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(pipelines["sd"], tmp_path / "no-vae", ignore=shutil.ignore_patterns("vae"))
+    assert "the 'vae' component (AutoencoderKL) is missing" in plan_open(folder).error
+    assert plan_open(pipelines["sd"], classifier_path=pipelines["sd"] / "model_index.json").error.startswith(
+        "A noise-aware classifier goes with guided-diffusion checkpoints")
 
 
 def test_shapes_are_read_without_the_weights_and_cached_per_file(files, tmp_path):
