@@ -107,7 +107,7 @@ class MainWindow(QMainWindow):
         self.prompt_panel = PromptPanel(self.session)
         self.sampler_panel = SamplerPanel(self.session)
         self.guidance_panel = GuidancePanel(self.session)
-        self.run_panel = RunPanel()
+        self.run_panel = RunPanel(self.session)
         self.guidance = GuidanceViews(self.views, self)
         self.setCentralWidget(self.views)
         self.views.step_shown.connect(self._on_step_shown)
@@ -132,6 +132,12 @@ class MainWindow(QMainWindow):
         self.stop_action.triggered.connect(self.stop_run)
         self.play_action = QAction("&Play / pause replay", self, shortcut=QKeySequence("Space"))
         self.play_action.triggered.connect(self.views.play_button.toggle)
+        self.step_actions = []
+        for text, keys, delta in (("Step &back", "Left", -1), ("Step &forward", "Right", 1),
+                                  ("10 steps back", "Shift+Left", -10), ("10 steps forward", "Shift+Right", 10)):
+            action = QAction(text, self, shortcut=QKeySequence(keys))  # text fields keep their arrow keys
+            action.triggered.connect(lambda _checked=False, d=delta: self.views.player.step_by(d))
+            self.step_actions.append(action)
         self.dice_action = QAction("&Random seed", self, shortcut=QKeySequence("Ctrl+R"))
         self.dice_action.triggered.connect(self.sampler_panel.roll_seed)
         self.pause_action = QAction("P&ause / resume the run", self, shortcut=QKeySequence("F8"))
@@ -149,7 +155,7 @@ class MainWindow(QMainWindow):
         self.file_menu.addAction(self.quit_action)
         self.run_menu = bar.addMenu("&Run")
         for action in (self.start_action, self.stop_action, self.pause_action, self.step_action, self.play_action,
-                       self.dice_action):
+                       *self.step_actions, self.dice_action):
             self.run_menu.addAction(action)
         self.view_menu = bar.addMenu("&View")
         self.help_menu = bar.addMenu("&Help")
@@ -363,7 +369,8 @@ class MainWindow(QMainWindow):
         options = self.session.settings
         self.worker = worker = SamplingWorker(request, self.bundle, exact_curves=options.exact_curves,
                                               paint_interval=FRAME_INTERVAL_MS / 1000, maps=options.maps,
-                                              twin=options.twin, exact_decode=options.exact_decode)
+                                              twin=options.twin, exact_decode=options.exact_decode,
+                                              pace=options.watch_rate if options.watch else None)
         worker.frame_ready.connect(self._on_frame_ready)
         worker.held.connect(self._on_held)
         worker.finished.connect(self._on_finished)

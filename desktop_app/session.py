@@ -98,7 +98,8 @@ class Settings:
     maps / sample the unguided twin too. exact_decode: a latent model's x̂0 decoded by its VAE at every
     step rather than for the frames on screen within a time budget. prompt / negative_prompt: the text
     of prompt models; width / height: the image size in pixels of models that let a run choose it
-    (multiples of 8).
+    (multiples of 8). watch / watch_rate: pace a run at no more than watch_rate steps a second, so a
+    fast model can be followed by eye.
     """
 
     model: str = "toy-gmm"
@@ -122,6 +123,8 @@ class Settings:
     maps: bool = True
     twin: bool = False
     exact_decode: bool = False
+    watch: bool = False
+    watch_rate: int = 20
     prompt: str = ""
     negative_prompt: str = ""
     width: int = 512

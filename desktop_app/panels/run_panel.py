@@ -1,7 +1,14 @@
-"""Start / Stop, step-through (pause, one step, run to step k) and a progress bar with the step count and ETA."""
+"""Start / Stop, step-through (pause, one step, run to step k), watch mode and a progress bar with the step
+count and ETA."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+from ..session import Session
+from .widgets import set_quietly
+
+WATCH_TIP = ("Watch: pace the run at no more than this many steps a second, so that a fast model (a toy run "
+             "takes well under a second) can be followed by eye. The recorded timing leaves the waits out.")
 
 
 def format_eta(seconds: float) -> str:
@@ -14,7 +21,7 @@ def format_eta(seconds: float) -> str:
 
 
 class RunPanel(QWidget):
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, session: Session | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.start_button = QPushButton("Start")
         self.start_button.setDefault(True)
@@ -30,6 +37,10 @@ class RunPanel(QWidget):
         self.run_to_box.setToolTip("Run until this step, then hold")
         self.run_to_button = QPushButton("Run")
         self.run_to_button.setToolTip("Run until the chosen step, then hold")
+        self.watch_box = QCheckBox("Watch: at most")
+        self.watch_box.setToolTip(WATCH_TIP)
+        self.watch_rate = QSpinBox(minimum=1, maximum=1000, suffix=" steps/s")
+        self.watch_rate.setToolTip(WATCH_TIP)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -47,8 +58,23 @@ class RunPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
         layout.addLayout(stepping)
+        watching = QHBoxLayout()
+        watching.addWidget(self.watch_box)
+        watching.addWidget(self.watch_rate, 1)
+        layout.addLayout(watching)
         layout.addWidget(self.progress)
         self.set_running(False)
+        if session is not None:
+            self.watch_box.toggled.connect(lambda on: session.update(watch=on))
+            self.watch_rate.valueChanged.connect(lambda v: session.update(watch_rate=int(v)))
+            session.subscribe(self._refresh_watch)
+            self._refresh_watch(session)
+
+    def _refresh_watch(self, session: Session) -> None:
+        s = session.settings
+        set_quietly(self.watch_box, s.watch)
+        set_quietly(self.watch_rate, min(max(s.watch_rate, 1), 1000))
+        self.watch_rate.setEnabled(s.watch)
 
     def set_running(self, running: bool, start_reason: str | None = None) -> None:
         self.start_button.setEnabled(not running and start_reason is None)

@@ -15,6 +15,10 @@ with `exact_decode`; its final images always are (`core.latent_preview`).
 Step-through: the engine stops between steps anyway, so the worker thread can simply wait there, on a
 condition the GUI sets (`pause`, `step`, `run_to(k)`, `resume`), without the GUI ever waiting for it.
 `held(index)` says the run is waiting after step `index`; time spent waiting is not the run's own.
+
+Watch mode (`pace`, steps per second) slows a fast model down so a person can follow it: after each
+step the worker waits until 1/pace s have passed since the previous one (Stop ends the wait at once);
+that wait is not the run's own time either.
 """
 from __future__ import annotations
 
@@ -60,17 +64,19 @@ class SamplingWorker(ThreadedJob):
 
     def __init__(self, request: SamplingRequest, bundle: ModelBundle, parent: QObject | None = None, *,
                  exact_curves: bool = False, paint_interval: float = 0.0, maps: bool = False, twin: bool = False,
-                 exact_decode: bool = False):
+                 exact_decode: bool = False, pace: float | None = None):
         """exact_curves: the classifier's p(y | x_t) at every step instead of within a 3 % budget.
         paint_interval: the least time (s) the GUI leaves between two paints (its frame throttle).
         maps / twin: also record the guidance maps / sample the unguided twin (`core.guidance_views`).
         exact_decode: a latent model's x̂0 decoded by its VAE at every step, instead of for the frames
-        the GUI will paint within 7 % of the run's time (`core.latent_preview`)."""
+        the GUI will paint within 7 % of the run's time (`core.latent_preview`).
+        pace: watch mode, at most this many steps per second (None or 0: as fast as the model goes)."""
         super().__init__("sampling", parent)
         self.request = request
         self.bundle = bundle
         self.exact_curves = exact_curves
         self.paint_interval = paint_interval
+        self.pace = pace if pace and pace > 0 else None
         self.twin = twin and request.guidance.kind != "none"
         extras = guidance_tracks(bundle, maps=maps, twin=self.twin)
         self.exact_previews = None
@@ -136,6 +142,14 @@ class SamplingWorker(ThreadedJob):
             self.recorder.exclude(time.perf_counter() - start)
             return True
 
+    def _keep_pace(self, since: float) -> None:
+        """Watch mode, worker thread: wait until 1/pace s have passed since `since`."""
+        delay = since + 1.0 / self.pace - time.perf_counter()
+        if delay > 0:
+            start = time.perf_counter()
+            self._cancel.wait(delay)
+            self.recorder.exclude(time.perf_counter() - start)
+
     @property
     def stopping(self) -> bool:
         return self._cancel.is_set()
@@ -176,7 +190,7 @@ class SamplingWorker(ThreadedJob):
         recorder = self.recorder
         budget = None if self.exact_curves else DiagnosticsBudget(shown=self._next_frame_shows)
         diagnostics = True if budget is None else budget
-        last = time.perf_counter()
+        last = paced_from = time.perf_counter()
         try:
             for step in sample(self.request, self.bundle, self._cancel, diagnostics=diagnostics, twin=self.twin):
                 if budget is not None:
@@ -186,6 +200,9 @@ class SamplingWorker(ThreadedJob):
                 now = time.perf_counter()
                 self._step_seconds, last = now - last, now  # the rhythm at which frames come
                 self._publish(frame)
+                if not step.is_last and self.pace is not None:
+                    self._keep_pace(paced_from)
+                paced_from = time.perf_counter()
                 if not step.is_last and self._wait_if_held(index):
                     last = time.perf_counter()  # the hold is not a step's time
             completed = recorder.num_steps > 0 and len(recorder) == recorder.num_steps + 1

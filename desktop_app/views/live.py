@@ -1,4 +1,4 @@
-"""Live views: x_t and x̂0 side by side (image grids or 2-D scatter plots), a step scrubber, play/pause.
+"""Live views: x_t and x̂0 side by side (image grids or 2-D scatter plots) and the step player.
 
 The panes only paint what they are given; `LiveViews` picks the frame to show: the newest one while
 following a run, or the scrubbed step read from the trajectory (any object with `len()` and
@@ -10,19 +10,18 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QLabel,
-    QPushButton,
-    QSlider,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from .captions import CAPTIONS
+from .player import StepPlayer, step_text
 from .point_cloud import PointCloudItem, cache_axes
 
 XT_TITLE = CAPTIONS["xt"].titled("x<sub>t</sub> &nbsp;noisy sample")
@@ -135,16 +134,10 @@ class LiveViews(QWidget):
                 row.addWidget(pane)
             self.stack.addWidget(page)
 
-        self.play_button = QPushButton("Play")
-        self.play_button.setCheckable(True)
-        self.play_button.setToolTip("Replay the run as an animation")
-        self.play_button.toggled.connect(self._on_play)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, 0)
-        self.slider.setToolTip("Drag to any step of the run")
-        self.slider.valueChanged.connect(self._on_slider)
-        self.step_label = QLabel("no run yet")
-        self.step_label.setMinimumWidth(170)
+        self.player = StepPlayer()
+        self.player.index_changed.connect(self._on_index)
+        player = self.player  # its widgets under the names the views have always had
+        self.slider, self.play_button, self.step_label = player.slider, player.play_button, player.step_label
         self.exact_decode_box = QCheckBox("Exact x̂0 every step")
         self.exact_decode_box.setToolTip(EXACT_DECODE_TIP)
         self.exact_decode_box.hide()  # latent models only (set_latent)
@@ -152,18 +145,12 @@ class LiveViews(QWidget):
         self.banner.setFixedHeight(self.banner.fontMetrics().height() + 10)
         self.set_banner("")
         controls = QHBoxLayout()
-        controls.addWidget(self.play_button)
-        controls.addWidget(self.slider, 1)
-        controls.addWidget(self.step_label)
+        controls.addWidget(self.player, 1)
         controls.addWidget(self.exact_decode_box)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addWidget(self.stack, 1)
         layout.addLayout(controls)
-        self._timer = QTimer(self)
-        self._timer.setInterval(33)
-        self._timer.timeout.connect(self._tick)
-        self._set_controls_enabled(False)
 
     # --- mode and colours ------------------------------------------------------------------------
 
@@ -192,30 +179,25 @@ class LiveViews(QWidget):
     # --- runs ------------------------------------------------------------------------------------
 
     def begin(self, source: FrameSource, num_steps: int) -> None:
-        """A new run: follow its newest frame; the slider spans steps 0..num_steps."""
-        self.play_button.setChecked(False)
+        """A new run: follow its newest frame; the scrubber grows with the steps recorded."""
+        self.player.play_button.setChecked(False)
         self.source = source
         self.following = True
         self.shown_index = -1
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, 0)
-        self.slider.setValue(0)
-        self.slider.blockSignals(False)
+        self.player.set_count(1, follow=True)
+        self.player.set_elapsed(None)
         self._num_steps = num_steps
-        self._set_controls_enabled(True)
+        self.player.set_enabled(True)
         self.clear()
 
     def reset(self) -> None:
         """No run on screen (another model was loaded): empty panes, scrubber and replay disabled."""
         self.set_banner("")
-        self.play_button.setChecked(False)
         self.source = None
         self.shown_index = -1
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, 0)
-        self.slider.blockSignals(False)
+        self.player.set_enabled(False)
+        self.player.set_count(1, follow=True)
         self.step_label.setText("no run yet")
-        self._set_controls_enabled(False)
         self.clear()
 
     def clear(self) -> None:
@@ -225,25 +207,20 @@ class LiveViews(QWidget):
             pane.show_points(None)
 
     def new_frame(self, frame: Any) -> None:
-        """The newest frame of the running run: extend the slider; show it when following."""
-        newest = frame.index
-        at_end = self.slider.value() == self.slider.maximum()
-        self.slider.blockSignals(True)
-        self.slider.setMaximum(max(self.slider.maximum(), newest))
-        if self.following and at_end:
-            self.slider.setValue(newest)
-        self.slider.blockSignals(False)
-        if self.following and at_end:
+        """The newest frame of the running run: extend the scrubber; show it when following."""
+        player = self.player
+        at_end = player.index() == player.count() - 1
+        follow = self.following and at_end
+        player.set_count(max(player.count(), frame.index + 1), follow=follow)
+        if follow:
             self._show(frame)
 
     def finish(self, num_frames: int) -> None:
         """The run ended with `num_frames` frames: show the last one unless the user scrubbed away."""
-        self.slider.blockSignals(True)
-        self.slider.setMaximum(max(0, num_frames - 1))
-        if self.following:
-            self.slider.setValue(num_frames - 1)
-        self.slider.blockSignals(False)
-        self.show_step(self.slider.value())
+        self.player.set_count(num_frames, follow=self.following)
+        elapsed = getattr(self.source, "elapsed", None)
+        self.player.set_elapsed(elapsed() if callable(elapsed) else None)
+        self.show_step(self.player.index())
 
     def show_step(self, index: int) -> None:
         """Show recorded step `index` from the source (scrubbing, replay)."""
@@ -258,35 +235,13 @@ class LiveViews(QWidget):
             self.point_panes[1].show_points(frame.x0)
         else:
             self.image_panes[0].show_image(frame.xt)
-            blank = None if frame.x0 is None else frame.x0
-            self.image_panes[1].show_image(blank)
-        t = "" if frame.timestep is None else f", t = {frame.timestep}"
-        self.step_label.setText(f"step {frame.index} / {frame.num_steps}{t}")
+            self.image_panes[1].show_image(frame.x0)
+        if frame.num_steps == 0 and frame.timestep is None and len(self.source or ()) == 1:
+            self.step_label.setText("final image only (no steps saved)")
+        else:
+            self.step_label.setText(step_text(frame.index, frame.num_steps, frame.timestep, frame.noise_level))
         self.step_shown.emit(frame.index)
 
-    def _on_slider(self, value: int) -> None:
-        self.following = value == self.slider.maximum()
+    def _on_index(self, value: int) -> None:
+        self.following = value == self.player.count() - 1
         self.show_step(value)
-
-    # --- replay ----------------------------------------------------------------------------------
-
-    def _on_play(self, playing: bool) -> None:
-        self.play_button.setText("Pause" if playing else "Play")
-        if playing:
-            if self.slider.value() >= self.slider.maximum():
-                self.slider.setValue(0)
-            self._timer.start()
-        else:
-            self._timer.stop()
-
-    def _tick(self) -> None:
-        top = self.slider.maximum()
-        stride = max(1, top // 120)  # a whole run replays in about four seconds
-        value = min(self.slider.value() + stride, top)
-        self.slider.setValue(value)
-        if value >= top:
-            self.play_button.setChecked(False)
-
-    def _set_controls_enabled(self, enabled: bool) -> None:
-        self.slider.setEnabled(enabled)
-        self.play_button.setEnabled(enabled)
