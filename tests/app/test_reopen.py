@@ -39,6 +39,8 @@ def test_a_reopened_2d_run_shows_both_panes_as_they_were_at_any_step(window, qtb
     views = window.views
     for pane in views.point_panes:
         pane.backdrop.setVisible(False)  # the backdrop is drawn when a model loads; compare the runs alone
+    for box in window.guidance.panel.toggles.values():
+        box.setChecked(False)  # and the arrow overlays, computed on a helper thread
     result, entry = run_and_record(window, qtbot, steps="30", batch_points=300, guidance="cfg", weight=2.0,
                                    class_index=2, seed=5)
     views.slider.setValue(12)
