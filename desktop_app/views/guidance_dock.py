@@ -27,6 +27,7 @@ from .live import LiveViews
 from .point_cloud import PointCloudItem
 
 TWIN_COLOR = (70, 70, 70)
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum size"
 
 
 class GuidancePanel(QWidget):
@@ -68,7 +69,6 @@ class GuidancePanel(QWidget):
         column.addWidget(self.field_note)
         column.addStretch(1)
         self.pages = QStackedWidget()
-        field_page.setMaximumHeight(field_page.sizeHint().height() + 40)
         self.pages.addWidget(field_page)
         self.pages.addWidget(self.maps)
         self.setMinimumHeight(120)  # a short window squeezes the panes rather than growing taller
@@ -84,6 +84,8 @@ class GuidancePanel(QWidget):
 
     def set_points_mode(self, points: bool) -> None:
         self.pages.setCurrentIndex(0 if points else 1)
+        # The toggles need only their own height; the maps take what the curves below leave.
+        self.pages.setMaximumHeight(self.pages.widget(0).sizeHint().height() + 30 if points else QWIDGETSIZE_MAX)
 
     def set_batch(self, batch: int) -> None:
         self.sample_box.setRange(0, max(0, batch - 1))

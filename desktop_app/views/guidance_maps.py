@@ -18,6 +18,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from core import guidance_views as V
+from core.runs import X0, X0_DECODED, XT
 
 from .captions import CAPTIONS, Caption
 from .live import ImagePane
@@ -200,10 +201,13 @@ class GuidanceMaps(QWidget):
         if self.run is None or not 0 <= index < len(self.run):
             return
         self.index = index
-        first = self.run.tracks["xt"][0]
+        first = self.run.tracks[XT][0]
         self.extent = first.shape[1:3]  # every pane spans the x_t preview's pixels
-        for key, name in (("xt", "xt"), ("x0", "x0"), ("twin_x0", V.TWIN_X0)):
-            self.panes[key].show_picture(_picture(self._at(name, index)), self.extent)
+        decoded = self._at(X0_DECODED, index)  # a latent model's VAE-decoded x̂0, where it was paid for
+        pictures = {"xt": self._at(XT, index), "x0": decoded if decoded is not None else self._at(X0, index),
+                    "twin_x0": self._at(V.TWIN_X0, index)}
+        for key, preview in pictures.items():
+            self.panes[key].show_picture(_picture(preview), self.extent)
         self.scale = max(self.scale, self.run_scale(index))
         self.colour_scale.set_scale(self.scale, self.signed)
         for key, name in zip(("cfg_map", "classifier_map"), self._map_names()):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from core import Guidance, SamplingRequest, guidance_views as V, sample
+from core import Guidance, ModelBundle, SamplingRequest, guidance_views as V, sample
 from core.images import pixels, rgb
 from core.recording import Recorder
 
@@ -92,3 +93,34 @@ def test_tile_at_finds_the_sample_under_the_mouse():
     assert tile_at(11.0, 5.0, 5, (8, 8)) is None  # the gap between tiles 0 and 1
     assert tile_at(25.0, 15.0, 5, (8, 8)) is None  # the empty sixth place
     assert tile_at(1.0, 5.0, 5, (8, 8)) is None
+
+
+class _LatentBundle(ModelBundle):
+    """A 'latent' model: 4 latent channels, previewed as their first three, decoded at twice the size."""
+
+    @property
+    def is_latent(self) -> bool:
+        return True
+
+    def preview(self, x):
+        return x[:, :3]
+
+    def decode(self, x):
+        return torch.nn.functional.interpolate(x[:, :3], scale_factor=2)
+
+
+def test_latent_models_map_the_channel_norm_over_the_picture(maps):
+    base = guided_image_bundle(shape=(4, 8, 8), name="latent")
+    bundle = _LatentBundle(base.name, base.config, base.model, base.classifier)
+    req = SamplingRequest("latent", steps=5, batch=2, seed=2, label=2, guidance=Guidance("both", scale=2.0, weight=2.0))
+    run = record_run(req, bundle)
+    assert V.CFG_NORM in run.tracks and V.CFG_MAP not in run.tracks
+    maps.begin(run)
+    maps.set_sample(1)
+    maps.show_step(4)
+    assert not maps.signed and maps.colour_scale.labels()[2] == "0"
+    norm = run.steps[4].cfg_term[1].norm(dim=0).numpy()  # ‖w·(ε_c − ε_u)‖ over the 4 latent channels
+    np.testing.assert_allclose(run.tracks[V.CFG_NORM][4][1], norm, rtol=1e-6)
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(run.tracks[V.CFG_NORM][4][1], maps.scale, False))
+    rect = maps.panes["cfg_map"].pane.item.boundingRect()
+    assert maps.panes["cfg_map"].pane.item.mapRectToParent(rect).width() == maps.extent[1] == 8
