@@ -98,7 +98,8 @@ def classifier_log_probs(
     """log p_φ(k | x_t, t) of every class k, (B, K), and ∇_{x_t} log p_φ(y | x_t, t) of the target
     labels y when `with_grad` (else None).
 
-    Gradients are switched on here and only here; the sampling loop itself runs without them.
+    Gradients are switched on here and only here; the sampling loop itself runs in inference mode,
+    whose tensors cannot enter autograd, so this pass works on copies of x, t and the labels.
     """
     classifier = bundle.classifier
     if classifier is None:
@@ -107,8 +108,8 @@ def classifier_log_probs(
         with _autocast(bundle):
             logits = classifier(x, t).float()
         return logits.log_softmax(dim=-1), None
-    with torch.enable_grad():
-        x_in = x.detach().requires_grad_(True)
+    with torch.inference_mode(False), torch.enable_grad():
+        x_in, t, labels = x.clone().requires_grad_(True), t.clone(), labels.clone()
         with _autocast(bundle):
             logits = classifier(x_in, t).float()
         log_probs = logits.log_softmax(dim=-1)

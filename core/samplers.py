@@ -246,7 +246,7 @@ class _Plan:
                          noise=noise, grad=grad, eps_from_clipped=self.schedule.convention == "guided-diffusion")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample(
     request: SamplingRequest, bundle: ModelBundle, cancel: CancelToken | None = None, *,
     diagnostics: Diagnostics = False, twin: bool = False,
@@ -319,7 +319,7 @@ class UpdateTerms:
     classifier_term: Tensor | None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def update_terms(request: SamplingRequest, bundle: ModelBundle, x: Tensor, k: int) -> UpdateTerms:
     """Update k (1 … n) of `request` evaluated at arbitrary points x (N, …), as if they were its samples
     (all with the request's first target label): the same code path `sample` takes, without noise.

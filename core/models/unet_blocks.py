@@ -155,13 +155,14 @@ def qkv_attention(qkv: Tensor, num_heads: int, legacy: bool) -> Tensor:
     b, width, length = qkv.shape
     c = width // (3 * num_heads)
     if legacy:
-        q, k, v = qkv.reshape(b * num_heads, 3 * c, length).split(c, dim=1)
+        q, k, v = qkv.reshape(b, num_heads, 3 * c, length).split(c, dim=2)
     else:
-        q, k, v = (part.reshape(b * num_heads, c, length) for part in qkv.chunk(3, dim=1))
-    # scaled_dot_product_attention works on (N, T, c) and picks a fused kernel where one exists;
-    # contiguous inputs let it use the fused CPU kernel too.
-    q, k, v = (part.transpose(1, 2).contiguous() for part in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        q, k, v = (part.reshape(b, num_heads, c, length) for part in qkv.chunk(3, dim=1))
+    # scaled_dot_product_attention picks a fused kernel (flash or memory-efficient, CPU and CUDA) only
+    # for (B, heads, T, c) inputs whose last dimension is contiguous; anything else takes the slow
+    # reference path that materialises every T×T weight matrix.
+    q, k, v = (part.transpose(2, 3).contiguous() for part in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v).transpose(2, 3)
     return out.reshape(b, num_heads * c, length)
 
 

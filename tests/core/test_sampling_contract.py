@@ -62,7 +62,7 @@ def test_cancel_stops_within_one_step_and_closing_is_safe(gmm):
                                  guidance=Guidance("classifier", scale=2.0)), gmm)
     next(gen), next(gen)
     gen.close()
-    assert torch.is_grad_enabled()  # no grad mode leaks into the caller
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # no mode leaks into the caller
 
 
 def test_diagnostics_are_reported_as_the_math_says(gmm):

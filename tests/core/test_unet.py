@@ -246,3 +246,22 @@ def test_networks_run_under_autocast_close_to_float32():
     ref, ref_logits = model(X, T, y), clf(X, T)
     assert (low.float() - ref).abs().max() < 0.05 * ref.abs().max()
     assert (low_logits.float() - ref_logits).abs().max() < 0.05 * ref_logits.abs().max()
+
+
+def test_attention_hands_the_fused_kernels_the_layout_they_need(monkeypatch):
+    # Flash / memory-efficient attention (CPU and CUDA) take only (B, heads, T, c) with a contiguous
+    # last dimension; anything else silently falls back to materialising every T×T weight matrix.
+    from core.models import unet_blocks
+
+    seen = []
+    sdpa = unet_blocks.F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        seen.append([(p.dim(), p.stride(-1)) for p in (q, k, v)])
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(unet_blocks.F, "scaled_dot_product_attention", spy)
+    qkv = torch.randn(2, 3 * 2 * 8, 10)
+    for legacy in (True, False):
+        assert qkv_attention(qkv, 2, legacy).shape == (2, 16, 10)
+    assert seen == [[(4, 1)] * 3] * 2
