@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -41,9 +41,24 @@ def _autocast(bundle: ModelBundle) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=bundle.device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def _tuned(bundle: ModelBundle) -> Iterator[None]:
+    """On CUDA, cuDNN times its convolution algorithms once per shape and keeps the fastest (a run's shapes
+    are fixed, so each is timed once); the global setting is restored afterwards. Elsewhere nothing."""
+    if bundle.device.type != "cuda":
+        yield
+        return
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
 def network_output(bundle: ModelBundle, x: Tensor, t: Tensor, y: CondBatch) -> tuple[Tensor, Tensor | None]:
     """(ε, v) of one forward; v is None unless the model learns sigma. Both float32."""
-    with _autocast(bundle):
+    with _tuned(bundle), _autocast(bundle):
         out = bundle.model(x, t, y)
     out = out.float()
     if bundle.config.learn_sigma:
@@ -105,10 +120,10 @@ def classifier_log_probs(
     if classifier is None:
         raise ValueError(f"The model {bundle.name!r} has no classifier.")
     if not with_grad:
-        with _autocast(bundle):
+        with _tuned(bundle), _autocast(bundle):
             logits = classifier(x, t).float()
         return logits.log_softmax(dim=-1), None
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), _tuned(bundle):
         x_in, t, labels = x.clone().requires_grad_(True), t.clone(), labels.clone()
         with _autocast(bundle):
             logits = classifier(x_in, t).float()

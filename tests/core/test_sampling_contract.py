@@ -255,3 +255,15 @@ def test_request_round_trips_through_a_dict():
     assert SamplingRequest.from_dict(json.loads(json.dumps(req.to_dict()))) == req
     with pytest.raises(ValueError, match="Unknown sampling settings"):
         SamplingRequest.from_dict({**req.to_dict(), "colour": "red"})
+
+
+def test_cuda_passes_let_cudnn_pick_its_fastest_algorithms_and_restore_the_setting():
+    from types import SimpleNamespace
+
+    from core.guidance import _tuned
+
+    before = torch.backends.cudnn.benchmark
+    for kind, expected in (("cuda", True), ("cpu", before)):
+        with _tuned(SimpleNamespace(device=torch.device(kind))):
+            assert torch.backends.cudnn.benchmark == expected
+        assert torch.backends.cudnn.benchmark == before
