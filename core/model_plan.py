@@ -97,24 +97,12 @@ def family_of(path: str | Path) -> str:
         raise ValueError(f"{path.name} is a folder without model_index.json; a diffusers pipeline folder has one.")
     if not path.is_file():
         raise ValueError(f"No such file or folder: {path}.")
-    if path.suffix == ".safetensors":
-        from .guided_diffusion.files import is_bundle
+    from .diffusers.single_file import is_single_file_checkpoint
+    from .guided_diffusion.files import is_bundle
 
-        if is_bundle(path):
-            return BUNDLE
-        return DIFFUSERS if _looks_like_sd_checkpoint(path) else GUIDED_DIFFUSION
-    return GUIDED_DIFFUSION
-
-
-def _looks_like_sd_checkpoint(path: Path) -> bool:
-    """A single-file Stable Diffusion checkpoint keeps its UNet under `model.diffusion_model.`."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return any(k.startswith("model.diffusion_model.") for k in handle.keys())
-    except (SafetensorError, OSError):
-        return False
+    if is_bundle(path):
+        return BUNDLE
+    return DIFFUSERS if is_single_file_checkpoint(path) else GUIDED_DIFFUSION
 
 
 def plan_open(path: str | Path, classifier_path: str | Path | None = None, flags: str = "",

@@ -102,6 +102,12 @@ def load_model(name_or_path: str | Path, device: str = "auto", precision: str = 
         return load_pipeline(path, device=target, precision=precision)
     if not path.exists():
         raise ValueError(f"No such model file: {path}.")
+    from .diffusers.single_file import is_single_file_checkpoint
+
+    if is_single_file_checkpoint(path):  # Stable Diffusion in one file (.ckpt, or UNet under model.diffusion_model.)
+        from .diffusers import load_single_file
+
+        return load_single_file(path, device=target, precision=precision)
     if path.suffix != ".safetensors":  # a third-party checkpoint (guided-diffusion .pt)
         from .guided_diffusion import load_checkpoint
 

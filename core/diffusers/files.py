@@ -50,6 +50,12 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def vae_scale_factor(vae_config: Any) -> int:
+    """Pixels per latent along a side: 2^(levels − 1), as the pipelines compute it (a config dict or object)."""
+    channels = vae_config["block_out_channels"] if isinstance(vae_config, dict) else vae_config.block_out_channels
+    return 2 ** (len(channels) - 1)
+
+
 @dataclass(frozen=True)
 class Weights:
     """The weight files from_pretrained will read for one component, and what they hold."""

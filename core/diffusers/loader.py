@@ -179,7 +179,8 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def _schedule_text(scheduler: Mapping[str, Any]) -> str:
+def schedule_text(scheduler: Mapping[str, Any]) -> str:
+    """The schedule in words: β, steps, spacing, offset, what the network predicts."""
     t = setting(scheduler, "num_train_timesteps")
     if setting(scheduler, "trained_betas") is not None:
         betas = "trained β"
@@ -193,8 +194,9 @@ def _schedule_text(scheduler: Mapping[str, Any]) -> str:
 
 
 def build_bundle(name: str, info: PipelineInfo, parts: Mapping[str, Any], scheduler: dict[str, Any],
-                 index: Mapping[str, Any], device: torch.device, precision: str) -> DiffusersBundle:
-    """Wrap loaded components (on CPU) into a bundle on `device`; `parts` maps component names to objects."""
+                 index: Mapping[str, Any], device: torch.device, precision: str, note: str = "") -> DiffusersBundle:
+    """Wrap loaded components into a bundle on `device`; `parts` maps component names to objects, `note`
+    ends the description."""
     prediction = setting(scheduler, "prediction_type")
     if prediction not in PREDICTION_TYPES:
         raise ValueError(f"{name}: prediction_type {prediction!r} is not supported ({', '.join(PREDICTION_TYPES)}).")
@@ -225,14 +227,14 @@ def build_bundle(name: str, info: PipelineInfo, parts: Mapping[str, Any], schedu
         height, width = _side(denoiser.config.sample_size)
     learn_sigma = out == 2 * c
     if vae is not None:
-        network.update(vae_scale_factor=2 ** (len(vae.config.block_out_channels) - 1),
+        network.update(vae_scale_factor=files.vae_scale_factor(vae.config),
                        scaling_factor=float(vae.config.scaling_factor),
                        shift_factor=float(getattr(vae.config, "shift_factor", None) or 0.0))
     f = network.get("vae_scale_factor", 1)
     kind = "class-conditional" if num_classes else ("text-to-image" if family == "sd" else "unconditional")
     space = f"{width * f}×{height * f} images" + (f" via {c}×{height}×{width} latents" if vae is not None else "")
     description = (f"{FAMILY_NAMES[family]} {kind} pipeline ({info.pipeline}, {_count(info.parameters)} "
-                   f"parameters) · {_schedule_text(scheduler)} · {space} · {info.folder}")
+                   f"parameters) · {schedule_text(scheduler)} · {space} · {info.folder}" + (f" · {note}" if note else ""))
     config = ModelConfig(
         architecture="diffusers", data_shape=(c, height, width), network=network, schedule="diffusers",
         num_timesteps=int(setting(scheduler, "num_train_timesteps")), num_classes=num_classes,

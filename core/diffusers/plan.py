@@ -1,7 +1,9 @@
-"""What opening a diffusers pipeline folder will use, read from its JSON configs and weight headers only
-(no diffusers import), for the Open-model dialog: the pipeline and its family, the image size, what it is
-conditioned on, the schedule as its scheduler config defines it, the family's default CFG strength and
-the memory it needs. Everything here comes from the files, so nothing is a guess to warn about.
+"""What opening a diffusers pipeline folder or a single-file Stable Diffusion checkpoint will use, read from
+JSON configs and weight headers only (no diffusers import), for the Open-model dialog: the pipeline and its
+family, the image size, what it is conditioned on, the schedule as its scheduler config defines it, the
+family's default CFG strength and the memory it needs. For a folder everything comes from its files; for a
+single file the configs are the shipped ones for the family its weights show, and the one guess (a 2.x file
+without a NAME.yaml is taken as v-prediction) carries a warning.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from .. import model_plan
 from ..model_plan import DIFFUSERS, MODEL, LoadPlan, Setting
 from . import files
 from .deps import INSTALL_HINT
-from .loader import DEFAULT_GUIDANCE_SCALE, FAMILY_NAMES, _schedule_text, inspect_pipeline
+from .loader import DEFAULT_GUIDANCE_SCALE, FAMILY_NAMES, inspect_pipeline, schedule_text
+from .single_file import find_tokenizer, inspect_single_file
 
 DENOISER = {"pixel": "unet", "dit": "transformer", "sd": "unet"}
 
@@ -50,7 +53,7 @@ def _rows(folder: Path, info: Any, precision: str) -> list[Setting]:
         n = int(config.get("num_class_embeds") or 0)
         rows.append(Setting(MODEL, "classes", f"{n}, class-conditional" if n else "none (unconditional)", source))
     scheduler = files.read_json(folder / "scheduler" / "scheduler_config.json")
-    rows.append(Setting(MODEL, "schedule", _schedule_text(scheduler), "scheduler/scheduler_config.json"))
+    rows.append(Setting(MODEL, "schedule", schedule_text(scheduler), "scheduler/scheduler_config.json"))
     gamma = DEFAULT_GUIDANCE_SCALE.get(family)
     if gamma is not None:
         rows.append(Setting(MODEL, "default CFG", f"γ = {gamma:g} (w = {gamma - 1:g})",
@@ -67,16 +70,26 @@ def plan_pipeline(path: str | Path, classifier: str | None = None, flags: str = 
     unused = (f"{flags.strip()}: guided-diffusion flags do not apply to diffusers models",) if flags.strip() else ()
     plan = dict(family=DIFFUSERS, kind=kind, model_path=str(path), classifier_path=classifier, flags=flags,
                 unused=unused, accepts_classifier=False, accepts_flags=False)
-    if not path.is_dir():
-        return LoadPlan(**plan, error=f"{path.name}: single-file Stable Diffusion checkpoints cannot be opened yet; "
-                                      "open its pipeline folder (save_pretrained layout) instead.")
+    error = None
     try:
-        info = inspect_pipeline(path)
-        rows = _rows(path, info, precision)
+        if path.is_dir():
+            info = inspect_pipeline(path)
+            rows = _rows(path, info, precision)
+        else:
+            info, config, decided = inspect_single_file(path)
+            assumed = "assumed" in decided
+            rows = [Setting(MODEL, "model", decided, "the weights" + (", no NAME.yaml beside it" if assumed else ""),
+                            "an SD 2.x ε model (512-base) samples noise as v-prediction" if assumed else ""),
+                    Setting(MODEL, "configs", str(config), "shipped with the app for this family")]
+            try:
+                rows.append(Setting(MODEL, "tokenizer", str(find_tokenizer(path)),
+                                    "beside the file, or the Hugging Face cache"))
+            except ValueError as exc:
+                error = str(exc)
+            rows += _rows(config, info, precision)
     except ValueError as exc:  # CheckpointError included
         return LoadPlan(**plan, error=str(exc))
     missing = model_plan.diffusers_missing()
-    error = None
     if missing:
         error = (f"Opening a {kind} needs the optional packages diffusers and transformers "
                  f"({' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} missing). Add them with: "

@@ -8,6 +8,7 @@ makes at that step, so both sides see identical inputs; the final latents must t
 relative, while guidance moves them by far more.
 """
 import json
+import re
 import shutil
 
 import numpy as np
@@ -367,3 +368,121 @@ def test_cli_writes_samples_labels_noise_and_latents(sd_folders, dit_folder, tmp
     data = dict(np.load(tmp_path / "dit.npz"))
     assert data["labels"].tolist() == [3] and data["samples"].shape == (1, 3, 16, 16)
     assert main(["sample", "--model", str(dit_folder), "--prompt", "a cat", "--out", str(tmp_path / "x.npz")]) == 2
+
+
+# --- single-file checkpoints -----------------------------------------------------------------------------------
+
+def ldm_layout(pipe) -> dict:
+    """The tiny pipeline's weights in the original single-file (LDM) layout: diffusers' own conversion
+    rules (diffusers.loaders.single_file_utils), run backwards, for layers_per_block = 1."""
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING as MAP
+
+    def index(b, layer, first=0):
+        return first + int(b) * 2 + int(layer)
+
+    resnet = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
+              ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection")]
+    up_has_attention = ["CrossAttn" in t for t in pipe.unet.config.up_block_types]
+    out = {}
+    for key, value in pipe.unet.state_dict().items():
+        k = MAP["unet"]["layers"].get(key, key)
+        if ".resnets." in k:
+            for new, old in resnet:
+                k = k.replace(f".{new}.", f".{old}.")
+        rules = [
+            (r"^down_blocks\.(\d+)\.resnets\.(\d+)", lambda m: f"input_blocks.{index(m[1], m[2], 1)}.0"),
+            (r"^down_blocks\.(\d+)\.attentions\.(\d+)", lambda m: f"input_blocks.{index(m[1], m[2], 1)}.1"),
+            (r"^down_blocks\.(\d+)\.downsamplers\.0\.conv", lambda m: f"input_blocks.{index(m[1], 1, 1)}.0.op"),
+            (r"^mid_block\.resnets\.(\d+)", lambda m: f"middle_block.{2 * int(m[1])}"),
+            (r"^mid_block\.attentions\.0", lambda m: "middle_block.1"),
+            (r"^up_blocks\.(\d+)\.resnets\.(\d+)", lambda m: f"output_blocks.{index(m[1], m[2])}.0"),
+            (r"^up_blocks\.(\d+)\.attentions\.(\d+)", lambda m: f"output_blocks.{index(m[1], m[2])}.1"),
+            (r"^up_blocks\.(\d+)\.upsamplers\.0\.conv",
+             lambda m: f"output_blocks.{index(m[1], 1)}.{2 if up_has_attention[int(m[1])] else 1}.conv"),
+        ]
+        for pattern, replace in rules:
+            k = re.sub(pattern, replace, k)
+        out["model.diffusion_model." + k] = value
+    vae_map = {v: k for k, v in MAP["vae"].items()}
+    blocks = len(pipe.vae.config.up_block_types)
+    for key, value in pipe.vae.state_dict().items():
+        k = {d: ldm for ldm, d in vae_map.items()}.get(key, key)
+        k = re.sub(r"^encoder\.down_blocks\.(\d+)\.resnets", r"encoder.down.\1.block", k)
+        k = re.sub(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0", r"encoder.down.\1.downsample", k)
+        k = re.sub(r"^decoder\.up_blocks\.(\d+)\.resnets", lambda m: f"decoder.up.{blocks - 1 - int(m[1])}.block", k)
+        k = re.sub(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0",
+                   lambda m: f"decoder.up.{blocks - 1 - int(m[1])}.upsample", k)
+        k = re.sub(r"mid_block\.resnets\.(\d+)", lambda m: f"mid.block_{int(m[1]) + 1}", k).replace("conv_shortcut",
+                                                                                                    "nin_shortcut")
+        if "mid_block.attentions.0" in k:
+            k = k.replace("mid_block.attentions.0", "mid.attn_1").replace("group_norm", "norm")
+            for new, old in (("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out")):
+                k = k.replace(f".{new}.", f".{old}.")
+            value = value[:, :, None, None] if value.dim() == 2 else value
+        out["first_stage_model." + k] = value
+    for key, value in pipe.text_encoder.state_dict().items():  # transformers ≥ 5.6 dropped the text_model. level
+        out["cond_stage_model.transformer." + (key if key.startswith("text_model.") else "text_model." + key)] = value
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def test_a_single_file_checkpoint_opens_as_the_same_model(sd_folders, tmp_path):
+    from safetensors.torch import save_file
+
+    from core.diffusers import load_single_file
+
+    folder = sd_folders["epsilon"]
+    pipe = reference(diffusers.StableDiffusionPipeline, folder)
+    (tmp_path / "models").mkdir()
+    checkpoint = tmp_path / "models" / "tiny-sd.safetensors"
+    save_file(ldm_layout(pipe), checkpoint)
+    configs = tmp_path / "configs"  # the tiny model's configs, as resources/diffusers/sd-v1 holds SD 1.x's
+    shutil.copytree(folder, configs, ignore=shutil.ignore_patterns("*.safetensors", "vocab.json", "merges.txt"))
+    with pytest.raises(ValueError, match="carries no tokenizer.*folder named tokenizer beside it"):
+        load_single_file(checkpoint, "cpu", config=configs)
+    shutil.copytree(folder / "tokenizer", tmp_path / "models" / "tokenizer")
+    bundle = load_single_file(checkpoint, "cpu", config=configs)
+    assert "tokenizer from" in bundle.config.description
+    request = sd_request("ddim", 4)
+    torch.testing.assert_close(final_sample(request, bundle).x, final_sample(request, load_model(folder, "cpu")).x,
+                               rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="neither SD 1.x .768. nor 2.x"):  # the shipped configs: real shapes only
+        load_model(checkpoint, "cpu")
+
+
+def test_single_file_families_are_told_from_the_weights(tmp_path):
+    from core.diffusers.single_file import CONFIGS, checkpoint_family
+
+    key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    path = tmp_path / "model.safetensors"
+    assert checkpoint_family(path, {key: (320, 768)})[0] == "sd-v1"
+    assert checkpoint_family(path, {key: (320, 1024)})[0] == "sd-v2"  # assumed v-prediction, as diffusers does
+    path.with_suffix(".yaml").write_text('model:\n  params:\n    parameterization: "v"\n')
+    assert checkpoint_family(path, {key: (320, 1024)})[0] == "sd-v2"
+    path.with_suffix(".yaml").write_text("model:\n  params:\n    linear_start: 0.00085\n")
+    assert checkpoint_family(path, {key: (320, 1024)})[0] == "sd-v2-base"
+    with pytest.raises(ValueError, match="SDXL"):
+        checkpoint_family(path, {key: (320, 2048), "conditioner.embedders.0.transformer.x": (1,)})
+    with pytest.raises(ValueError, match="inpainting"):
+        checkpoint_family(path, {key: (320, 768), "model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)})
+    for name in ("sd-v1", "sd-v2", "sd-v2-base"):  # the shipped configs are what diffusers builds from
+        for part in ("unet", "vae", "text_encoder"):
+            assert json.loads((CONFIGS / name / part / "config.json").read_text())
+    assert json.loads((CONFIGS / "sd-v2" / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == \
+        "v_prediction"
+
+
+def test_the_open_dialogs_plan_states_schedule_size_and_memory_before_loading(sd_folders, dit_folder, tmp_path):
+    from core.model_plan import plan_open
+
+    plan = plan_open(sd_folders["v_prediction"])
+    assert plan.ok, plan.error
+    rows = {s.name: s.value for s in plan.settings}
+    assert rows["pipeline"] == "StableDiffusionPipeline" and rows["family"] == "Stable Diffusion"
+    assert rows["schedule"].startswith("scaled_linear β 0.00085–0.012 over 1000 steps, leading spacing, steps offset 1")
+    assert rows["schedule"].endswith("v-prediction") and rows["image size"].startswith("16×16")
+    assert rows["default CFG"] == "γ = 7.5 (w = 6.5)" and "GB" in rows["memory (fp16)"]
+    assert {s.name: s.value for s in plan_open(dit_folder).settings}["default CFG"] == "γ = 4 (w = 3)"
+    broken = tmp_path / "broken"
+    shutil.copytree(sd_folders["epsilon"], broken)
+    shutil.rmtree(broken / "unet")
+    assert "'unet' component (UNet2DConditionModel) is missing" in plan_open(broken).error
