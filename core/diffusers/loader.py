@@ -234,7 +234,8 @@ def build_bundle(name: str, info: PipelineInfo, parts: Mapping[str, Any], schedu
     kind = "class-conditional" if num_classes else ("text-to-image" if family == "sd" else "unconditional")
     space = f"{width * f}×{height * f} images" + (f" via {c}×{height}×{width} latents" if vae is not None else "")
     description = (f"{FAMILY_NAMES[family]} {kind} pipeline ({info.pipeline}, {_count(info.parameters)} "
-                   f"parameters) · {schedule_text(scheduler)} · {space} · {info.folder}" + (f" · {note}" if note else ""))
+                   f"parameters) · {schedule_text(scheduler)} · {space} · {info.folder}")
+    description += f" · {note}" if note else ""
     config = ModelConfig(
         architecture="diffusers", data_shape=(c, height, width), network=network, schedule="diffusers",
         num_timesteps=int(setting(scheduler, "num_train_timesteps")), num_classes=num_classes,

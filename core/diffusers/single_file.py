@@ -149,7 +149,8 @@ def find_tokenizer(checkpoint: Path) -> Path:
     raise CheckpointError(
         f"{checkpoint.name} is a single-file Stable Diffusion checkpoint, which carries no tokenizer. Put the CLIP "
         f"tokenizer's files (vocab.json and merges.txt, or tokenizer.json: the tokenizer folder of any Stable "
-        f"Diffusion pipeline) in a folder named tokenizer beside it ({checkpoint.parent / 'tokenizer'}), or open a diffusers pipeline folder.")
+        f"Diffusion pipeline) in a folder named tokenizer beside it ({checkpoint.parent / 'tokenizer'}), or open a "
+        "diffusers pipeline folder.")
 
 
 def inspect_single_file(path: str | Path, config: str | Path | None = None) -> tuple[PipelineInfo, Path, str]:

@@ -95,7 +95,8 @@ def test_pixel_pipeline_matches_diffusers(pixel_folder, sampler, monkeypatch):
     ours = final_sample(SamplingRequest("p", sampler=sampler, steps=str(n), eta=eta, seed=3, batch=2), bundle).x
     x_t, stream = noise(3, 2, (3, 8, 8), n)
     if sampler == "ddim":  # DDIMPipeline converts the folder's DDPMScheduler config to DDIM, as it always does
-        pipe, module, kwargs = reference(diffusers.DDIMPipeline, pixel_folder), "pipelines.ddim.pipeline_ddim", {"eta": eta}
+        pipe, module = reference(diffusers.DDIMPipeline, pixel_folder), "pipelines.ddim.pipeline_ddim"
+        kwargs = {"eta": eta}
     else:
         pipe, module, kwargs = reference(diffusers.DDPMPipeline, pixel_folder), "pipelines.ddpm.pipeline_ddpm", {}
     monkeypatch.setattr(f"diffusers.{module}.randn_tensor", lambda *a, **k: x_t.clone())
