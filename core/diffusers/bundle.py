@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..bundle import ModelBundle
 from ..conditioning import Conditions
 from ..schedule import Schedule
-from .preview import LatentRGB
+from .preview import LatentRGB, fit_latent_rgb
 from .schedules import pipeline_schedule, train_alphas_cumprod
 
 if TYPE_CHECKING:
@@ -28,12 +28,12 @@ _DECODE_CHUNK = 4  # images per VAE decode call: bounds the decoder's working me
 @dataclass(eq=False)
 class DiffusersBundle(ModelBundle):
     """A loaded diffusers pipeline. `vae` (latent models) decodes samples; `text_encoder` and `tokenizer`
-    (Stable Diffusion) turn prompts into the condition batches; `latent_rgb` is the fast preview map."""
+    (Stable Diffusion) turn prompts into the condition batches."""
 
     vae: nn.Module | None = None
     text_encoder: nn.Module | None = None
     tokenizer: Any = None
-    latent_rgb: LatentRGB | None = None
+    _latent_rgb: LatentRGB | None = field(default=None, repr=False)
     _prompt_cache: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     # Weights are loaded in the chosen dtype (half the memory of autocast over fp32 weights).
@@ -115,11 +115,19 @@ class DiffusersBundle(ModelBundle):
             parts.append(self.vae.decode(z.to(dtype)).sample.float().clamp(-1.0, 1.0))
         return torch.cat(parts)
 
+    @property
+    def latent_rgb(self) -> LatentRGB | None:
+        """The linear latent → RGB map of this model's VAE (core/diffusers/preview.py), fitted the first time
+        it is needed: milliseconds on a GPU, a few seconds for Stable Diffusion's VAE on a CPU."""
+        if self._latent_rgb is None and self.vae is not None:
+            net = self.config.network
+            self._latent_rgb = fit_latent_rgb(self.vae, self.vae_scale_factor, net["scaling_factor"],
+                                              net.get("shift_factor", 0.0))
+        return self._latent_rgb
+
     def preview(self, x: Tensor) -> Tensor:
         """Latents → the fitted linear RGB picture at latent resolution; pixel samples as they are."""
-        if self.vae is None or self.latent_rgb is None:
-            return x
-        return self.latent_rgb.apply(x)
+        return x if self.vae is None else self.latent_rgb.apply(x)
 
     # --- conditioning -----------------------------------------------------------------------------
 

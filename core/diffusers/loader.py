@@ -26,7 +26,6 @@ from . import files
 from .bundle import DiffusersBundle
 from .deps import require, weights_only_loading
 from .networks import DiT, EpsFromPrediction, PixelUNet, TextUNet
-from .preview import fit_latent_rgb
 from .schedules import PREDICTION_TYPES, setting, train_alphas_cumprod
 
 FAMILY_COMPONENTS = {
@@ -245,10 +244,7 @@ def build_bundle(name: str, info: PipelineInfo, parts: Mapping[str, Any], schedu
     )
     bundle = DiffusersBundle(name, config, model.eval(), device=device, precision=precision, vae=vae,
                              text_encoder=parts.get("text_encoder"), tokenizer=parts.get("tokenizer"))
-    bundle.to(device)
-    if vae is not None:
-        bundle.latent_rgb = fit_latent_rgb(vae, f, network["scaling_factor"], network["shift_factor"])
-    return bundle
+    return bundle.to(device)
 
 
 def check_memory(info: PipelineInfo, device: torch.device, precision: str) -> None:

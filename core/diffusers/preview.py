@@ -62,7 +62,7 @@ def _pairs(vae: nn.Module, images: Tensor, factor: int, scaling: float, shift: f
 
 @torch.no_grad()
 def fit_latent_rgb(vae: nn.Module, factor: int, scaling_factor: float, shift_factor: float = 0.0, *,
-                   images: int = 32, size: int | None = None, seed: int = 0) -> LatentRGB:
+                   images: int = 16, size: int | None = None, seed: int = 0) -> LatentRGB:
     """Least-squares latent → RGB map of `vae` (see the module docstring); deterministic for a seed."""
     size = size or 8 * factor
     generator = torch.Generator().manual_seed(seed)

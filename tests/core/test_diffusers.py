@@ -487,3 +487,30 @@ def test_the_open_dialogs_plan_states_schedule_size_and_memory_before_loading(sd
     shutil.copytree(sd_folders["epsilon"], broken)
     shutil.rmtree(broken / "unet")
     assert "'unet' component (UNet2DConditionModel) is missing" in plan_open(broken).error
+
+
+# --- previews ------------------------------------------------------------------------------------------------
+
+class LinearVAE(torch.nn.Module):
+    """A VAE whose latent at each 4×4 block is exactly A·(mean colour) + c, so the best linear preview is known."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([[0.8, -0.3, 0.1], [0.2, 0.9, -0.4], [-0.5, 0.1, 0.7], [0.3, 0.3, 0.3]]))
+        self.c = torch.tensor([0.1, -0.2, 0.05, 0.0])
+
+    def encode(self, images):
+        blocks = torch.nn.functional.avg_pool2d(images, 4)
+        mean = torch.einsum("kc,bchw->bkhw", self.a, blocks) + self.c[:, None, None]
+        return type("Out", (), {"latent_dist": type("Dist", (), {"mean": mean})})
+
+
+def test_the_latent_preview_is_the_least_squares_linear_map_of_the_vae():
+    from core.diffusers.preview import fit_latent_rgb
+
+    vae = LinearVAE()
+    fit = fit_latent_rgb(vae, 4, scaling_factor=0.5)
+    assert fit.r2 > 0.9999
+    colours = torch.rand(2, 3, 3, 5) * 1.6 - 0.8
+    latents = (torch.einsum("kc,bchw->bkhw", vae.a.detach(), colours) + vae.c[:, None, None]) * 0.5
+    torch.testing.assert_close(fit.apply(latents), colours, atol=1e-4, rtol=0)
