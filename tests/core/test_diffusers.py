@@ -448,6 +448,9 @@ def test_a_single_file_checkpoint_opens_as_the_same_model(sd_folders, tmp_path):
                                rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="neither SD 1.x .768. nor 2.x"):  # the shipped configs: real shapes only
         load_model(checkpoint, "cpu")
+    from core.model_plan import plan_open
+
+    assert "neither SD 1.x (768) nor 2.x" in plan_open(checkpoint).error
 
 
 def test_single_file_families_are_told_from_the_weights(tmp_path):
@@ -475,13 +478,13 @@ def test_single_file_families_are_told_from_the_weights(tmp_path):
 def test_the_open_dialogs_plan_states_schedule_size_and_memory_before_loading(sd_folders, dit_folder, tmp_path):
     from core.model_plan import plan_open
 
-    plan = plan_open(sd_folders["v_prediction"])
+    plan = plan_open(sd_folders["v_prediction"], precision="fp16")
     assert plan.ok, plan.error
     rows = {s.name: s.value for s in plan.settings}
-    assert rows["pipeline"] == "StableDiffusionPipeline" and rows["family"] == "Stable Diffusion"
+    assert rows["pipeline"] == "StableDiffusionPipeline (Stable Diffusion)"
     assert rows["schedule"].startswith("scaled_linear β 0.00085–0.012 over 1000 steps, leading spacing, steps offset 1")
     assert rows["schedule"].endswith("v-prediction") and rows["image size"].startswith("16×16")
-    assert rows["default CFG"] == "γ = 7.5 (w = 6.5)" and "GB" in rows["memory (fp16)"]
+    assert rows["default CFG"] == "γ = 7.5 (w = 6.5)" and "GB" in rows["memory"] and "fp16" in rows["memory"]
     assert {s.name: s.value for s in plan_open(dit_folder).settings}["default CFG"] == "γ = 4 (w = 3)"
     broken = tmp_path / "broken"
     shutil.copytree(sd_folders["epsilon"], broken)
@@ -514,3 +517,23 @@ def test_the_latent_preview_is_the_least_squares_linear_map_of_the_vae():
     colours = torch.rand(2, 3, 3, 5) * 1.6 - 0.8
     latents = (torch.einsum("kc,bchw->bkhw", vae.a.detach(), colours) + vae.c[:, None, None]) * 0.5
     torch.testing.assert_close(fit.apply(latents), colours, atol=1e-4, rtol=0)
+
+
+def test_the_plan_of_a_single_file_names_its_family_configs_and_tokenizer(tmp_path, sd_folders):
+    from safetensors.torch import save_file
+
+    from core.model_plan import DIFFUSERS, plan_open
+
+    key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    path = tmp_path / "sd2.safetensors"
+    save_file({key: torch.zeros(2, 1024)}, path)
+    plan = plan_open(path)
+    assert plan.family == DIFFUSERS and "carries no tokenizer" in plan.error
+    shutil.copytree(sd_folders["epsilon"] / "tokenizer", tmp_path / "tokenizer")
+    plan = plan_open(path)
+    assert plan.ok, plan.error
+    rows = {s.name: s for s in plan.settings}
+    assert rows["model"].value.startswith("SD 2.x, assumed the 768-pixel v-prediction model")
+    assert "ε model" in rows["model"].warning and rows["configs"].value.endswith("sd-v2")
+    assert rows["tokenizer"].value == str(tmp_path / "tokenizer") and rows["image size"].value.startswith("768×768")
+    assert rows["schedule"].value.endswith("v-prediction") and rows["default CFG"].value == "γ = 7.5 (w = 6.5)"
