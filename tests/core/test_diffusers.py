@@ -499,7 +499,8 @@ class LinearVAE(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.a = torch.nn.Parameter(torch.tensor([[0.8, -0.3, 0.1], [0.2, 0.9, -0.4], [-0.5, 0.1, 0.7], [0.3, 0.3, 0.3]]))
+        rows = [[0.8, -0.3, 0.1], [0.2, 0.9, -0.4], [-0.5, 0.1, 0.7], [0.3, 0.3, 0.3]]
+        self.a = torch.nn.Parameter(torch.tensor(rows))
         self.c = torch.tensor([0.1, -0.2, 0.05, 0.0])
 
     def encode(self, images):
