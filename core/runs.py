@@ -7,12 +7,12 @@ a track by name and it is saved and reopened with no change here.
 The run file is a compressed `.npz` (NumPy's zip of `.npy` arrays, read with `allow_pickle=False`,
 so opening one never runs code):
   meta            0-d str: JSON of `pngmeta.run_metadata` plus num_steps and data_shape
-  samples         (B, *data_shape) float32, the last step reached, in model space
-  labels          (B,) int64 target class per sample, −1 when unconditional
+  samples         (B, *data_shape) float32: the last step reached (images decoded for latent models)
+  labels          (B,) int64 target class per sample, only when the run had targets
   track/<name>    one track stacked over the steps reached: (steps, ...)
   mask/<name>     (steps,) bool, only for tracks some steps lack (those rows are zeros)
 `python -m core sample --out run.npz` writes the same file (samples and labels are the keys it has
-always written), so the app opens a CLI run as a run.
+always written; it adds its own, such as x_T), so the app opens a CLI run as a run.
 """
 from __future__ import annotations
 
@@ -87,13 +87,10 @@ class RunResult:
         """The per-step values of one track (empty when the run has none)."""
         return self.tracks.get(name, ())
 
-    def labels(self) -> np.ndarray:
-        """(B,) int64 target class of each sample, −1 when unconditional."""
+    def labels(self) -> np.ndarray | None:
+        """(B,) int64 target class of each sample, or None when unconditional."""
         labels = self.request.labels()
-        batch = len(self.samples)
-        if labels is None:
-            return np.full(batch, -1, np.int64)
-        return np.asarray(labels[:batch], dtype=np.int64)
+        return None if labels is None else np.asarray(labels[: len(self.samples)], dtype=np.int64)
 
 
 # --- the run file --------------------------------------------------------------------------------
@@ -143,8 +140,10 @@ def fit_previews(arrays: dict[str, np.ndarray], budget: int = PREVIEW_BUDGET) ->
     return {k: shrink_images(a, factor) if _is_image_track(a) else a for k, a in arrays.items()}
 
 
-def run_arrays(result: RunResult, budget: int = PREVIEW_BUDGET, **meta: Any) -> dict[str, np.ndarray]:
-    """Everything the run file holds, as named arrays (`meta` keys are added to the JSON record)."""
+def run_arrays(result: RunResult, budget: int = PREVIEW_BUDGET, extra: Mapping[str, np.ndarray] | None = None,
+               **meta: Any) -> dict[str, np.ndarray]:
+    """Everything the run file holds, as named arrays: `extra` arrays are kept under their own names
+    (the CLI's x_T and latents), `meta` keys are added to the JSON record."""
     tracks: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
     for name, values in result.tracks.items():
@@ -161,16 +160,20 @@ def run_arrays(result: RunResult, budget: int = PREVIEW_BUDGET, **meta: Any) -> 
     record = run_metadata(result.model_name, result.request, device=result.device, seconds=result.seconds,
                           completed=result.completed, created=result.created, num_steps=int(result.num_steps),
                           data_shape=list(result.samples.shape[1:]), **meta)
-    out = {"meta": np.array(json.dumps(record, sort_keys=True)),
-           "samples": np.ascontiguousarray(result.samples, dtype=np.float32), "labels": result.labels()}
+    out = {**(extra or {}), "meta": np.array(json.dumps(record, sort_keys=True)),
+           "samples": np.ascontiguousarray(result.samples, dtype=np.float32)}
+    labels = result.labels()
+    if labels is not None:
+        out["labels"] = labels
     out.update({f"track/{k}": v for k, v in tracks.items()})
     out.update({f"mask/{k}": v for k, v in masks.items()})
     return out
 
 
-def write_run(path: str | Path, result: RunResult, budget: int = PREVIEW_BUDGET, **meta: Any) -> Path:
+def write_run(path: str | Path, result: RunResult, budget: int = PREVIEW_BUDGET,
+              extra: Mapping[str, np.ndarray] | None = None, **meta: Any) -> Path:
     """Write the run file atomically (SaveError on failure; nothing half-written is left)."""
-    arrays = run_arrays(result, budget, **meta)
+    arrays = run_arrays(result, budget, extra, **meta)
     return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 

@@ -4,6 +4,10 @@ The .npz holds `samples` (N×…: points, or images in [−1, 1] as N×C×H×W, 
 `labels` where the run used them, `x_T` (the initial noise exactly as the model saw it: latents for latent
 models) and, for latent models, `latents` (the final latents). With the same x_T as `latents=`, a diffusers
 pipeline gives the same `latents`: this is how anyone can check parity against the reference pipeline.
+Both outputs carry the run's settings as the app writes them (`core.pngmeta`, `core.runs`), so the app
+opens either: a .png restores the settings and shows the picture; a .npz is a run file, and when the
+run is one batch in one process it also holds every step's previews (`--no-trajectory` leaves them out),
+so the app replays it step by step.
 Sample i always has seed `--seed` + i, so chunking a large `--num-samples` into batches changes nothing,
 and under torchrun (one process per GPU; see core/distributed.py) the ranks share the batches and rank 0
 writes exactly what one process writes. Finished batches are kept until the output is written, so the
@@ -19,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import distributed
 from ..device import free_memory
-from ..fileio import atomic_write
 from ..images import grid, points_image, to_uint8
+from ..pngmeta import run_metadata, write_png
+from ..recording import Recorder
 from ..registry import DEFAULT_MODEL, load_model
 from ..requests import CLIP_MODES, GUIDANCE_KINDS, SAMPLERS, VARIANCES, Guidance, SamplingRequest
+from ..runs import RunResult, write_run
 from ..samplers import sample
 
 
@@ -56,7 +61,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--out", type=Path, required=True, help="output file: .npz or .png")
+    p.add_argument("--out", type=Path, required=True, help="output file: .npz (a run file) or .png")
+    p.add_argument("--no-trajectory", action="store_true",
+                   help="leave the per-step previews out of the .npz (they are kept when the run is one batch)")
     p.set_defaults(func=run)
 
 
@@ -79,7 +86,7 @@ def _window(text: str) -> tuple[float, float]:
 
 
 # Arguments that leave the samples as they are: finished batches are reused whatever these say.
-NOT_IN_SAMPLES = ("out", "device", "threads")
+NOT_IN_SAMPLES = ("out", "device", "threads", "no_trajectory")
 
 
 def run(args) -> int:
@@ -108,10 +115,16 @@ def run(args) -> int:
             print(f"note: {args.num} samples make one batch, so one rank does all the work; "
                   "pass --batch to share it", file=sys.stderr)
 
+        # Every step's previews, for a run that is one batch in one process (the app replays it).
+        recorders: list[Recorder] = []
+        trajectory = args.out.suffix == ".npz" and not args.no_trajectory and world.size == 1 and chunk >= args.num
+
         def compute(batch: distributed.Batch) -> dict[str, torch.Tensor]:
             part_labels = None if labels is None else labels[batch.first:batch.first + batch.size]
             request = base.replace(seed=args.seed + batch.first, batch=batch.size, label=part_labels)
-            return sample_arrays(request, bundle)
+            recorder = Recorder.for_bundle(request, bundle) if trajectory else None
+            recorders.extend([recorder] if recorder is not None else [])
+            return sample_arrays(request, bundle, recorder)
 
         shards = args.out.with_name(f".{args.out.name}.shards")
         store = distributed.ShardStore(shards, distributed.shard_settings(args, NOT_IN_SAMPLES, world.device))
@@ -120,37 +133,44 @@ def run(args) -> int:
                                          label=f"{bundle.name}: ")
         seconds = time.perf_counter() - start
         if world.is_main:
-            _write(args.out, arrays, labels, bundle.config.is_image)
+            request = base.replace(batch=args.num, label=labels[0] if labels and len(set(labels)) == 1 else labels)
+            recorder = recorders[0] if recorders else None
+            run = RunResult(request, bundle.name, str(world.device), seconds, arrays["samples"].numpy(),
+                            tracks=recorder.tracks if recorder is not None else {},
+                            num_steps=recorder.num_steps if recorder is not None else 0)
+            _write(args.out, arrays, run, bundle.config.is_image)
             print(f"wrote {args.num} samples of {bundle.name} to {args.out} in {seconds:.2f}s "
                   f"({args.num / seconds:.1f} samples/s, {world.size} process{'es' if world.size > 1 else ''})")
         distributed.discard(world, shards)
     return 0
 
 
-def sample_arrays(request: SamplingRequest, bundle) -> dict[str, torch.Tensor]:
+def sample_arrays(request: SamplingRequest, bundle, recorder: Recorder | None = None) -> dict[str, torch.Tensor]:
     """One batch's arrays on the CPU: `samples` (decoded for latent models), `x_T`, and `latents` for
-    latent models (the module docstring says what each is)."""
+    latent models (the module docstring says what each is); `recorder` records every step, if given."""
     initial = last = None
     for last in sample(request, bundle):
         initial = last.x if initial is None else initial
+        if recorder is not None:
+            recorder.add(last)
     out = {"samples": bundle.decode(last.x).float().cpu(), "x_T": initial.float().cpu()}
     if bundle.is_latent:
         out["latents"] = last.x.float().cpu()
     return out
 
 
-def _write(path: Path, arrays: dict[str, torch.Tensor], labels: tuple[int, ...] | None, is_image: bool) -> None:
-    """The .npz or .png, atomically and with the usual file mode (SaveError, an OSError, if it fails)."""
+def _write(path: Path, arrays: dict[str, torch.Tensor], run: RunResult, is_image: bool) -> None:
+    """The .npz (a run file: `run` and the other arrays) or the .png (with `run`'s settings), atomically
+    and with the usual file mode (SaveError, an OSError, if it fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
-        out = {name: value.numpy().astype(np.float32) for name, value in arrays.items()}
-        if labels is not None:
-            out["labels"] = np.array(labels, np.int64)
-        atomic_write(path, lambda fh: np.savez(fh, **out))
+        extra = {name: value.numpy().astype(np.float32) for name, value in arrays.items() if name != "samples"}
+        write_run(path, run, extra=extra, cli=True)
     else:
         samples = arrays["samples"]
-        picture = grid(to_uint8(samples)) if is_image else points_image(samples.numpy(), labels)
-        atomic_write(path, lambda fh: Image.fromarray(picture).save(fh, format="PNG"))
+        picture = grid(to_uint8(samples)) if is_image else points_image(samples.numpy(), run.labels())
+        meta = run_metadata(run.model_name, run.request, device=run.device, seconds=run.seconds, cli=True)
+        write_png(path, picture, meta)
 
 
 def check_output(path: Path) -> None:

@@ -146,6 +146,11 @@ class Reopener(QObject):
             return
         kind, value = self._data
         self._data = None
+        if kind == "run" and len(value) == 0:  # a run file with its final samples only (a chunked CLI run)
+            from ..library.pngio import result_picture
+
+            kind, value = "still", result_picture(value)
+            self._banner += ": final samples only (saved without its steps)"
         if kind == "run":
             result: RunResult = value
             self.window.show_run(result, self._banner)

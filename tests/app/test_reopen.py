@@ -140,3 +140,27 @@ def test_a_stopped_run_reopens_at_the_step_it_reached(window, qtbot):
     assert banner.endswith("(stopped early)")
     assert window.views.slider.maximum() == len(result) - 1 < 400
     assert f"stopped at step {len(result) - 1} / 400" in window.run_panel.progress.format()
+
+
+def test_the_clis_run_file_and_png_open_in_the_app(window, qtbot, tmp_path):
+    from core.cli import main
+
+    run_file, picture = tmp_path / "cli.npz", tmp_path / "cli.png"
+    common = ["sample", "--guidance", "cfg", "--weight", "1.5", "--label", "6", "--seed", "3", "--steps", "25"]
+    assert main([*common, "--num", "300", "--out", str(run_file)]) == 0
+    assert main([*common, "--num", "300", "--out", str(picture)]) == 0
+    window.session.update(seed=0, steps="50", class_index=0)
+    with qtbot.waitSignal(window.results.run_reopened, timeout=LOAD_TIMEOUT_MS) as shown:
+        assert window.results.open_file(run_file)
+    assert shown.args[0].startswith("Opened cli.npz (run from ")
+    s = window.session.settings
+    assert (s.seed, s.steps, s.class_index, s.guidance, s.weight, s.batch_points) == (3, "25", 6, "cfg", 1.5, 300)
+    views = window.views
+    assert views.points_mode and views.slider.maximum() == 25
+    views.player.set_index(10)
+    assert views.point_panes[0].points.shape == (300, 2) and "step 10 / 25" in views.step_label.text()
+    window.session.update(seed=0)
+    with qtbot.waitSignal(window.results.run_reopened, timeout=LOAD_TIMEOUT_MS) as shown:
+        assert window.results.open_file(picture)  # the CLI's PNG: its settings, its picture
+    assert shown.args[0].endswith("final image only") and window.session.settings.seed == 3
+    np.testing.assert_array_equal(views.image_panes[0].image, np.asarray(Image.open(picture).convert("RGB")))

@@ -61,3 +61,37 @@ def test_models_json_lists_the_builtins():
     result = subprocess.run([sys.executable, "-m", "core", "models", "--json"], capture_output=True, text=True, check=True)
     names = [m["name"] for m in json.loads(result.stdout)]
     assert names[0] == "toy-gmm" and "toy-scurve" in names
+
+
+def test_png_output_carries_the_apps_settings_record(tmp_path):
+    from core import Guidance, SamplingRequest
+    from core.pngmeta import read_metadata, read_settings
+
+    out = tmp_path / "cfg.png"
+    assert main(["sample", "--guidance", "cfg", "--weight", "2", "--label", "5", "--seed", "7", "--steps", "20",
+                 "--num", "40", "--out", str(out)]) == 0
+    model, request = read_settings(out)  # what File › Open run or PNG reads
+    assert model == "toy-gmm"
+    assert request == SamplingRequest(model="toy-gmm", steps="20", guidance=Guidance("cfg", weight=2.0), label=5,
+                                      seed=7, batch=40)
+    assert read_metadata(out)["cli"] is True and read_metadata(out)["device"] == "cpu"
+
+
+def test_npz_output_is_a_run_file_with_every_step(tmp_path):
+    from core.runs import read_run
+
+    out = tmp_path / "run.npz"
+    assert main(["sample", "--sampler", "ddpm", "--steps", "30", "--label", "0,1", "--num", "6", "--out", str(out)]) == 0
+    run = read_run(out)
+    data = np.load(out)
+    assert run.model_name == "toy-gmm" and run.request.label == (0, 1, 0, 1, 0, 1) and run.completed
+    assert len(run) == 31 and run.num_steps == 30
+    np.testing.assert_array_equal(run.samples, data["samples"])
+    np.testing.assert_allclose(run.track("xt")[0], data["x_T"], atol=2e-3)  # step 0 is the initial noise
+    np.testing.assert_allclose(run.track("xt")[30], data["samples"], atol=2e-3)
+    chunked = tmp_path / "chunked.npz"
+    assert main(["sample", "--num", "6", "--batch", "4", "--out", str(chunked)]) == 0
+    assert len(read_run(chunked)) == 0 and read_run(chunked).samples.shape == (6, 2)  # final samples only
+    bare = tmp_path / "bare.npz"
+    assert main(["sample", "--num", "6", "--no-trajectory", "--out", str(bare)]) == 0
+    assert len(read_run(bare)) == 0

@@ -67,7 +67,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatc
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(np, "savez", full)
+    monkeypatch.setattr(np, "savez_compressed", full)  # the run file (core.runs) is compressed
     assert main(["sample", "--steps", "3", "--num", "5", "--out", str(tmp_path / "out.npz")]) == 2
     assert error_line(capsys) == f"error: Could not save out.npz in {tmp_path}: No space left on device."
     assert [p.name for p in tmp_path.iterdir()] == [".out.npz.shards"]  # finished batches, kept to resume

@@ -150,11 +150,11 @@ def test_toy_mixture_resumed_on_two_ranks_equals_one_process(tmp_path, monkeypat
     calls = []
     real_sample = sample_command.sample_arrays
 
-    def interrupted_after_three(request, bundle):
+    def interrupted_after_three(request, bundle, *recorder):
         calls.append(request.seed)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real_sample(request, bundle)
+        return real_sample(request, bundle, *recorder)
 
     monkeypatch.setattr(sample_command, "sample_arrays", interrupted_after_three)
     capsys.readouterr()

@@ -116,6 +116,9 @@ def test_the_run_file_gives_back_the_run(gmm, tmp_path):
         np.testing.assert_array_equal(data["labels"], np.full(30, 4))
         assert json.loads(str(data["meta"]))["request"] == req.to_dict()
     assert read_run_meta(path)["model"] == "toy-gmm"
+    unconditional = RunResult(req.replace(label=None, guidance=Guidance()), "toy-gmm", "cpu", 0.0, result.samples)
+    with np.load(write_run(tmp_path / f"free{RUN_SUFFIX}", unconditional)) as data:
+        assert "labels" not in data.files  # as the CLI: labels only where the run had targets
 
 
 def test_a_run_file_of_16_mnist_sized_digits_over_50_steps_stays_under_2_mb(tmp_path):
