@@ -13,7 +13,7 @@ Presets:
          30 steps; fp16 on CUDA (GPU goal ≤ 1.05), with seconds per step and peak memory
 `--preset auto` (the default) is sd15 on CUDA and small elsewhere. Needs torch, diffusers and transformers.
 
-    python bench/diffusers_speed.py                      # CPU: small
+    python bench/diffusers_speed.py --threads 1          # CPU: small (one thread: steadier on a shared machine)
     python bench/diffusers_speed.py --preset sd15        # CUDA: SD-1.5 shapes, fp16, 30 steps
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import Guidance, SamplingRequest, sample  # noqa: E402
+from core.diffusers.files import Weights  # noqa: E402
 from core.diffusers.loader import PipelineInfo, build_bundle  # noqa: E402
 from core.images import to_uint8  # noqa: E402
 
@@ -113,7 +114,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         pipe = build_pipeline(preset, Path(tmp), device, dtype)
-        info = PipelineInfo(Path(f"random {name}"), "StableDiffusionPipeline", "sd", {}, {})
+        count = sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
+        info = PipelineInfo(Path(f"random {name}"), "StableDiffusionPipeline", "sd", {},
+                            {"all": Weights((), None, count)})
         parts = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer}
         bundle = build_bundle(f"random-{name}", info, parts, dict(pipe.scheduler.config), {}, device, precision)
         print(f"{name}: UNet {_count(pipe.unet):.0f} M, VAE {_count(pipe.vae):.0f} M, text encoder "
@@ -172,7 +175,7 @@ def main() -> None:
           "we keep x_t in fp32)")
     if peaks:
         print(f"  peak GPU memory: ours {peaks['ours'] / 2**30:.2f} GiB, pipeline {peaks['theirs'] / 2**30:.2f} GiB "
-              f"({card})")
+              f"({card}); what the loader says before loading: {info.memory_text(precision)}")
 
 
 if __name__ == "__main__":
