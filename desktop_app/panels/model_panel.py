@@ -124,12 +124,21 @@ class ModelPanel(QGroupBox):
 
 
 def _describe(caps: ModelCaps) -> str:
-    kind = "2-D points" if caps.is_points else "images " + "×".join(str(d) for d in caps.data_shape)
+    if caps.is_points:
+        kind = "2-D points"
+    elif caps.is_latent and caps.image_size is not None:
+        width, height = caps.image_size
+        kind = f"{width}×{height} images via {'×'.join(str(d) for d in caps.data_shape)} latents"
+    else:
+        kind = "images " + "×".join(str(d) for d in caps.data_shape)
     parts = [f"<b>{caps.name}</b>: {kind}"]
-    if caps.num_classes:
-        parts.append(f"{caps.num_classes} classes")
-    parts.append("classifier ✓" if caps.has_classifier else "no classifier")
-    parts.append("null label ✓ (CFG)" if caps.null_label else "no null label")
+    if caps.takes_prompt:
+        parts.append("guided by a prompt (CFG ✓)")
+    else:
+        if caps.num_classes:
+            parts.append(f"{caps.num_classes} classes")
+        parts.append("classifier ✓" if caps.has_classifier else "no classifier")
+        parts.append("null label ✓ (CFG)" if caps.null_label else "no null label")
     if caps.schedule:
         parts.append(caps.schedule)
     text = ", ".join(parts)

@@ -138,7 +138,7 @@ class LiveViews(QWidget):
         self.player.index_changed.connect(self._on_index)
         player = self.player  # its widgets under the names the views have always had
         self.slider, self.play_button, self.step_label = player.slider, player.play_button, player.step_label
-        self.exact_decode_box = QCheckBox("Exact x̂0 every step")
+        self.exact_decode_box = QCheckBox("VAE-decode x₀ every step")
         self.exact_decode_box.setToolTip(EXACT_DECODE_TIP)
         self.exact_decode_box.hide()  # latent models only (set_latent)
         self.banner = QLabel()  # always in the layout, so the panes keep their size when it says something
