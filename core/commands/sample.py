@@ -27,6 +27,7 @@ import torch
 from .. import distributed
 from ..device import free_memory
 from ..images import grid, points_image, to_uint8
+from ..infotext import format_infotext
 from ..pngmeta import run_metadata, write_png
 from ..recording import Recorder
 from ..registry import DEFAULT_MODEL, load_model
@@ -170,7 +171,10 @@ def _write(path: Path, arrays: dict[str, torch.Tensor], run: RunResult, is_image
         samples = arrays["samples"]
         picture = grid(to_uint8(samples)) if is_image else points_image(samples.numpy(), run.labels())
         meta = run_metadata(run.model_name, run.request, device=run.device, seconds=run.seconds, cli=True)
-        write_png(path, picture, meta)
+        parameters = None
+        if is_image and run.request.prompt is not None:  # what other Stable Diffusion tools read
+            parameters = format_infotext(run.request, run.model_name, samples.shape[-1], samples.shape[-2])
+        write_png(path, picture, meta, parameters)
 
 
 def check_output(path: Path) -> None:

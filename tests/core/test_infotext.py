@@ -61,3 +61,21 @@ def test_odd_texts():
     with pytest.raises(ValueError, match="empty"):
         parse_infotext("  \n ")
     assert (step_count("ddim25"), step_count("10,15,20"), step_count("250")) == (25, 45, 250)
+
+
+def test_the_cli_png_of_a_prompt_model_carries_the_parameters_chunk(tmp_path):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from core.cli import main
+    from core.pngmeta import read_text_chunks
+
+    from ..diffusers_fixtures import save_sd_pipeline
+
+    folder = save_sd_pipeline(tmp_path / "sd-tiny")
+    out = tmp_path / "fox.png"
+    assert main(["sample", "--model", str(folder), "--prompt", "a fox, running", "--negative-prompt", "dog",
+                 "--guidance", "cfg", "--weight", "6.5", "--steps", "3", "--seed", "4", "--num", "1",
+                 "--width", "24", "--height", "16", "--out", str(out)]) == 0
+    assert read_text_chunks(out)["parameters"] == ("a fox, running\nNegative prompt: dog\n"
+                                                   "Steps: 3, Sampler: DDIM, CFG scale: 7.5, Seed: 4, Size: 24x16, "
+                                                   "Model: sd-tiny")
