@@ -7,11 +7,11 @@ Stable Diffusion), so `ExactPreviews` decodes x̂0 only
 - at the last step (the final image, always: that is the run's result),
 - at every step when asked (`exact=True`, the "exact decode every step" choice), and otherwise
 - at steps whose frame will be shown (`shown()`), while the decoding done so far, with this one, stays
-  within `fraction` (7 %) of the run's wall time: with the 3 % of the diagnostics budget
+  within `fraction` (7 %) of the sampler's own time so far: with the 3 % of the diagnostics budget
   (core.diagnostics) the sampler is never slowed by more than 10 %.
-A decode's cost is known only once measured; it is remembered per bundle and latent shape (per sample),
-so a model's first run shows exact pictures only at its end and later runs show them as the budget
-allows.
+A decode's cost is known only once measured; the latest is remembered per bundle and latent shape (per
+sample), so a model's first run shows exact pictures only at its end and later runs show them as the
+budget allows.
 
 `ExactPreviews.track` is a `core.recording.Recorder` extra: it records the track X0_DECODED (per-sample
 uint8 previews, None at steps not decoded), which the views show in place of the linear x̂0 preview and
@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from .images import pixels
-from .runs import X0_DECODED
 from .samplers import Step
 
 DECODE_FRACTION = 0.07
@@ -84,10 +83,8 @@ class ExactPreviews:
         return None if per_sample is None else per_sample * x.shape[0]
 
     def _measured(self, x: torch.Tensor, seconds: float) -> None:
-        costs = _COSTS.setdefault(self.bundle, {})
-        per_sample = seconds / x.shape[0]
-        key = self._key(x)
-        costs[key] = min(costs.get(key, per_sample), per_sample)  # the least: a first call is often slower
+        """Remember the latest cost (not the least: a budget planned on a lucky fast decode is overrun)."""
+        _COSTS.setdefault(self.bundle, {})[self._key(x)] = seconds / x.shape[0]
 
     # --- decisions ----------------------------------------------------------------------------------
 
@@ -103,7 +100,8 @@ class ExactPreviews:
         if self.shown is not None and not self.shown():
             return False
         cost = self.cost(step.x0)
-        return cost is not None and self.spent + cost <= self.fraction * (now - self._start + cost)
+        sampling = now - self._start - self.spent  # the sampler's own time so far
+        return cost is not None and self.spent + cost <= self.fraction * sampling
 
     # --- the recorder extra ---------------------------------------------------------------------------
 

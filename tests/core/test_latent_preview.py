@@ -54,7 +54,7 @@ def test_without_a_measured_cost_only_the_final_image_is_decoded_and_it_measures
 
 
 @pytest.mark.parametrize("decode_seconds", [0.05, 0.5, 2.0])
-def test_decoding_stays_within_seven_percent_of_the_run(decode_seconds):
+def test_decoding_stays_within_seven_percent_of_the_sampling_time(decode_seconds):
     bundle, clock = latent_bundle(), FakeClock()
     bundle.clock, bundle.decode_seconds = clock, decode_seconds
     steps = steps_of(bundle, 60)
@@ -64,8 +64,7 @@ def test_decoding_stays_within_seven_percent_of_the_run(decode_seconds):
     drive(previews, steps, clock, 1.0)
     paid = [i for i in previews.decoded_steps if i != 60]
     assert previews.spent == pytest.approx(decode_seconds * len(paid))
-    run_time = 60 * 1.0 + previews.spent
-    assert previews.spent <= 0.07 * run_time
+    assert previews.spent <= 0.07 * 60 * 1.0  # at most 7 % of the sampler's own time
     # and the budget is used: cheap decodes at every step, dear ones spread over the run
     assert len(paid) == {0.05: 59, 0.5: 8, 2.0: 2}[decode_seconds]
     assert max(np.diff(paid, prepend=0)) <= 60 // max(len(paid), 1) + 1
