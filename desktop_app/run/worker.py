@@ -32,8 +32,9 @@ from PySide6.QtCore import QObject, Signal
 from core import ModelBundle, SamplingRequest, sample
 from core.diagnostics import DiagnosticsBudget
 from core.guidance_views import guidance_tracks
-from core.latent_preview import X0_DECODED, ExactPreviews
+from core.latent_preview import ExactPreviews
 from core.recording import Recorder
+from core.runs import X0_DECODED
 
 from ..tasks import ThreadedJob, _emit, describe_error
 from .trajectory import Frame, Frames
