@@ -17,7 +17,6 @@ always written; it adds its own, such as x_T), so the app opens a CLI run as a r
 from __future__ import annotations
 
 import json
-import math
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -95,49 +94,57 @@ class RunResult:
 
 # --- the run file --------------------------------------------------------------------------------
 
-def _stack(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-step values → (steps, ...) array and a (steps,) presence mask (None when every step has one)."""
+def _is_preview(value: Any) -> bool:
+    """An image preview of one step: (B, h, w, C) uint8 (what the run file may shrink)."""
+    return isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 4
+
+
+def _stack(values: Sequence[Any], shrink: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-step values → (steps, ...) array and a (steps,) presence mask (None when every step has one).
+    Image previews are shrunk by `shrink` first, step by step (no full-size copy of the track)."""
     present = np.array([v is not None for v in values], dtype=bool)
     if not present.any():
         raise ValueError("empty track")
-    first = np.asarray(next(v for v in values if v is not None))
+    rows = [None if v is None else shrink_images(v, shrink) if _is_preview(v) else np.asarray(v) for v in values]
+    first = next(r for r in rows if r is not None)
     if first.dtype.kind in "fc" and first.dtype.itemsize > 4 and first.ndim == 0:
         first = first.astype(np.float32)  # python floats: per-step curves are float32 on disk
     blank = np.zeros_like(first)
-    rows = [blank if v is None else np.asarray(v, dtype=first.dtype) for v in values]
+    rows = [blank if r is None else r.astype(first.dtype, copy=False) for r in rows]
     shapes = {r.shape for r in rows}
     if len(shapes) != 1:
         raise ValueError(f"steps of different shapes {sorted(shapes)}")
     return np.stack(rows), (None if present.all() else present)
 
 
-def shrink_images(stack: np.ndarray, factor: int) -> np.ndarray:
+def shrink_images(images: np.ndarray, factor: int) -> np.ndarray:
     """(..., h, w, C) uint8 previews → (..., ⌈h/f⌉, ⌈w/f⌉, C) by averaging f×f blocks (edges repeated)."""
     if factor <= 1:
-        return stack
-    h, w = stack.shape[-3:-1]
+        return images
+    h, w = images.shape[-3:-1]
     ph, pw = -h % factor, -w % factor
     if ph or pw:
-        pad = [(0, 0)] * (stack.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
-        stack = np.pad(stack, pad, mode="edge")
-    h2, w2 = stack.shape[-3] // factor, stack.shape[-2] // factor
-    blocks = stack.reshape(*stack.shape[:-3], h2, factor, w2, factor, stack.shape[-1])
-    return (blocks.mean(axis=(-4, -2), dtype=np.float32) + 0.5).astype(np.uint8)
+        pad = [(0, 0)] * (images.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
+        images = np.pad(images, pad, mode="edge")
+    total = np.zeros(images[..., ::factor, ::factor, :].shape, np.uint32)
+    for dy in range(factor):  # f² strided adds: far faster than numpy's reduction over a 6-axis view
+        for dx in range(factor):
+            total += images[..., dy::factor, dx::factor, :]
+    area = factor * factor
+    return ((total + area // 2) // area).astype(np.uint8)
 
 
-def _is_image_track(array: np.ndarray) -> bool:
-    return array.dtype == np.uint8 and array.ndim == 5  # (steps, B, h, w, C)
+def preview_factor(tracks: Mapping[str, Sequence[Any]], budget: int = PREVIEW_BUDGET) -> int:
+    """The smallest shrink factor that brings every image preview of the run within `budget` bytes."""
+    shapes = [v.shape for values in tracks.values() for v in values if _is_preview(v)]
 
+    def size(f: int) -> int:
+        return sum(b * -(-h // f) * -(-w // f) * c for b, h, w, c in shapes)
 
-def fit_previews(arrays: dict[str, np.ndarray], budget: int = PREVIEW_BUDGET) -> dict[str, np.ndarray]:
-    """Shrink every image track by one common factor so that together they hold ≤ `budget` bytes."""
-    total = sum(a.nbytes for a in arrays.values() if _is_image_track(a))
-    if total <= budget:
-        return arrays
-    factor = math.ceil(math.sqrt(total / budget))
-    while sum(shrink_images(a[:1], factor).nbytes * len(a) for a in arrays.values() if _is_image_track(a)) > budget:
+    factor = 1
+    while size(factor) > budget:
         factor += 1
-    return {k: shrink_images(a, factor) if _is_image_track(a) else a for k, a in arrays.items()}
+    return factor
 
 
 def run_arrays(result: RunResult, budget: int = PREVIEW_BUDGET, extra: Mapping[str, np.ndarray] | None = None,
@@ -146,17 +153,17 @@ def run_arrays(result: RunResult, budget: int = PREVIEW_BUDGET, extra: Mapping[s
     (the CLI's x_T and latents), `meta` keys are added to the JSON record."""
     tracks: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
+    shrink = preview_factor(result.tracks, budget)
     for name, values in result.tracks.items():
         values = list(values)
         if not values or all(v is None for v in values):
             continue
         try:
-            tracks[name], mask = _stack(values)
+            tracks[name], mask = _stack(values, shrink)
         except ValueError as exc:
             raise ValueError(f"The run's track {name!r} cannot be saved: {exc}.") from None
         if mask is not None:
             masks[name] = mask
-    tracks = fit_previews(tracks, budget)
     record = run_metadata(result.model_name, result.request, device=result.device, seconds=result.seconds,
                           completed=result.completed, created=result.created, num_steps=int(result.num_steps),
                           data_shape=list(result.samples.shape[1:]), **meta)

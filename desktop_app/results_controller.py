@@ -64,7 +64,7 @@ class ResultsController(QObject):
         self.note_box: QMessageBox | None = None
         self.reopener = Reopener(window, self.reopen)
         self.reopener.reopened.connect(self.run_reopened)
-        self._recorder = SerialTasks("Could not record the run in the library: ", self)
+        self._recorder = SerialTasks("Could not record the run in the library: ", self, background=True)
         self._recorder.done.connect(self._on_prepared)
         self._recorder.failed.connect(self._on_record_failed)
         try:

@@ -5,6 +5,8 @@ on the GUI thread through a queued signal, so slots may touch widgets.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -77,16 +79,19 @@ class SerialTasks(QObject):
     comes back on the GUI thread as `done(tag, result)` or `failed(tag, message)`.
 
     For slow work a slot must not do itself (encoding and writing PNGs): the GUI stays responsive.
+    `background=True` runs them at the lowest scheduling priority (`lower_thread_priority`), so that a
+    sampling run on the other threads gets the cores first.
     """
 
     done = Signal(object, object)
     failed = Signal(object, str)
     _finished = Signal(object, object)  # (tag, Future), emitted on the helper thread, received queued
 
-    def __init__(self, context: str = "", parent: QObject | None = None):
+    def __init__(self, context: str = "", parent: QObject | None = None, background: bool = False):
         super().__init__(parent)
         self._context = context
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serial-task")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serial-task",
+                                        initializer=lower_thread_priority if background else None)
         self._pending: list[tuple[Any, Future]] = []
         self._finished.connect(self._deliver)
 
@@ -120,6 +125,16 @@ class SerialTasks(QObject):
         else:
             traceback.print_exception(exc)
             self.failed.emit(tag, describe_error(exc, self._context))
+
+
+def lower_thread_priority() -> None:
+    """Give the calling thread the lowest CPU priority (nice 19) where threads have their own (Linux);
+    elsewhere leave it as it is. The scheduler then runs it only on cores the other threads leave idle."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
 
 
 def _emit(signal: Any, *values: Any) -> None:

@@ -12,7 +12,16 @@ from torch import nn
 from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, sample
 from core.fileio import SaveError
 from core.recording import MEMORY_BUDGET, Recorder
-from core.runs import RUN_SUFFIX, RunResult, fit_previews, read_run, read_run_meta, shrink_images, write_run
+from core.runs import (
+    RUN_SUFFIX,
+    RunResult,
+    preview_factor,
+    read_run,
+    read_run_meta,
+    run_arrays,
+    shrink_images,
+    write_run,
+)
 
 
 class Half(nn.Module):
@@ -134,9 +143,16 @@ def test_image_previews_beyond_the_file_budget_are_averaged_down():
     half = shrink_images(stack, 2)
     assert half.shape == (2, 1, 2, 3, 1)
     assert half[0, 0, 0, 0, 0] == round(np.mean([0, 1, 6, 7]))
-    big = {"xt": np.zeros((10, 4, 64, 64, 3), np.uint8), "noise_level": np.zeros(10, np.float32)}
-    fitted = fit_previews(big, budget=big["xt"].nbytes // 4)
-    assert fitted["xt"].shape == (10, 4, 32, 32, 3) and fitted["noise_level"] is big["noise_level"]
+    tracks = {"xt": [np.zeros((4, 64, 64, 3), np.uint8)] * 10, "x0": [None] + [np.zeros((4, 64, 64, 3), np.uint8)] * 9,
+              "noise_level": [0.5] * 10}
+    full = 19 * 4 * 64 * 64 * 3
+    assert preview_factor(tracks, budget=full) == 1
+    assert preview_factor(tracks, budget=full // 4) == 2 and preview_factor(tracks, budget=full // 4 - 1) == 3
+    req = SamplingRequest(model="imgs", steps="9", batch=4)
+    result = RunResult(req, "imgs", "cpu", 0.0, np.zeros((4, 3, 64, 64), np.float32), tracks, num_steps=9)
+    arrays = run_arrays(result, budget=full // 4)
+    assert arrays["track/xt"].shape == (10, 4, 32, 32, 3) and arrays["track/x0"].shape == (10, 4, 32, 32, 3)
+    assert arrays["mask/x0"].tolist() == [False] + [True] * 9 and arrays["track/noise_level"].dtype == np.float32
 
 
 def test_damaged_or_foreign_run_files_are_refused_with_a_sentence(gmm, tmp_path):
