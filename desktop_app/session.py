@@ -99,7 +99,8 @@ class Settings:
     step rather than for the frames on screen within a time budget. prompt / negative_prompt: the text
     of prompt models; width / height: the image size in pixels of models that let a run choose it
     (multiples of 8). watch / watch_rate: pace a run at no more than watch_rate steps a second, so a
-    fast model can be followed by eye.
+    fast model can be followed by eye. batches: the batch each model was last used with (model name →
+    batch), so returning to a model brings its own batch back (`Session.set_caps`).
     """
 
     model: str = "toy-gmm"
@@ -129,6 +130,7 @@ class Settings:
     negative_prompt: str = ""
     width: int = 512
     height: int = 512
+    batches: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,6 +154,11 @@ class Settings:
             if f.name not in data:
                 continue
             raw = data[f.name]
+            if f.name == "batches":
+                batches, refused = _stored_batches(raw)
+                values["batches"] = batches
+                notes += [f"batch of {name!r} ({_short(v)})" for name, v in refused]
+                continue
             value = _stored(raw, getattr(defaults, f.name))
             limit = limits.SETTINGS.get(f.name)
             if value is None or (limit is not None and limit.problem(value)) or \
@@ -192,6 +199,21 @@ def _stored(raw: Any, default: Any) -> Any:
     if isinstance(raw, float) and isinstance(default, int) and not raw.is_integer():
         return None
     return number
+
+
+def _stored_batches(raw: Any) -> tuple[dict[str, int], list[tuple[str, Any]]]:
+    """(model → batch, refused (model, value) pairs) from a stored record: any batch a panel accepts."""
+    if not isinstance(raw, Mapping):
+        return {}, [("all", raw)]
+    kept, refused = {}, []
+    most = max(limits.BATCH_POINTS.high, limits.BATCH_IMAGES.high)
+    for name, value in raw.items():
+        number = _stored(value, 0)
+        if isinstance(name, str) and number is not None and 1 <= number <= most:
+            kept[name] = number
+        else:
+            refused.append((str(name), value))
+    return kept, refused
 
 
 def _short(value: Any, width: int = 24) -> str:
@@ -254,7 +276,10 @@ class Session:
         starts it with classifier-free guidance at that strength, and one that lets a run choose the image
         size starts at its own size; reloading the same model keeps the user's settings.
         """
+        previous = self._caps
         self._caps = caps
+        if caps is not None and previous is not None and caps.name != previous.name:
+            self._settings = self._switch_batch(previous, caps)
         if caps is not None:
             if caps.name != self._settings.model and caps.default_gamma is not None:
                 self._settings = dataclasses.replace(self._settings, guidance="cfg", weight=caps.default_gamma - 1)
@@ -270,6 +295,16 @@ class Session:
         self._devices = tuple(devices)
         self._settings = self._coerce(self._settings)
         self._notify()
+
+    def _switch_batch(self, previous: ModelCaps, caps: ModelCaps) -> Settings:
+        """Remember the outgoing model's batch and bring back the incoming one's, so that returning to a
+        2-D model brings back its 1000 points, not the 16 another 2-D model was last run with (a model
+        never used before starts with the last batch of its kind)."""
+        s = self._settings
+        own = s.batch_points if previous.is_points else s.batch_images
+        batches = {**s.batches, previous.name: own}
+        field = "batch_points" if caps.is_points else "batch_images"
+        return dataclasses.replace(s, batches=batches, **{field: batches.get(caps.name, getattr(s, field))})
 
     @property
     def batch(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -62,8 +62,26 @@ class ImagePane(pg.GraphicsLayoutWidget):
             self.view.autoRange(padding=0.02)
 
 
+DATA_ALPHA = 110  # the training data: pale, small dots …
+SAMPLE_ALPHA = 235  # … the samples: full colour, larger, with a dark rim, always on top
+SAMPLE_EDGE = (30, 30, 30)
+
+
+def muted(colors: np.ndarray | None) -> np.ndarray:
+    """Class colours washed two thirds of the way to white: the training data's, behind the samples'."""
+    if colors is None:
+        return np.array([175, 175, 175], np.uint8)
+    return (np.asarray(colors, np.float32) * 0.35 + 255 * 0.65).round().astype(np.uint8)
+
+
+def _legend_dot(rgb: tuple[int, int, int], alpha: int, size: float, edge: tuple[int, int, int] | None):
+    return pg.ScatterPlotItem(size=size, brush=pg.mkBrush(*rgb, alpha),
+                              pen=pg.mkPen(*edge) if edge is not None else pg.mkPen(None))
+
+
 class PointPane(pg.PlotWidget):
-    """A titled 2-D scatter: a faint data backdrop plus the current point cloud, coloured by class."""
+    """A titled 2-D scatter: the training data, pale and labelled (`show_data` toggles it), under the
+    current point cloud of samples, coloured by class with a dark rim so they stand out from it."""
 
     def __init__(self, title: str, parent: QWidget | None = None):
         super().__init__(parent, background="w")
@@ -77,19 +95,30 @@ class PointPane(pg.PlotWidget):
         # The backdrop changes only with the model: cache its rendering, so painting a new frame of
         # the cloud blits it instead of redrawing thousands of points.
         self.backdrop.setCacheMode(self.backdrop.CacheMode.DeviceCoordinateCache)
-        self.cloud = PointCloudItem(size=3.5)
+        self.backdrop.setZValue(-1)
+        self.cloud = PointCloudItem(size=5.0, edge=SAMPLE_EDGE)
         self.addItem(self.backdrop)
         self.addItem(self.cloud)
+        self.legend = self.addLegend(offset=(4, 4), labelTextColor="#555", labelTextSize="8pt")
+        self.legend.addItem(_legend_dot(tuple(muted(None)), DATA_ALPHA + 60, 6, None), "training data")
+        self.legend.addItem(_legend_dot((90, 90, 90), SAMPLE_ALPHA, 8, SAMPLE_EDGE), "samples")
+        self.legend.setVisible(False)  # until there is training data to name
         self.points: np.ndarray | None = None
         self.colors: np.ndarray | None = None
 
     def set_backdrop(self, points: np.ndarray | None, colors: np.ndarray | None = None) -> None:
-        """The data distribution (N, 2), drawn faint; colors (N, 3) uint8 per point or None (grey)."""
+        """The training data (N, 2), drawn pale; colors (N, 3) uint8 by class (washed out) or None (grey)."""
         if points is not None:
             finite = np.isfinite(points).all(axis=1)
             points = points[finite]
             colors = None if colors is None else np.asarray(colors)[finite]
-        self.backdrop.set_points(points, colors, alpha=40)
+        self.backdrop.set_points(points, None if points is None else muted(colors), alpha=DATA_ALPHA)
+        self.legend.setVisible(points is not None and self.backdrop.isVisible())
+
+    def show_data(self, visible: bool) -> None:
+        """Show or hide the training data (and its legend)."""
+        self.backdrop.setVisible(visible)
+        self.legend.setVisible(visible and bool(self.backdrop.group_colors))
 
     def set_colors(self, colors: np.ndarray | None) -> None:
         """Colours of the cloud's points: (B, 3) uint8, one RGB for all (3,), or None (dark grey)."""
@@ -103,7 +132,7 @@ class PointPane(pg.PlotWidget):
         colors = self.colors
         if points is not None and colors is not None and colors.ndim == 2 and len(colors) != len(points):
             colors = colors[0]
-        self.cloud.set_points(points, colors)
+        self.cloud.set_points(points, colors, alpha=SAMPLE_ALPHA)
 
 
 class LiveViews(QWidget):
@@ -141,12 +170,17 @@ class LiveViews(QWidget):
         self.exact_decode_box = QCheckBox("VAE-decode x₀ every step")
         self.exact_decode_box.setToolTip(EXACT_DECODE_TIP)
         self.exact_decode_box.hide()  # latent models only (set_latent)
+        self.data_box = QCheckBox("Training data")
+        self.data_box.setChecked(True)
+        self.data_box.setToolTip("Show the model's training data, pale, behind the samples (2-D models)")
+        self.data_box.toggled.connect(lambda on: [pane.show_data(on) for pane in self.point_panes])
         self.banner = QLabel()  # always in the layout, so the panes keep their size when it says something
         self.banner.setFixedHeight(self.banner.fontMetrics().height() + 10)
         self.set_banner("")
         controls = QHBoxLayout()
         controls.addWidget(self.player, 1)
         controls.addWidget(self.exact_decode_box)
+        controls.addWidget(self.data_box, 0, Qt.AlignmentFlag.AlignBottom)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addWidget(self.stack, 1)
@@ -161,6 +195,7 @@ class LiveViews(QWidget):
     def set_points_mode(self, points: bool) -> None:
         self.points_mode = points
         self.stack.setCurrentIndex(0 if points else 1)
+        self.data_box.setVisible(points)
 
     def set_backdrop(self, points: np.ndarray | None, colors: np.ndarray | None = None) -> None:
         for pane in self.point_panes:

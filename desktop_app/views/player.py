@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QStyle,
     QStyleOptionSlider,
@@ -104,6 +105,8 @@ class StepPlayer(QWidget):
         self.loop = QCheckBox("Loop")
         self.loop.setToolTip("Start again from step 0 at the end")
         self.step_label = QLabel("no run yet")
+        # Its text changes with every step: it must not change the window's layout (the panes' size).
+        self.step_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         row = QHBoxLayout()  # the scrubber gets a whole line
         row.addWidget(self.buttons[-10])
         row.addWidget(self.buttons[-1])

@@ -53,9 +53,15 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.plots["norm"].setYRange(0, 1, padding=0.02)
 
     def set_steps(self, num_steps: int) -> None:
-        """Fix every x axis to 0..num_steps, so curves grow left to right during a run."""
+        """Fix every x axis to 0..num_steps, so curves grow left to right during a run. Steps are whole
+        numbers: a short run's axis ticks every step (a 1-step run shows 0 and 1, not 0.2, 0.4, …)."""
         for plot in self.plots.values():
             plot.setXRange(0, max(num_steps, 1), padding=0.02)
+            axis = plot.getAxis("bottom")
+            if num_steps <= 10:
+                axis.setTickSpacing(major=1, minor=1)
+            else:
+                axis.setTickSpacing()  # pyqtgraph's own choice: whole numbers at this range
         self.plots["norm"].enableAutoRange(axis="y")
 
     def set_notes(self, prob: str = "", norm: str = "") -> None:

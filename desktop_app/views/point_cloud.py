@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 
 try:  # pyqtgraph's wrapper over a C array of PixmapFragment (what its ScatterPlotItem paints with)
     from pyqtgraph.Qt.internals import PrimitiveArray
@@ -18,13 +18,19 @@ except ImportError:  # pragma: no cover - older pyqtgraph: fall back to drawPoin
     PrimitiveArray = None
 
 
-def _dot(rgb: tuple[int, int, int], alpha: int, size: float, dpr: float) -> QPixmap:
+def _dot(rgb: tuple[int, int, int], alpha: int, size: float, dpr: float,
+         edge: tuple[int, int, int] | None = None) -> QPixmap:
     side = int(np.ceil(size * dpr)) + 2
     pixmap = QPixmap(side, side)
     pixmap.fill(Qt.GlobalColor.transparent)
     painter = QPainter(pixmap)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setPen(Qt.PenStyle.NoPen)
+    if edge is None:
+        painter.setPen(Qt.PenStyle.NoPen)
+    else:
+        pen = QPen(QColor(*edge, 230))
+        pen.setWidthF(max(1.0, 0.9 * dpr))
+        painter.setPen(pen)
     painter.setBrush(QColor(*rgb, alpha))
     offset = (side - size * dpr) / 2
     painter.drawEllipse(QRectF(offset, offset, size * dpr, size * dpr))
@@ -34,11 +40,13 @@ def _dot(rgb: tuple[int, int, int], alpha: int, size: float, dpr: float) -> QPix
 
 
 class PointCloudItem(pg.GraphicsObject):
-    """Points (N, 2) in data coordinates, each colour group drawn as dots of `size` pixels."""
+    """Points (N, 2) in data coordinates, each colour group drawn as dots of `size` pixels, with a thin
+    `edge` of that colour around each dot when given (samples stand out over a backdrop of the same hue)."""
 
-    def __init__(self, size: float = 3.5):
+    def __init__(self, size: float = 3.5, edge: tuple[int, int, int] | None = None):
         super().__init__()
         self.size = size
+        self.edge = edge
         self._groups: list[tuple[tuple[int, int, int], int, np.ndarray]] = []
         self._dots: dict[tuple, QPixmap] = {}
         self._rect = QRectF()
@@ -94,7 +102,7 @@ class PointCloudItem(pg.GraphicsObject):
             key = (rgb, alpha, self.size, dpr)
             dot = self._dots.get(key)
             if dot is None:
-                dot = self._dots[key] = _dot(rgb, alpha, self.size, dpr)
+                dot = self._dots[key] = _dot(rgb, alpha, self.size, dpr, self.edge)
             x = tr.m11() * pts[:, 0] + tr.m21() * pts[:, 1] + tr.dx()
             y = tr.m12() * pts[:, 0] + tr.m22() * pts[:, 1] + tr.dy()
             self._fragments.resize(len(pts))
@@ -108,7 +116,6 @@ class PointCloudItem(pg.GraphicsObject):
 
     def _paint_points(self, painter: QPainter) -> None:
         from PySide6.QtCore import QPointF
-        from PySide6.QtGui import QPen
 
         for rgb, alpha, pts in self._groups:
             pen = QPen(QColor(*rgb, alpha))

@@ -43,6 +43,26 @@ def test_batch_is_kept_per_kind_of_model():
     assert s.settings.batch_images == 4 and s.settings.batch_points == 2000
 
 
+def test_each_model_gets_its_own_batch_back():
+    scurve = ModelCaps("toy-scurve", (2,), 4, null_label=True)
+    s = session_with(GMM, batch_points=1000)
+    s.set_caps(scurve)  # first time: the last 2-D batch
+    assert s.batch == 1000
+    s.set_batch(16)
+    s.set_caps(GMM)
+    assert s.batch == 1000  # was 16: the 2-D batch was one setting for every 2-D model
+    s.set_caps(UNCOND)
+    s.set_batch(4)
+    s.set_caps(scurve)
+    assert s.batch == 16
+    s.set_caps(UNCOND)
+    assert s.batch == 4
+    stored = Settings.from_dict(s.to_dict())
+    assert stored.batches == {"toy-gmm": 1000, "toy-scurve": 16, "uncond": 4}
+    settings, notes = Settings.parse({"batches": {"toy-gmm": 10**9, "ok": 5, "bad": "x"}})
+    assert settings.batches == {"ok": 5} and len(notes) == 2
+
+
 def test_guidance_that_does_not_apply_is_refused_with_reasons():
     s = session_with(BARE)
     reasons = s.availability()

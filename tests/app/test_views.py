@@ -105,3 +105,46 @@ def test_2d_views_frame_the_models_data_and_hold_still_during_a_run(qtbot, windo
     run_to_end(qtbot, window, sampler="ddpm", steps="100", batch_points=500)
     assert len(ranges) >= 1 and all(r == ((x0, x1), (y0, y1)) for r in ranges)
     assert view_box(pane) == ((x0, x1), (y0, y1))
+
+
+def test_a_one_step_run_plots_on_whole_steps(qtbot, window):
+    run_to_end(qtbot, window, steps="1", batch_points=100)
+    for key in ("prob", "norm", "noise"):
+        axis = window.plots.plots[key].getAxis("bottom")
+        low, high = window.plots.plots[key].viewRange()[0]
+        ticks = [v for _spacing, values in axis.tickValues(low, high, 300) for v in values]
+        assert ticks and all(float(v).is_integer() for v in ticks) and {0.0, 1.0} <= set(ticks)
+    run_to_end(qtbot, window, steps="200")
+    axis = window.plots.plots["noise"].getAxis("bottom")
+    ticks = [v for _spacing, values in axis.tickValues(0, 200, 300) for v in values]
+    assert 5 <= len(ticks) <= 60 and all(float(v).is_integer() for v in ticks)
+
+
+def test_training_data_is_pale_and_labelled_under_rimmed_samples(qtbot, window):
+    from core.images import PALETTE
+
+    with qtbot.waitSignal(window.loader.backdrop_ready, timeout=LOAD_TIMEOUT_MS):
+        with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS):
+            window.loader.load("toy-scurve")
+    for box in window.guidance.panel.toggles.values():
+        box.setChecked(False)  # no arrow overlays: the pane shows data and samples only
+    run_to_end(qtbot, window, batch_points=16, guidance="cfg", weight=2.0, class_index=1, steps="20")
+    pane = window.views.point_panes[1]
+    orange = tuple(int(c) for c in PALETTE[1])
+    assert pane.cloud.group_colors == [orange] and pane.cloud.edge is not None
+    assert len(pane.backdrop.group_colors) == 4 and all(min(c) >= 160 for c in pane.backdrop.group_colors)
+    assert pane.backdrop.zValue() < pane.cloud.zValue()
+    assert pane.legend.isVisible() and [label.text for _, label in pane.legend.items] == ["training data", "samples"]
+    pixels = on_screen(qtbot, window, pane).astype(int)
+    rims = ((pixels.max(axis=-1) < 70)).sum()  # the samples' dark rims (axes and text are grey, not this dark)
+    full = ((np.abs(pixels - orange) < 25).all(axis=-1)).sum()  # the samples' own colour, not washed out
+    assert rims > 16 and full > 16
+
+    def pale(p: np.ndarray) -> int:  # washed-out class colours: light, but not grey
+        return int(((p.min(axis=-1) > 150) & (p.max(axis=-1) - p.min(axis=-1) > 25)).sum())
+
+    window.views.data_box.setChecked(False)
+    assert not pane.backdrop.isVisible() and not pane.legend.isVisible()
+    assert pale(pixels) > 500 and pale(on_screen(qtbot, window, pane).astype(int)) < 50
+    window.views.data_box.setChecked(True)
+    assert pane.backdrop.isVisible() and pane.legend.isVisible()
