@@ -37,8 +37,7 @@ def reopen_selected(window, qtbot, entry_id: int) -> str:
 
 def test_a_reopened_2d_run_shows_both_panes_as_they_were_at_any_step(window, qtbot):
     views = window.views
-    for pane in views.point_panes:
-        pane.backdrop.setVisible(False)  # the backdrop is drawn when a model loads; compare the runs alone
+    views.data_box.setChecked(False)  # the training data is drawn when a model loads; compare the runs alone
     for box in window.guidance.panel.toggles.values():
         box.setChecked(False)  # and the arrow overlays, computed on a helper thread
     result, entry = run_and_record(window, qtbot, steps="30", batch_points=300, guidance="cfg", weight=2.0,
