@@ -130,7 +130,13 @@ def diffusers_missing() -> list[str]:
     """The optional packages diffusers models need that are not installed (found without importing them)."""
     import importlib.util
 
-    return [name for name in ("diffusers", "transformers") if importlib.util.find_spec(name) is None]
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # blocked, or a broken install
+            return True
+
+    return [name for name in ("diffusers", "transformers") if absent(name)]
 
 
 def open_planned(plan: LoadPlan, device: str = "auto", precision: str = "fp32") -> Any:
