@@ -3,7 +3,8 @@
 (a) sampling wall time ÷ the time of the network forwards alone, for a small UNet, 50 DDIM steps
     with classifier-free guidance — the engine's own work (step math, noise, bookkeeping, Step
     records) is the difference;
-(b) CFG as one batched forward of 2B ÷ two separate forwards of B.
+(b) CFG as one batched forward of 2B ÷ two separate forwards of B, and which way the engine chose (it
+    measures both once per model, device and batch: core.guidance._Batching).
 Repeats of the two sides alternate and each side keeps its best time, so load from other processes
 on the machine disturbs both sides alike; the ratios come from one run.
 """
@@ -14,6 +15,7 @@ import time
 import torch
 
 from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, sample
+from core.guidance import batching_choice
 from core.models import build_network
 
 NETWORK = dict(image_size=32, in_channels=3, model_channels=32, out_channels=3, num_res_blocks=2,
@@ -81,7 +83,8 @@ def main() -> None:
     batched(), separate()
     t_batched, t_separate = _best_times(batched, separate, 5)
     print(f"(b) CFG one forward of {2 * BATCH}: {t_batched / 10 * 1e3:.1f} ms, two forwards of {BATCH}: "
-          f"{t_separate / 10 * 1e3:.1f} ms, ratio {t_batched / t_separate:.3f}")
+          f"{t_separate / 10 * 1e3:.1f} ms, ratio {t_batched / t_separate:.3f}; the engine measured once and "
+          f"chose {'one forward' if all(batching_choice(bundle).values()) else 'a forward per pass'}")
 
 
 if __name__ == "__main__":

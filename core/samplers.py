@@ -16,6 +16,7 @@ from torch import Tensor
 from . import guidance as G
 from .bundle import ModelBundle
 from .conditioning import Conditions
+from .device import synchronize
 from .noise import NoiseStream
 from .requests import SamplingRequest
 from .schedule import Schedule, StepCoefficients
@@ -159,16 +160,9 @@ def ddim_step(
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def _clock(device: torch.device) -> float:
     """perf_counter once the device has finished the work queued so far."""
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter()
 
 
@@ -302,7 +296,7 @@ def sample(
         if guided:
             delta = sum(d for d in (pred.cfg_term, eps_shift) if d is not None)
             norm = delta.flatten(1).norm(dim=1) if isinstance(delta, Tensor) else torch.zeros(request.batch, device=device)
-        _synchronize(device)
+        synchronize(device)
         yield Step(k, n, c.timestep, x, x0, log_prob, norm, c.sigma_noise, time.perf_counter() - start,
                    log_probs=log_probs, cfg_term=pred.cfg_term, classifier_term=eps_shift,
                    twin_x=(x if twin_x is None else twin_x) if twin else None, twin_x0=twin_x0,
