@@ -9,6 +9,7 @@ its File and View menus.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,21 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMessageBox, QWidget
 
-from core.infotext import CHUNK_KEY as INFOTEXT_KEY, Infotext, parse_infotext, settings_from_infotext
 from core.fileio import SaveError
+from core.infotext import CHUNK_KEY as INFOTEXT_KEY, Infotext, parse_infotext, settings_from_infotext
 from core.pngmeta import CHUNK_KEY, read_text_chunks
-from core.runs import RunResult
+from core.runs import RunResult, read_run
 
 from . import limits
+from .compare.sweep import SweepSpec
 from .compare.sweep_window import SweepWindow
 from .compare.window import CompareWindow
 from .library.export import export_gif
 from .library.gallery import GalleryWidget
 from .library.pngio import SavedFiles, default_stem, save_result
-from .library.store import Library, LibraryEntry, PreparedRun
+from .library.store import GroupEntry, Library, LibraryEntry, PreparedGroup
 from .run.reopen import Reopener
-from .tasks import SerialTasks
+from .tasks import BackgroundTask, SerialTasks
 
 RECORD_WAIT_S = 3.0  # at close, how long to let runs still being saved finish
 
@@ -54,6 +56,8 @@ class ResultsController(QObject):
 
     run_recorded = Signal(object)
     run_reopened = Signal(str)  # the banner, once a reopened run is on screen
+    sweep_recorded = Signal(object)  # GroupEntry, once a finished sweep is in the library
+    sweep_reopened = Signal(str)  # the banner, once a reopened sweep's grid is shown
 
     def __init__(self, window: Any, library: Library | None = None):
         super().__init__(window)
@@ -78,6 +82,8 @@ class ResultsController(QObject):
         self.compare.setWindowFlag(Qt.WindowType.Window)
         self.sweep = SweepWindow(window.session.request, lambda: window.bundle, window)
         self.sweep.setWindowFlag(Qt.WindowType.Window)
+        self.sweep.sweep_finished.connect(self.record_sweep)
+        self._group_task: BackgroundTask | None = None
         self._create_actions()
         self._create_dock()
         window.run_finished.connect(self.record)
@@ -122,6 +128,7 @@ class ResultsController(QObject):
         if self.library is not None:
             self.gallery: GalleryWidget | None = GalleryWidget(self.library)
             self.gallery.reopen_requested.connect(self.reopener.open_entry)
+            self.gallery.reopen_group_requested.connect(self.reopen_group)
             self.gallery.compare_requested.connect(self.show_compare)
             content: QWidget = self.gallery
         else:
@@ -154,26 +161,85 @@ class ResultsController(QObject):
         """How many finished runs are still being saved."""
         return self._recorder.pending()
 
-    def _on_prepared(self, entry_id: int, prepared: PreparedRun) -> None:
+    def record_sweep(self, completed: bool) -> bool:
+        """Save the sweep just run as one group in the library: every cell's run and the grid, in the
+        background (`sweep_recorded` follows). False when there is nothing to save or nowhere to."""
+        sweep = self.sweep
+        if self.gallery is None or self.library.read_only or sweep.spec is None or not sweep.cells:
+            return False
+        results = {key: cell.result for key, cell in sweep.cells.items()}
+        settings = {**sweep.spec.to_dict(), "completed": bool(completed), "title": sweep.spec.title(sweep.model_name)}
         try:
-            entry = self.library.finish(prepared)
+            group_id, ids = self.library.reserve_group("sweep", sweep.model_name, settings, results)
+        except sqlite3.Error as exc:
+            self.window.statusBar().showMessage(f"Could not record the sweep in the library: {exc}")
+            return False
+        library, picture, meta = self.library, sweep.grid_picture(), sweep.grid_meta()
+        runs = {ids[key]: result for key, result in results.items()}
+        self._recorder.submit(("group", group_id), lambda: library.write_group_files(group_id, runs, picture, meta))
+        return True
+
+    def _on_prepared(self, tag: Any, prepared: Any) -> None:
+        try:
+            saved = self.library.finish_group(prepared) if isinstance(prepared, PreparedGroup) \
+                else self.library.finish(prepared)
         except (ValueError, sqlite3.Error) as exc:
             self.window.statusBar().showMessage(f"Could not record the run in the library: {exc}")
-            self._on_record_failed(entry_id, "")
+            self._on_record_failed(tag, "")
             return
-        self.last_entry = entry
+        if isinstance(saved, GroupEntry):
+            if self.gallery is not None:
+                self.gallery.show_group(saved)
+            self.sweep_recorded.emit(saved)
+            return
+        self.last_entry = saved
         if self.gallery is not None:
-            self.gallery.show_entry(entry)
-        self.run_recorded.emit(entry)
+            self.gallery.show_entry(saved)
+        self.run_recorded.emit(saved)
 
-    def _on_record_failed(self, entry_id: int, message: str) -> None:
-        """Saving failed (full disk, unwritable folder): nothing of the run stays in the library."""
+    def _on_record_failed(self, tag: Any, message: str) -> None:
+        """Saving failed (full disk, unwritable folder): nothing of the run (or sweep) stays in the library."""
         try:
-            self.library.abandon(entry_id)
+            if isinstance(tag, tuple):
+                self.library.abandon_group(tag[1])
+            else:
+                self.library.abandon(tag)
         except sqlite3.Error:
             pass  # the row stays marked as being saved; the next start-up removes it
         if message:
             self.window.statusBar().showMessage(message)
+
+    def reopen_group(self, group: GroupEntry) -> bool:
+        """Show a sweep from the library as its grid, every cell scrubbable (its runs are read on a
+        helper thread); False with a message when its record cannot be used."""
+        try:
+            spec = SweepSpec.from_dict(group.settings)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.window.show_error(f"Cannot reopen sweep #{group.id}: {exc}")
+            return False
+        if self.sweep.is_running():
+            self.window.show_error("A sweep is running: stop it before reopening another.")
+            return False
+        members = {e.id: e for e in self.library.list(group_id=group.id)}
+        paths = {(r, c): members[i].run_path for r, c, i in group.cells
+                 if i in members and members[i].run_path is not None}
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(group.created))
+        banner = f"Reopened sweep #{group.id} from {when}" + ("" if group.completed else " (stopped early)")
+        task = BackgroundTask(lambda: {key: read_run(path) for key, path in paths.items()},
+                              f"Cannot reopen sweep #{group.id}: ", self)
+        task.done.connect(lambda results: self._show_group(spec, group.model, results, banner))
+        task.failed.connect(self.window.show_error)
+        self._group_task = task.start()
+        return True
+
+    def _show_group(self, spec: SweepSpec, model: str, results: dict, banner: str) -> None:
+        try:
+            self.sweep.show_group(spec, model, results, banner)
+        except ValueError as exc:
+            self.window.show_error(str(exc))
+            return
+        self.show_sweep()
+        self.sweep_reopened.emit(banner)
 
     def reopen(self, model_name: str, request: Any) -> bool:
         """Put `request`'s settings into the window, loading `model_name` if another is loaded.

@@ -130,6 +130,19 @@ class SweepSpec:
     def row_label(self, row: int) -> str:
         return f"seed {self.seeds[row]}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able record of the sweep (the library keeps it with the group); `from_dict` inverts it."""
+        return {"base": self.base.to_dict(), "parameter": self.parameter, "values": list(self.values),
+                "seeds": list(self.seeds)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SweepSpec":
+        """ValueError (or TypeError/KeyError, for a damaged record) when it does not describe a sweep."""
+        from core import SamplingRequest
+
+        return cls(SamplingRequest.from_dict(data["base"]), str(data["parameter"]), tuple(data["values"]),
+                   tuple(int(seed) for seed in data["seeds"]))
+
     def title(self, model: str) -> str:
         b, g = self.base, self.base.guidance
         parts = [model, f"{b.sampler} {b.steps} steps", f"guidance {g.kind}"]
@@ -142,14 +155,21 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class SweepCell:
-    """One finished run of a sweep. initial: its step-0 noise x_T as (B, *data_shape) float32."""
+    """One finished run of a sweep. initial: its step-0 noise x_T as (B, *data_shape) float32 (None for
+    a cell reopened from the library, whose run file keeps previews only). picture: its final samples."""
 
     row: int
     col: int
     result: RunResult
-    initial: np.ndarray
+    initial: np.ndarray | None
     picture: np.ndarray
 
+    @classmethod
+    def reopened(cls, row: int, col: int, result: RunResult) -> "SweepCell":
+        return cls(row, col, result, None, result_picture(result))
+
+
+CELL_PREVIEW_SIDE = 256  # a cell's previews: about the size a grid cell shows
 
 def run_sweep(spec: SweepSpec, bundle: ModelBundle, cancel=None) -> Iterator[SweepCell]:
     """Run the cells row by row; yield each as it finishes. Stops between steps once `cancel` is set.
@@ -166,7 +186,7 @@ def run_sweep(spec: SweepSpec, bundle: ModelBundle, cancel=None) -> Iterator[Swe
             if cancel is not None and cancel.is_set():
                 return
             request = spec.request(r, c)
-            recorder = Recorder.for_bundle(request, bundle)
+            recorder = Recorder.for_bundle(request, bundle, max_side=CELL_PREVIEW_SIDE)
             budget = DiagnosticsBudget()
             initial = last = None
             for step in sample(request, bundle, cancel, diagnostics=budget):
@@ -218,3 +238,33 @@ def compose_grid(pictures: dict[tuple[int, int], np.ndarray], row_labels: list[s
                 canvas.paste(Image.fromarray(picture), (x, y))
             draw.rectangle((x - 1, y - 1, x + cell_w, y + cell_h), outline=(170, 170, 170))
     return np.asarray(canvas)
+
+
+ANIMATION_FRAMES = 120  # at most this many steps in an exported animation (evenly spaced, the last kept)
+
+
+def animation_frames(spec: SweepSpec, model: str, cells: dict[tuple[int, int], SweepCell], view: str = "xt",
+                     max_frames: int = ANIMATION_FRAMES) -> list[Image.Image]:
+    """The whole grid at every (or every n-th) step, all cells locked to one step: one labelled picture
+    per frame, captioned with the step and the noise level."""
+    from .steps import VIEWS, StepLock
+
+    if not cells:
+        raise ValueError("Run a sweep first: there is nothing to animate yet.")
+    order = sorted(cells)
+    lock = StepLock([cells[key].result for key in order])
+    n = len(lock)
+    positions = list(range(n)) if n <= max_frames else \
+        sorted({round(i * (n - 1) / (max_frames - 1)) for i in range(max_frames)})
+    rows, cols = spec.shape
+    frames = []
+    for k in positions:
+        pictures = {key: lock.picture(i, k, view) for i, key in enumerate(order)}
+        title = f"{spec.title(model)} — {VIEWS[view]}, step {k} / {max(n - 1, 0)}"
+        noise = lock.noise_level(k)
+        if np.isfinite(noise):
+            title += f", noise {noise:.3f}"
+        grid = compose_grid(pictures, [spec.row_label(r) for r in range(rows)],
+                            [spec.column_label(c) for c in range(cols)], title=title)
+        frames.append(Image.fromarray(grid))
+    return frames

@@ -3,6 +3,10 @@
 The runs execute one after another in a daemon thread (`SweepRunner`, draining `sweep.run_sweep`);
 finished cells arrive as queued signals. The window takes the base request and the loaded model
 from two callables, so it works inside the main window and on its own.
+
+Once the sweep is done (or reopened from the library, `show_group`), one step player moves every cell
+to the same step (`steps.StepLock`: by noise level when the cells differ in length), showing x_t or
+x̂0; it plays as one animation and exports as one animated GIF or APNG.
 """
 from __future__ import annotations
 
@@ -29,9 +33,21 @@ from PySide6.QtWidgets import (
 from core.fileio import SaveError
 from core.pngmeta import write_png
 
+from ..library.export import write_animation
 from ..qtpix import to_pixmap
 from ..tasks import ThreadedJob, _emit
-from .sweep import PARAMETERS, SweepCell, SweepSpec, compose_grid, parse_seeds, parse_values, run_sweep
+from ..views.player import StepPlayer, step_text
+from .steps import VIEWS, StepLock
+from .sweep import (
+    PARAMETERS,
+    SweepCell,
+    SweepSpec,
+    animation_frames,
+    compose_grid,
+    parse_seeds,
+    parse_values,
+    run_sweep,
+)
 
 if TYPE_CHECKING:  # core loads torch; this window is built before that
     from core import ModelBundle, SamplingRequest
@@ -76,6 +92,7 @@ class SweepWindow(QWidget):
     """Controls on top, the labelled grid below (rows = seeds, columns = values)."""
 
     sweep_finished = Signal(bool)  # True when every cell ran
+    position_shown = Signal(int)  # every cell now shows the step of this shared position
 
     def __init__(self, base_request: Callable[[], SamplingRequest | None],
                  bundle: Callable[[], ModelBundle | None], parent: QWidget | None = None):
@@ -86,6 +103,8 @@ class SweepWindow(QWidget):
         self.model_name = ""
         self.cells: dict[tuple[int, int], SweepCell] = {}
         self.runner: SweepRunner | None = None
+        self.lock: StepLock | None = None
+        self._order: list[tuple[int, int]] = []  # the cells in the lock's order
 
         self.parameter = QComboBox()
         for key in PARAMETERS:
@@ -98,15 +117,27 @@ class SweepWindow(QWidget):
         self.run_button = QPushButton("Run sweep")
         self.stop_button = QPushButton("Stop")
         self.save_button = QPushButton("Save grid…")
+        self.export_button = QPushButton("Export animation…")
+        self.export_button.setToolTip("Every cell at every step, as one animated GIF (or APNG: name it .png)")
         self.status = QLabel("Runs use the current panel settings; only the swept parameter changes.")
         self.status.setWordWrap(True)
+        self.banner = QLabel()
+        self.banner.setStyleSheet("background: #fff3c4; color: #5a4500; padding: 2px 8px;")
+        self.banner.hide()
+        self.player = StepPlayer()
+        self.player.index_changed.connect(self.show_position)
+        self.view = QComboBox()
+        for key, label in VIEWS.items():
+            self.view.addItem(label, key)
+        self.view.setToolTip("What every cell shows at the step: the noisy sample or the predicted clean one")
+        self.view.currentIndexChanged.connect(lambda _i: self.show_position(self.player.index()))
 
         form = QFormLayout()
         form.addRow("Parameter", self.parameter)
         form.addRow("Values", self.values)
         form.addRow("Seeds (rows)", self.seeds)
         buttons = QHBoxLayout()
-        for b in (self.run_button, self.stop_button, self.save_button):
+        for b in (self.run_button, self.stop_button, self.save_button, self.export_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         self.grid_widget = QWidget()
@@ -116,17 +147,24 @@ class SweepWindow(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid_widget)
+        playing = QHBoxLayout()
+        playing.addWidget(QLabel("Show"))
+        playing.addWidget(self.view)
+        playing.addWidget(self.player, 1)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(scroll, 1)
-        self.resize(1000, 700)
+        layout.addLayout(playing)
+        self.resize(1000, 760)
 
         self.parameter.currentIndexChanged.connect(self._parameter_changed)
         self.run_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._save_clicked)
+        self.export_button.clicked.connect(self._export_clicked)
         self._set_running(False)
 
     # --- state ---
@@ -138,8 +176,10 @@ class SweepWindow(QWidget):
         self.run_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.save_button.setEnabled(not running and bool(self.cells))
+        self.export_button.setEnabled(not running and bool(self.cells))
         for w in (self.parameter, self.values, self.seeds):
             w.setEnabled(not running)
+        self.player.set_enabled(not running and self.lock is not None)
 
     def is_running(self) -> bool:
         return self.runner is not None and self.runner.is_running()
@@ -172,6 +212,8 @@ class SweepWindow(QWidget):
             self.status.setText(f"Cannot sweep: {exc}")
             return False
         self.spec, self.model_name, self.cells = spec, bundle.name, {}
+        self.lock, self._order = None, []
+        self.banner.hide()
         self._build_grid()
         self.runner = SweepRunner(spec, bundle, self)
         self.runner.cell_done.connect(self._on_cell)
@@ -224,8 +266,7 @@ class SweepWindow(QWidget):
         if index < rows * cols:
             self.cell_label(*divmod(index, cols)).setText("running…")
 
-    def _on_cell(self, cell: SweepCell) -> None:
-        self.cells[cell.row, cell.col] = cell
+    def _fill_cell(self, cell: SweepCell) -> None:
         label = self.cell_label(cell.row, cell.col)
         label.setStyleSheet("border: 1px solid #ccc; background: white;")
         label.setPixmap(to_pixmap(cell.picture).scaled(
@@ -233,6 +274,10 @@ class SweepWindow(QWidget):
             Qt.TransformationMode.SmoothTransformation))
         label.setToolTip(f"{self.spec.row_label(cell.row)}, {self.spec.column_label(cell.col)}: "
                          f"{cell.result.seconds:.2f} s")
+
+    def _on_cell(self, cell: SweepCell) -> None:
+        self.cells[cell.row, cell.col] = cell
+        self._fill_cell(cell)
         rows, cols = self.spec.shape
         self.status.setText(f"{len(self.cells)} of {rows * cols} runs done.")
         self._mark_running(cell.row * cols + cell.col + 1)
@@ -244,6 +289,7 @@ class SweepWindow(QWidget):
                 self.cell_label(r, c).setText("not run")
         self.status.setText(f"Sweep finished: {len(self.cells)} runs." if completed
                             else f"Sweep stopped after {len(self.cells)} of {rows * cols} runs.")
+        self._lock_cells()
         self._set_running(False)
         self.sweep_finished.emit(completed)
 
@@ -251,6 +297,78 @@ class SweepWindow(QWidget):
         self.status.setText(f"The sweep failed: {message}")
         self._set_running(False)
         self.sweep_finished.emit(False)
+
+    # --- one scrubber for every cell ---
+
+    def _lock_cells(self) -> None:
+        """Put every finished cell on the shared step player, at its last step."""
+        self._order = sorted(self.cells)
+        self.lock = StepLock([self.cells[key].result for key in self._order]) if self._order else None
+        count = len(self.lock) if self.lock is not None else 0
+        self.player.set_count(max(count, 1), follow=True)
+        self.player.set_elapsed(self.lock.elapsed() if self.lock is not None else None)
+        self.player.set_enabled(count > 1)
+        if self.lock is not None:
+            self.show_position(self.player.index())
+
+    def show_position(self, position: int) -> None:
+        """Every cell at the step of shared `position` (x_t or x̂0, as chosen)."""
+        lock = self.lock
+        if lock is None or not 0 <= position < len(lock):
+            return
+        view = self.view.currentData()
+        for i, (row, col) in enumerate(self._order):
+            picture = lock.picture(i, position, view, size=CELL_SIZE - 2)
+            self.cell_label(row, col).setPixmap(to_pixmap(picture).scaled(
+                CELL_SIZE - 2, CELL_SIZE - 2, Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.FastTransformation))
+        reference = lock.results[lock.reference]
+        timestep = reference.track("timestep")[position] if position < len(reference.track("timestep")) else None
+        self.player.step_label.setText(step_text(position, len(lock) - 1, timestep, lock.noise_level(position)))
+        self.position_shown.emit(position)
+
+    def show_group(self, spec: SweepSpec, model_name: str, results: dict[tuple[int, int], object],
+                   banner: str) -> None:
+        """Show a sweep reopened from the library: its grid, every cell scrubbable, `banner` above it."""
+        if self.is_running():
+            raise ValueError("A sweep is running: stop it before reopening another.")
+        self.spec, self.model_name = spec, model_name
+        self.cells = {key: SweepCell.reopened(*key, result) for key, result in results.items()}
+        self._build_grid()
+        for (row, col), cell in self.cells.items():
+            self._fill_cell(cell)
+        rows, cols = spec.shape
+        for key in ((r, c) for r in range(rows) for c in range(cols)):
+            if key not in self.cells:
+                self.cell_label(*key).setText("not run")
+        self.banner.setText(banner)
+        self.banner.show()
+        self.status.setText(spec.title(model_name))
+        self._lock_cells()
+        self._set_running(False)
+
+    def export_animation(self, path: str | Path, frame_ms: int = 80) -> Path:
+        """Every cell at every step (at most sweep.ANIMATION_FRAMES), as one GIF or APNG (.png);
+        SaveError/ValueError on failure."""
+        if self.spec is None or not self.cells:
+            raise ValueError("Run a sweep first: there is nothing to animate yet.")
+        frames = animation_frames(self.spec, self.model_name, self.cells, self.view.currentData())
+        return write_animation(path, frames, frame_ms)
+
+    def _export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the sweep as an animation",
+                                              f"sweep-{self.spec.parameter}.gif",
+                                              "Animated GIF (*.gif);;Animated PNG (*.png)")
+        if not path:
+            return
+        if not path.lower().endswith((".gif", ".png")):
+            path += ".gif"
+        try:
+            saved = self.export_animation(path)
+        except (SaveError, ValueError) as exc:
+            self.status.setText(f"Could not export the animation: {exc}")
+            return
+        self.status.setText(f"Saved {saved}")
 
     # --- saving ---
 
@@ -264,13 +382,15 @@ class SweepWindow(QWidget):
                             [self.spec.column_label(c) for c in range(cols)],
                             title=self.spec.title(self.model_name))
 
-    def save_grid(self, path: str | Path) -> Path:
-        """Write the grid PNG (atomically) with the base settings embedded; SaveError/ValueError on failure."""
-        picture = self.grid_picture()
-        meta = {"model": self.model_name, "request": self.spec.base.to_dict(),
+    def grid_meta(self) -> dict:
+        """What the grid PNG embeds: the base settings (File › Open run or PNG restores them) and the sweep."""
+        return {"model": self.model_name, "request": self.spec.base.to_dict(),
                 "sweep": {"parameter": self.spec.parameter, "values": list(self.spec.values),
                           "seeds": list(self.spec.seeds)}}
-        return write_png(path, picture, meta)
+
+    def save_grid(self, path: str | Path) -> Path:
+        """Write the grid PNG (atomically) with the base settings embedded; SaveError/ValueError on failure."""
+        return write_png(path, self.grid_picture(), self.grid_meta())
 
     def _save_clicked(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save sweep grid", f"sweep-{self.spec.parameter}.png",

@@ -87,16 +87,28 @@ def trajectory_frames(result: RunResult, max_frames: int | None = None) -> list[
     return frames
 
 
+def write_animation(path: str | Path, frames: list[Image.Image], frame_ms: int = 80,
+                    hold_last_ms: int = 1500) -> Path:
+    """Write `frames` as a looping animation at `path`, atomically: a GIF, or an APNG for a .png path
+    (full colour, where GIF has 256 colours a frame). The last frame is held `hold_last_ms`."""
+    if frame_ms < 20:
+        raise ValueError("Animation frames must last at least 20 ms (browsers ignore shorter delays).")
+    if not frames:
+        raise ValueError("There are no frames to write.")
+    durations = [frame_ms] * (len(frames) - 1) + [max(frame_ms, hold_last_ms)]
+    kind = "PNG" if Path(path).suffix.lower() == ".png" else "GIF"
+    same_size = [f if f.size == frames[0].size else f.resize(frames[0].size) for f in frames]
+
+    def write(fh):
+        same_size[0].save(fh, format=kind, save_all=True, append_images=same_size[1:], duration=durations,
+                          loop=0, **({"optimize": False} if kind == "GIF" else {"disposal": 0}))
+
+    return atomic_write(path, write)
+
+
 def export_gif(result: RunResult, path: str | Path, frame_ms: int = 80, hold_last_ms: int = 1500,
                max_frames: int | None = 200) -> Path:
     """Write the trajectory as a looping GIF at `path` (atomically); returns the path."""
     if frame_ms < 20:
         raise ValueError("GIF frames must last at least 20 ms (browsers ignore shorter delays).")
-    frames = trajectory_frames(result, max_frames)
-    durations = [frame_ms] * (len(frames) - 1) + [max(frame_ms, hold_last_ms)]
-
-    def write(fh):
-        frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
-                       loop=0, optimize=False)
-
-    return atomic_write(path, write)
+    return write_animation(path, trajectory_frames(result, max_frames), frame_ms, hold_last_ms)

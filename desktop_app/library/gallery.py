@@ -25,10 +25,11 @@ from PySide6.QtWidgets import (
 from core.runs import RunResult
 
 from ..qtpix import png_pixmap
-from .store import Library, LibraryEntry, SkippedRow
+from .store import GroupEntry, Library, LibraryEntry, SkippedRow
 
 ALL_MODELS = "All models"
 ENTRY_ID = Qt.ItemDataRole.UserRole + 1
+GROUP_ID = Qt.ItemDataRole.UserRole + 2  # items of sweeps carry this instead
 STATES = (("All runs", None), ("Finished", True), ("Stopped early", False))  # label, `completed` filter
 BADGE_RED = QColor(200, 40, 40)
 
@@ -46,6 +47,7 @@ class GalleryWidget(QWidget):
     """
 
     reopen_requested = Signal(object)
+    reopen_group_requested = Signal(object)  # GroupEntry: a sweep to show again as its grid
     compare_requested = Signal(list)
 
     # Replaced in tests; asks the user to confirm a deletion.
@@ -136,13 +138,36 @@ class GalleryWidget(QWidget):
             raise ValueError(f"The library has no runs of {model!r}.")
         self.filter.setCurrentIndex(index)
 
+    def _ids(self, role: int) -> list[int]:
+        values = (self.model.item(r).data(role) for r in range(self.model.rowCount()))
+        return [v for v in values if v is not None]
+
     def entry_ids(self) -> list[int]:
-        """The ids shown, in display order."""
-        return [self.model.item(r).data(ENTRY_ID) for r in range(self.model.rowCount())]
+        """The ids of the runs shown, in display order."""
+        return self._ids(ENTRY_ID)
+
+    def group_ids(self) -> list[int]:
+        """The ids of the sweeps shown, in display order."""
+        return self._ids(GROUP_ID)
+
+    def _selected(self, role: int) -> list[int]:
+        rows = sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+        values = (self.model.item(r).data(role) for r in rows)
+        return [v for v in values if v is not None]
 
     def selected_entries(self) -> list[LibraryEntry]:
-        rows = sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
-        return [self.library.get(self.model.item(r).data(ENTRY_ID)) for r in rows]
+        return [self.library.get(entry_id) for entry_id in self._selected(ENTRY_ID)]
+
+    def selected_groups(self) -> list[GroupEntry]:
+        return [self.library.get_group(group_id) for group_id in self._selected(GROUP_ID)]
+
+    def select_groups(self, ids: list[int]) -> None:
+        """Select exactly the sweeps with these ids."""
+        selection = self.view.selectionModel()
+        selection.clearSelection()
+        for row in range(self.model.rowCount()):
+            if self.model.item(row).data(GROUP_ID) in ids:
+                selection.select(self.model.index(row, 0), selection.SelectionFlag.Select)
 
     def select_ids(self, ids: list[int]) -> None:
         """Select exactly the entries with these ids (for tests and for the window)."""
@@ -155,14 +180,18 @@ class GalleryWidget(QWidget):
     def _fill(self) -> None:
         self.model.clear()
         entries = self.library.list(self.model_filter(), self.completed_filter())
-        for entry in entries:
-            self.model.appendRow(_item(entry))
-        self._show_count(len(entries))
+        groups = self.library.groups(self.model_filter(), self.completed_filter())
+        shown = [(e.created, e.id, _item(e)) for e in entries] + [(g.created, g.id, _group_item(g)) for g in groups]
+        for *_, item in sorted(shown, key=lambda t: (t[0], t[1]), reverse=True):  # newest first
+            self.model.appendRow(item)
+        self._show_count()
         self._update_buttons()
         self.message.setText(_skipped_text(self.library.skipped))
 
-    def _show_count(self, n: int) -> None:
-        self.count.setText(f"{n} run{'s' if n != 1 else ''}")
+    def _show_count(self) -> None:
+        runs, sweeps = len(self.entry_ids()), len(self.group_ids())
+        text = f"{runs} run{'s' if runs != 1 else ''}"
+        self.count.setText(text + (f", {sweeps} sweep{'s' if sweeps != 1 else ''}" if sweeps else ""))
 
     def show_entry(self, entry: LibraryEntry) -> None:
         """Show a newly added entry at the top without reloading the others (cheap per run)."""
@@ -172,13 +201,25 @@ class GalleryWidget(QWidget):
         if self.model_filter() not in (None, entry.model) or self.completed_filter() not in (None, entry.completed):
             return
         self.model.insertRow(0, _item(entry))
-        self._show_count(self.model.rowCount())
+        self._show_count()
+        self._update_buttons()
+
+    def show_group(self, group: GroupEntry) -> None:
+        """Show a newly saved sweep at the top."""
+        if self.filter.findText(group.model) < 0:
+            self.refresh()
+            return
+        if self.model_filter() not in (None, group.model) or self.completed_filter() not in (None, group.completed):
+            return
+        self.model.insertRow(0, _group_item(group))
+        self._show_count()
         self._update_buttons()
 
     def _update_buttons(self) -> None:
         n = len(self.view.selectionModel().selectedIndexes())
+        runs = len(self._selected(ENTRY_ID))
         self.reopen_button.setEnabled(n == 1)
-        self.compare_button.setEnabled(n >= 2)
+        self.compare_button.setEnabled(runs >= 2 and runs == n)
         self.delete_button.setEnabled(n >= 1)
 
     # --- actions ---
@@ -190,6 +231,10 @@ class GalleryWidget(QWidget):
         return entry
 
     def reopen_selected(self) -> None:
+        groups = self.selected_groups()
+        if len(groups) == 1 and not self.selected_entries():
+            self.reopen_group_requested.emit(groups[0])
+            return
         entries = self.selected_entries()
         if len(entries) != 1:
             return
@@ -207,19 +252,23 @@ class GalleryWidget(QWidget):
             self.compare_requested.emit(entries)
 
     def delete_selected(self, confirm: bool = True) -> int:
-        """Delete the selected entries (after asking); returns how many were deleted."""
-        entries = self.selected_entries()
-        if not entries:
+        """Delete the selected runs and sweeps (after asking); returns how many were deleted."""
+        entries, groups = self.selected_entries(), self.selected_groups()
+        if not entries and not groups:
             return 0
         files = sum(len(e.files) for e in entries)
-        text = (f"Delete {len(entries)} run{'s' if len(entries) > 1 else ''} from the library"
-                f" and {files} saved file{'s' if files != 1 else ''}?")
+        parts = [f"{len(entries)} run{'s' if len(entries) != 1 else ''}"] if entries else []
+        parts += [f"{len(groups)} sweep{'s' if len(groups) != 1 else ''} (every run in it)"] if groups else []
+        text = f"Delete {' and '.join(parts)} from the library"
+        text += f" and {files} saved file{'s' if files != 1 else ''}?" if entries else " and their saved files?"
         if confirm and not self.confirm(self, text):
             return 0
         for entry in entries:
             self.library.delete(entry.id)
+        for group in groups:
+            self.library.delete_group(group.id)
         self.refresh()
-        return len(entries)
+        return len(entries) + len(groups)
 
 
 def _skipped_text(skipped: list[SkippedRow]) -> str:
@@ -259,6 +308,24 @@ def _item(entry: LibraryEntry) -> QStandardItem:
     item = QStandardItem(QIcon(pixmap), _caption(entry))
     item.setData(entry.id, ENTRY_ID)
     item.setToolTip(_tooltip(entry))
+    item.setEditable(False)
+    return item
+
+
+def _group_item(group: GroupEntry) -> QStandardItem:
+    pixmap = png_pixmap(group.thumbnail)
+    if not group.completed:
+        pixmap = badged(pixmap, "STOPPED")
+    settings = group.settings
+    values = ", ".join(str(v) for v in settings.get("values", []))
+    seeds = len(settings.get("seeds", []))
+    item = QStandardItem(QIcon(pixmap), f"sweep #{group.id} {group.model}\n{settings.get('parameter', '?')} = {values}"
+                                        f" · {seeds} seed{'s' if seeds != 1 else ''}")
+    item.setData(group.id, GROUP_ID)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(group.created))
+    item.setToolTip("\n".join([str(settings.get("title", f"sweep of {group.model}")),
+                               f"{when} · {len(group.cells)} runs" + ("" if group.completed else " · stopped early"),
+                               "Reopen shows the grid with one scrubber for every cell."]))
     item.setEditable(False)
     return item
 

@@ -140,6 +140,40 @@ class PreparedRun:
     run_file: Path | None
 
 
+@dataclass(frozen=True)
+class GroupEntry:
+    """Runs saved together: a sweep (kind "sweep"). settings: what the group varies (a sweep's spec,
+    `sweep.SweepSpec.to_dict()`, with "cells": [[row, col, run id], …] and "completed"); files: its
+    grid PNG."""
+
+    id: int
+    created: float
+    kind: str
+    model: str
+    settings: dict[str, Any]
+    thumbnail: bytes | None
+    files: tuple[Path, ...]
+
+    @property
+    def completed(self) -> bool:
+        return bool(self.settings.get("completed", True))
+
+    @property
+    def cells(self) -> list[tuple[int, int, int]]:
+        """(row, col, run id) of each member run."""
+        return [(int(r), int(c), int(i)) for r, c, i in self.settings.get("cells", [])]
+
+
+@dataclass(frozen=True)
+class PreparedGroup:
+    """A reserved group whose members' files and grid picture are written; `finish_group` lists it."""
+
+    id: int
+    thumbnail: bytes
+    files: tuple[Path, ...]
+    members: tuple[PreparedRun, ...]
+
+
 class _Damaged(Exception):
     """The database file is not a sound SQLite database (its message says what is wrong)."""
 
@@ -202,8 +236,19 @@ def _remove(path: Path) -> bool:
     return True
 
 
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
 def run_folder_name(entry_id: int) -> str:
     return f"run-{entry_id:06d}"
+
+
+def group_folder_name(group_id: int) -> str:
+    return f"group-{group_id:06d}"
 
 
 class Library:
@@ -427,10 +472,111 @@ class Library:
                 except OSError:
                     pass  # the entry is gone; a file we cannot remove stays where the user can see it
         for folder in {p.parent for p in own if p.parent.parent == self.runs_folder}:
+            _remove_if_empty(folder)
+
+    # --- groups (sweeps) ---
+
+    def reserve_group(self, kind: str, model: str, settings: dict[str, Any],
+                      results: dict[tuple[int, int], RunResult]) -> tuple[int, dict[tuple[int, int], int]]:
+        """Add a group and its runs (by grid cell) as being saved by this process, in one transaction;
+        (group id, run id by cell). Nothing is listed until `finish_group`."""
+        with self._db:
+            cur = self._db.execute("INSERT INTO groups (created, kind, model, settings, saving) VALUES (?, ?, ?, ?, ?)",
+                                   (time.time(), kind, model, "{}", os.getpid()))
+            group_id = int(cur.lastrowid)
+            ids = {}
+            for key, result in results.items():
+                cur = self._db.execute(
+                    "INSERT INTO runs (created, model, settings, device, seconds, completed, group_id, saving)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (float(result.created), result.model_name, json.dumps(result.request.to_dict()), result.device,
+                     float(result.seconds), int(bool(result.completed)), group_id, os.getpid()))
+                ids[key] = int(cur.lastrowid)
+            cells = [[r, c, i] for (r, c), i in sorted(ids.items())]
+            self._db.execute("UPDATE groups SET settings = ? WHERE id = ?",
+                             (json.dumps({**settings, "cells": cells}), group_id))
+        return group_id, ids
+
+    def write_group_files(self, group_id: int, runs: dict[int, RunResult], picture: Any,
+                          meta: dict[str, Any]) -> PreparedGroup:
+        """Every member's files (`write_files`) and the group's grid PNG (`meta` embedded) in
+        runs/group-<id>/, each folder written atomically. Touches no database (any thread)."""
+        from core.pngmeta import write_png
+
+        from .pngio import thumbnail_png
+
+        members = tuple(self.write_files(run_id, result, per_sample=False) for run_id, result in runs.items())
+        name = group_folder_name(group_id)
+        final, temporary = self.runs_folder / name, self.runs_folder / f".saving-{name}"
+        _remove(temporary)
+        try:
+            temporary.mkdir(parents=True)
+            grid = write_png(temporary / f"{name}_grid.png", picture, meta)
+            thumbnail = thumbnail_png(picture)
+            os.replace(temporary, final)
+        except BaseException:
+            _remove(temporary)
+            raise
+        return PreparedGroup(group_id, thumbnail, (final / grid.name,), members)
+
+    def finish_group(self, group: PreparedGroup) -> GroupEntry:
+        """List a reserved group and its runs, in one transaction (the library's thread)."""
+        with self._db:
+            for run in group.members:
+                self._db.execute(
+                    "UPDATE runs SET thumbnail = ?, files = ?, run_file = ?, saving = NULL WHERE id = ?",
+                    (run.thumbnail, json.dumps([self._stored(p) for p in run.files]),
+                     self._stored(run.run_file) if run.run_file else "", run.id))
+            self._db.execute("UPDATE groups SET thumbnail = ?, files = ?, saving = NULL WHERE id = ?",
+                             (group.thumbnail, json.dumps([self._stored(p) for p in group.files]), group.id))
+        return self.get_group(group.id)
+
+    def abandon_group(self, group_id: int) -> int:
+        """Forget a group whose files could not be written (or that a dead process left), runs included;
+        how many folders went."""
+        runs = [row[0] for row in self._db.execute("SELECT id FROM runs WHERE group_id = ?", (group_id,))]
+        with self._db:
+            self._db.execute("DELETE FROM runs WHERE group_id = ?", (group_id,))
+            self._db.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+        names = [*map(run_folder_name, runs), group_folder_name(group_id)]
+        return sum(_remove(self.runs_folder / f"{prefix}{name}") for name in names for prefix in ("", ".saving-"))
+
+    def delete_group(self, group_id: int) -> None:
+        """Remove a group, its runs and their files; ValueError if there is no such group."""
+        group = self.get_group(group_id)
+        for entry in self.list(group_id=group_id):
+            self.delete(entry.id)
+        with self._db:
+            self._db.execute("DELETE FROM runs WHERE group_id = ?", (group_id,))  # members that cannot be read
+            self._db.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+        used = self._listed_paths()
+        for path in group.files:
+            if path.resolve() not in used:
+                _remove(path)
+        _remove_if_empty(self.runs_folder / group_folder_name(group_id))
+
+    def get_group(self, group_id: int) -> GroupEntry:
+        row = self._db.execute("SELECT * FROM groups WHERE id = ?", (group_id,)).fetchone()
+        if row is None:
+            raise ValueError(f"The library has no group with id {group_id}.")
+        try:
+            return _group(row, self.folder)
+        except BadRow as exc:
+            raise ValueError(f"Group {group_id} of the library cannot be read: {exc}.") from None
+
+    def groups(self, model: str | None = None, completed: bool | None = None) -> list[GroupEntry]:
+        """Saved groups, newest first (optionally of one model, only finished or only stopped ones)."""
+        rows = self._db.execute("SELECT * FROM groups WHERE saving IS NULL ORDER BY created DESC, id DESC")
+        out = []
+        for row in rows:
             try:
-                folder.rmdir()  # only when empty
-            except OSError:
-                pass
+                group = _group(row, self.folder)
+            except BadRow as exc:
+                self.skipped.append(SkippedRow(row["id"], f"(a group) {exc}"))
+                continue
+            if (model is None or group.model == model) and (completed is None or group.completed == completed):
+                out.append(group)
+        return out
 
     def _listed_paths(self) -> set[Path]:
         """Every file some row (run or group, saved or being saved) lists, resolved."""
@@ -451,20 +597,30 @@ class Library:
         """Remove what interrupted saves left (see the module docstring); how many paths went."""
         removed = 0
         now = time.time()
+
+
+        def dead(row: Any) -> bool:
+            return not isinstance(row[1], int) or not _alive(row[1]) or now - float(row[2] or 0) > STALE_SAVE_S
+
         try:
+            for group in self._db.execute("SELECT id, saving, created FROM groups WHERE saving IS NOT NULL").fetchall():
+                if dead(group):
+                    removed += self.abandon_group(group[0])
             pending = self._db.execute("SELECT id, saving, created FROM runs WHERE saving IS NOT NULL").fetchall()
-            dead = [row[0] for row in pending
-                    if not isinstance(row[1], int) or not _alive(row[1]) or now - float(row[2] or 0) > STALE_SAVE_S]
+            gone = [row[0] for row in pending if dead(row)]
             with self._db:
-                self._db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in dead])
-            saving = {row[0] for row in pending} - set(dead)
+                self._db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in gone])
+            saving = {row[0] for row in pending} - set(gone)
             ids = {row[0] for row in self._db.execute("SELECT id FROM runs")}
+            groups = {row[0]: row[1] for row in self._db.execute("SELECT id, saving FROM groups")}
         except sqlite3.Error:
             return 0
         if not self.runs_folder.is_dir():
             return 0
         listed = self._listed_paths()
         keep = {run_folder_name(i) for i in ids} | {f".saving-{run_folder_name(i)}" for i in saving}
+        keep |= {group_folder_name(i) for i in groups}
+        keep |= {f".saving-{group_folder_name(i)}" for i, pid in groups.items() if pid is not None}
         for path in self.runs_folder.iterdir():
             if path.is_dir() and path.name in keep:
                 continue
@@ -584,3 +740,22 @@ def _resolve(folder: Path, stored: str) -> Path:
     """A stored path: relative ones are inside the library folder (see the schema)."""
     path = Path(stored)
     return path if path.is_absolute() else folder / path
+
+
+def _group(row: sqlite3.Row, folder: Path) -> GroupEntry:
+    """The entry of one groups row; BadRow when it does not fit the schema."""
+    settings = _json(row["settings"], "settings", dict)
+    files = _json(row["files"], "file names", list)
+    if not all(isinstance(f, str) and f and "\0" not in f for f in files):
+        raise BadRow("its file names are not all text")
+    cells = settings.get("cells", [])
+    if not isinstance(cells, list) or not all(
+            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) for v in c) for c in cells):
+        raise BadRow("its cells are not a list of [row, column, run]")
+    kind, model, thumbnail = row["kind"], row["model"], row["thumbnail"]
+    if not isinstance(kind, str) or not isinstance(model, str):
+        raise BadRow("its kind or model name is not text")
+    if thumbnail is not None and not isinstance(thumbnail, bytes):
+        raise BadRow("its thumbnail is not a picture")
+    return GroupEntry(id=row["id"], created=_number(row["created"], "date"), kind=kind, model=model,
+                      settings=settings, thumbnail=thumbnail, files=tuple(_resolve(folder, p) for p in files))

@@ -178,3 +178,45 @@ def test_stopped_runs_are_marked_and_can_be_listed_alone(tmp_path):
     assert [e.id for e in lib.list(completed=False)] == [stopped.id]
     assert [e.id for e in lib.list(completed=True)] == [done.id]
     assert read_metadata(stopped.image_path)["completed"] is False
+
+
+def sweep_results() -> dict[tuple[int, int], RunResult]:
+    return {(r, c): points_result(label=c + 1, seed=r) for r in range(2) for c in range(2)}
+
+
+def test_a_sweep_is_saved_as_a_group_of_runs_and_deleted_as_one(tmp_path):
+    lib = Library(tmp_path)
+    alone = lib.record(points_result())
+    results = sweep_results()
+    group_id, ids = lib.reserve_group("sweep", "toy-gmm", {"parameter": "weight"}, results)
+    assert lib.groups() == [] and [e.id for e in lib.list()] == [alone.id]  # nothing shows while saving
+    picture = np.full((20, 30, 3), 200, np.uint8)
+    prepared = lib.write_group_files(group_id, {ids[k]: r for k, r in results.items()}, picture, {"model": "toy-gmm"})
+    group = lib.finish_group(prepared)
+    assert [g.id for g in lib.groups()] == [group_id] and group.kind == "sweep" and group.thumbnail
+    assert sorted(group.cells) == sorted((r, c, i) for (r, c), i in ids.items())
+    members = lib.list(group_id=group_id)
+    assert sorted(e.id for e in members) == sorted(ids.values())
+    assert all(read_run(e.run_path).request == results[r, c].request for (r, c, i), e in
+               zip(sorted(group.cells, key=lambda x: x[2]), sorted(members, key=lambda e: e.id)))
+    assert [e.id for e in lib.list()] == [alone.id]  # a sweep's runs are listed with their group only
+    assert group.files[0].exists() and group.files[0].parent.name == f"group-{group_id:06d}"
+    lib.delete_group(group_id)
+    assert lib.groups() == [] and lib.list(group_id=group_id) == []
+    assert files_under(lib.runs_folder) == set(alone.files)
+
+
+def test_a_sweep_save_killed_midway_is_cleared_at_start_up(tmp_path):
+    lib = Library(tmp_path)
+    results = sweep_results()
+    group_id, ids = lib.reserve_group("sweep", "toy-gmm", {}, results)
+    first = next(iter(ids.values()))
+    lib.write_files(first, results[next(iter(ids))])  # one member written, then the process dies
+    pid = dead_pid()
+    lib._db.execute("UPDATE groups SET saving = ?", (pid,))
+    lib._db.execute("UPDATE runs SET saving = ?", (pid,))
+    lib._db.commit()
+    lib.close()
+    again = Library(tmp_path)
+    assert again.groups() == [] and again._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert files_under(again.runs_folder) == set() and again.swept >= 1
