@@ -50,8 +50,9 @@ def test_the_app_starts_without_diffusers_and_says_how_to_add_it(tmp_path):
     folder = tmp_path / "ddpm-pipe"  # a pixel-space pipeline's layout (configs and a weights header suffice)
     (folder / "unet").mkdir(parents=True)
     (folder / "scheduler").mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"],
-                                                         "scheduler": ["diffusers", "DDPMScheduler"]}))
+    index = {"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"],
+             "scheduler": ["diffusers", "DDPMScheduler"]}
+    (folder / "model_index.json").write_text(json.dumps(index))
     (folder / "unet" / "config.json").write_text(json.dumps({"sample_size": 32}))
     save_file({"w": torch.zeros(3)}, folder / "unet" / "diffusion_pytorch_model.safetensors")
     (folder / "scheduler" / "scheduler_config.json").write_text("{}")
