@@ -5,17 +5,20 @@ network keywords.
 holds every flag with guided-diffusion's `script_util` default where absent, and remembers which
 flags were given. Sampling and training flags (respacing, scale, batch size, paths, learning rate, …)
 do not change the networks: `parse_flags` skips them and `other_flags` returns them, so a README line
-can be pasted whole and its sampling flags still reach the panels (core/guided_diffusion/plan.py).
+can be pasted whole and `sampling_settings` turns its sampling flags into settings for the panels.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import resources
+
+from ..schedule import parse_respacing
 
 NUM_CLASSES = 1000  # every class-conditional guided-diffusion checkpoint is ImageNet-1k
 
@@ -238,3 +241,73 @@ def imagenet_class_names() -> tuple[str, ...]:
     if len(names) != NUM_CLASSES:
         raise ValueError(f"{path} lists {len(names)} class names instead of {NUM_CLASSES}.")
     return names
+
+
+# --- sampling flags → panel settings ---------------------------------------------------------------------
+
+def _float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--{name} takes a number, not {text!r}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--{name} must be a finite number, not {text!r}.")
+    return value
+
+
+def sampling_settings(other: dict[str, str], has_classifier: bool,
+                      num_timesteps: int) -> tuple[dict[str, Any], list[str], list[str]]:
+    """guided-diffusion's sampling flags as panel settings: (changes, what each applied flag set, flags
+    that set nothing with the reason). ValueError for a value the panels cannot take (a respacing is
+    checked against the model's `num_timesteps`)."""
+    changes: dict[str, Any] = {}
+    applied: list[str] = []
+    unused: list[str] = []
+    for name, value in other.items():
+        flag = f"--{name} {value}"
+        if name == "timestep_respacing":
+            spec = value.strip().lower()
+            if not spec:
+                unused.append(f"{flag}: empty (all steps); the Steps box decides")
+                continue
+            try:
+                parse_respacing(spec, num_timesteps)
+            except ValueError as exc:
+                raise ValueError(f"--timestep_respacing {value}: {exc}") from None
+            changes["steps"] = spec
+            applied.append(f"Steps = {spec} ({flag})")
+        elif name == "use_ddim":
+            ddim = _bool(name, value)
+            changes["sampler"] = "ddim" if ddim else "ddpm"
+            if ddim:
+                changes["eta"] = 0.0
+            applied.append(f"Sampler = {'DDIM, η = 0' if ddim else 'DDPM'} ({flag})")
+        elif name == "classifier_scale":
+            scale = _float(name, value)
+            if not has_classifier:
+                unused.append(f"{flag}: no classifier is chosen, so there is no classifier guidance")
+                continue
+            changes.update(guidance="classifier", scale=scale)
+            applied.append(f"Guidance = classifier, s = {scale:g} ({flag})")
+        elif name == "clip_denoised":
+            clip = _bool(name, value)
+            changes["clip"] = "clip" if clip else "none"
+            applied.append(f"x̂0 clipping = {'clip to [−1, 1]' if clip else 'none'} ({flag})")
+        elif name == "batch_size":
+            try:
+                batch = int(value)
+            except ValueError:
+                raise ValueError(f"--batch_size takes a whole number, not {value!r}.") from None
+            if batch < 1:
+                raise ValueError(f"--batch_size must be at least 1, not {batch}.")
+            changes["batch"] = batch
+            applied.append(f"Batch = {batch} ({flag})")
+        elif name == "num_samples":
+            unused.append(f"{flag}: a run samples one batch (set Batch in the sampler panel)")
+        elif name in ("use_fp16", "classifier_use_fp16"):
+            unused.append(f"{flag}: choose the precision in the Model panel (fp16 runs on CUDA only)")
+        elif name in ("model_path", "classifier_path"):
+            unused.append(f"{flag}: choose the files in the fields above")
+        else:
+            unused.append(f"{flag}: a training flag; it does not change sampling")
+    return changes, applied, unused

@@ -13,7 +13,6 @@ panels.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from torch import Tensor
 from ..bundle import ClassifierConfig, ModelConfig
 from ..checkpoints import CheckpointError, read_metadata
 from ..model_plan import BUNDLE, CLASSIFIER, GUIDED_DIFFUSION, MODEL, LoadPlan, Setting
-from ..schedule import parse_respacing
 from . import flags as F
 from .files import is_bundle, read_shapes
 from .infer import infer_classifier, infer_unet, is_unet
@@ -346,76 +344,6 @@ def plan_checkpoint(model: State | ModelConfig, model_name: str, flags: F.Flags,
     return d
 
 
-# --- sampling flags → panel settings ------------------------------------------------------------------
-
-def _float(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"--{name} takes a number, not {text!r}.") from None
-    if not math.isfinite(value):
-        raise ValueError(f"--{name} must be a finite number, not {text!r}.")
-    return value
-
-
-def sampling_settings(other: dict[str, str], has_classifier: bool,
-                      num_timesteps: int) -> tuple[dict[str, Any], list[str], list[str]]:
-    """guided-diffusion's sampling flags as panel settings: (changes, what each applied flag set, flags
-    that set nothing with the reason). ValueError for a value the panels cannot take (a respacing is
-    checked against the model's `num_timesteps`)."""
-    changes: dict[str, Any] = {}
-    applied: list[str] = []
-    unused: list[str] = []
-    for name, value in other.items():
-        flag = f"--{name} {value}"
-        if name == "timestep_respacing":
-            spec = value.strip().lower()
-            if not spec:
-                unused.append(f"{flag}: empty (all steps); the Steps box decides")
-                continue
-            try:
-                parse_respacing(spec, num_timesteps)
-            except ValueError as exc:
-                raise ValueError(f"--timestep_respacing {value}: {exc}") from None
-            changes["steps"] = spec
-            applied.append(f"Steps = {spec} ({flag})")
-        elif name == "use_ddim":
-            ddim = F._bool(name, value)
-            changes["sampler"] = "ddim" if ddim else "ddpm"
-            if ddim:
-                changes["eta"] = 0.0
-            applied.append(f"Sampler = {'DDIM, η = 0' if ddim else 'DDPM'} ({flag})")
-        elif name == "classifier_scale":
-            scale = _float(name, value)
-            if not has_classifier:
-                unused.append(f"{flag}: no classifier is chosen, so there is no classifier guidance")
-                continue
-            changes.update(guidance="classifier", scale=scale)
-            applied.append(f"Guidance = classifier, s = {scale:g} ({flag})")
-        elif name == "clip_denoised":
-            clip = F._bool(name, value)
-            changes["clip"] = "clip" if clip else "none"
-            applied.append(f"x̂0 clipping = {'clip to [−1, 1]' if clip else 'none'} ({flag})")
-        elif name == "batch_size":
-            try:
-                batch = int(value)
-            except ValueError:
-                raise ValueError(f"--batch_size takes a whole number, not {value!r}.") from None
-            if batch < 1:
-                raise ValueError(f"--batch_size must be at least 1, not {batch}.")
-            changes["batch"] = batch
-            applied.append(f"Batch = {batch} ({flag})")
-        elif name == "num_samples":
-            unused.append(f"{flag}: a run samples one batch (set Batch in the sampler panel)")
-        elif name in ("use_fp16", "classifier_use_fp16"):
-            unused.append(f"{flag}: choose the precision in the Model panel (fp16 runs on CUDA only)")
-        elif name in ("model_path", "classifier_path"):
-            unused.append(f"{flag}: choose the files in the fields above")
-        else:
-            unused.append(f"{flag}: a training flag; it does not change sampling")
-    return changes, applied, unused
-
-
 # --- files ------------------------------------------------------------------------------------------------
 
 def _cached(path: Path, shapes: dict[Any, Any] | None) -> State:
@@ -461,7 +389,7 @@ def plan_files(model_path: str | os.PathLike, classifier_path: str | None = None
                         Path(classifier_path).name if classifier_path else "")
     error = d.error
     try:
-        changes, applied, unused = sampling_settings(F.other_flags(flags), classifier is not None,
+        changes, applied, unused = F.sampling_settings(F.other_flags(flags), classifier is not None,
                                                      d.facts.diffusion_steps)
     except ValueError as exc:
         changes, applied, unused, error = {}, [], [], error or str(exc)
