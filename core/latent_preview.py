@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import synchronize
 from .images import pixels
 from .samplers import Step
 
@@ -109,8 +110,7 @@ class ExactPreviews:
         start = self.clock()
         with torch.inference_mode():
             images = self.bundle.decode(x).float()
-        if images.device.type == "cuda":
-            torch.cuda.synchronize(images.device)
+        synchronize(images.device)  # the decode's true time, not just its queueing
         seconds = self.clock() - start
         self._measured(x, seconds)
         if paid:
