@@ -29,21 +29,13 @@ from .panels.widgets import set_quietly
 from .results_controller import ResultsController
 from .session import Session
 from .views.guidance_dock import GuidanceViews
-from .views.live import LiveViews
+from .views.live import LiveViews, class_colors
 from .views.plots import PlotsPane
 
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
 GUIDANCE_DOCK_WIDTH = 440  # px: room for the maps of one sample beside the batch
 PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
-
-
-def _class_colors(request: Any) -> np.ndarray | None:
-    """(B, 3) uint8: each sample's target-class colour, or None when unconditional."""
-    from core.images import PALETTE
-
-    labels = None if request is None else request.labels()
-    return None if labels is None else PALETTE[np.asarray(labels) % len(PALETTE)]
 
 
 class MainWindow(QMainWindow):
@@ -339,7 +331,7 @@ class MainWindow(QMainWindow):
 
     def _show_frames(self, frames: Any, banner: str, request: Any) -> None:
         self.views.set_points_mode(frames.is_points)
-        self.views.set_colors(_class_colors(request))
+        self.views.set_colors(class_colors(request))
         self.views.begin(frames, frames.num_steps)
         self.views.finish(len(frames))
         self.views.set_banner(banner)
@@ -375,7 +367,7 @@ class MainWindow(QMainWindow):
         worker.held.connect(self._on_held)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
-        self.views.set_colors(_class_colors(request))
+        self.views.set_colors(class_colors(request))
         self.views.set_banner("")
         self.views.begin(worker.trajectory, 0)
         self.guidance.begin(worker.recorder, self.bundle)

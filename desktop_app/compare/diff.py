@@ -69,6 +69,29 @@ def differing_keys(settings: Sequence[Mapping[str, Any]]) -> set[str]:
     return out
 
 
+# What each setting is called in words (the compare window's summary); others keep their key.
+NAMES = {"model": "model", "sampler": "sampler", "steps": "steps", "eta": "DDIM η", "guidance.kind": "guidance",
+         "guidance.scale": "classifier scale s", "guidance.weight": "CFG weight w",
+         "guidance.window": "guidance window", "label": "target class", "seed": "seed", "batch": "batch",
+         "clip": "x̂0 clipping", "dynamic_percentile": "dynamic-threshold percentile", "variance": "DDPM variance",
+         "device": "device", "completed": "finished", "prompt": "prompt", "negative_prompt": "negative prompt",
+         "width": "width", "height": "height"}
+
+
+def describe_differences(settings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The differing settings in words, in display order: "CFG weight w: 0 → 3" for two runs,
+    "seed: 0, 1, 5" for more. Empty when the runs share every setting."""
+    differing = differing_keys(settings)
+    out = []
+    for key in setting_keys(settings):
+        if key not in differing:
+            continue
+        values = [format_value(s[key]) if key in s else "(not set)" for s in settings]
+        joined = " → ".join(values) if len(values) == 2 else ", ".join(values)
+        out.append(f"{NAMES.get(key, key)}: {joined}")
+    return out
+
+
 def format_value(value: Any) -> str:
     """A setting as the compare table shows it."""
     if value is None:
@@ -91,8 +114,9 @@ def fit_to(picture: np.ndarray, height: int, width: int) -> np.ndarray:
 def wipe(left: np.ndarray, right: np.ndarray, position: float, line: int = 2) -> np.ndarray:
     """Columns before `position` (a fraction of the width) from `left`, the rest from `right`.
 
-    Both are (h, w, 3) uint8; the smaller is padded with white to the larger size. A red divider
-    `line` pixels wide marks the boundary.
+    Both are (h, w, 3) uint8; the smaller is padded with white to the larger size. A divider `line`
+    pixels wide marks the boundary: half black, half white, so it shows on any picture and is never
+    taken for data of a class colour.
     """
     if not 0.0 <= position <= 1.0:
         raise ValueError(f"The wipe position must lie in [0, 1], got {position}.")
@@ -104,5 +128,7 @@ def wipe(left: np.ndarray, right: np.ndarray, position: float, line: int = 2) ->
     out[:, :cut] = a[:, :cut]
     if line > 0:
         lo, hi = max(0, cut - line // 2), min(w, cut + (line + 1) // 2)
-        out[:, lo:hi] = (220, 30, 30)
+        mid = (lo + hi + 1) // 2
+        out[:, lo:mid] = 0
+        out[:, mid:hi] = 255
     return out

@@ -67,6 +67,14 @@ SAMPLE_ALPHA = 235  # … the samples: full colour, larger, with a dark rim, alw
 SAMPLE_EDGE = (30, 30, 30)
 
 
+def class_colors(request: Any) -> np.ndarray | None:
+    """(B, 3) uint8: each sample's target-class colour, or None when the run is unconditional."""
+    from core.images import PALETTE
+
+    labels = None if request is None else request.labels()
+    return None if labels is None else PALETTE[np.asarray(labels) % len(PALETTE)]
+
+
 def muted(colors: np.ndarray | None) -> np.ndarray:
     """Class colours washed two thirds of the way to white: the training data's, behind the samples'."""
     if colors is None:

@@ -60,7 +60,7 @@ def test_wipe_shows_the_first_run_left_of_the_slider(window, tmp_path):
     out = window.wipe.composite()
     assert out.shape == (20, 20, 3)  # a 16 px sample with the grid's 2 px black border
     assert (out[2:18, :4] == 0).all()  # left of the cut at x = 5: the black run
-    assert (out[2:18, 4:6] == (220, 30, 30)).all()  # the divider
+    assert (out[2:18, 4] == 0).all() and (out[2:18, 5] == 255).all()  # the divider: black, then white
     assert (out[2:18, 6:18] == 255).all()  # right of it: the white run
     window.wipe.slider.setValue(1000)
     assert (window.wipe.composite()[2:18, 2:18] == 0).all()
@@ -88,3 +88,64 @@ def test_shows_a_picture_file_in_its_own_tab(window, tmp_path):
     assert window.tabs.count() == 3
     with pytest.raises(ValueError, match="Cannot read the picture"):
         window.show_image_file(tmp_path / "nothing.png")
+
+
+def recorded(model_steps: str, weight: float, seed: int = 0, batch: int = 300) -> RunResult:
+    from core import load_model, sample
+    from core.recording import Recorder
+
+    bundle = load_model("toy-gmm", device="cpu")
+    request = SamplingRequest(model="toy-gmm", steps=model_steps, guidance=Guidance(kind="cfg", weight=weight),
+                              label=2, seed=seed, batch=batch)
+    recorder = Recorder.for_bundle(request, bundle)
+    for step in sample(request, bundle):
+        recorder.add(step)
+    return recorder.result(completed=True)
+
+
+def test_one_scrubber_shows_both_runs_at_the_same_step_on_shared_axes(window, qtbot, tmp_path):
+    from desktop_app.run.trajectory import Frames
+
+    lib = Library(tmp_path)
+    a, b = recorded("30", 0.0), recorded("30", 3.0)
+    entries = [lib.record(a), lib.record(b)]
+    with qtbot.waitSignal(window.steps_ready, timeout=30_000):
+        window.set_entries(entries)
+    assert window.summary.text() == "Differs: CFG weight w: 0 → 3"
+    player = window.player
+    assert player.count() == 31 and player.slider.isEnabled()
+    player.set_index(20)
+    for view, result in zip(window.views, (a, b)):
+        assert view.showing_points  # a scatter plot, not a raster thumbnail
+        np.testing.assert_array_equal(view.points.points, Frames(result).frame(20).xt)
+    first, second = (v.points for v in window.views)
+    np.testing.assert_allclose(first.getViewBox().viewRange(), second.getViewBox().viewRange())  # the same axes
+    second.getViewBox().setXRange(-1, 0.5, padding=0)  # zooming one zooms the other
+    np.testing.assert_allclose(first.getViewBox().viewRange()[0], [-1, 0.5])
+    wipe = window.wipe
+    assert wipe.showing_points and wipe.composite() is None
+    wipe.slider.setValue(500)  # the plane's left half from run 1, right half from run 2
+    left, right = wipe.points.cloud._groups, wipe.cloud_b._groups
+    a20, b20 = Frames(a).frame(20).xt, Frames(b).frame(20).xt
+    assert sum(len(p) for *_, p in left) == int((a20[:, 0] < 0).sum())
+    assert sum(len(p) for *_, p in right) == int((b20[:, 0] >= 0).sum())
+    assert wipe.divider.value() == 0.0 and wipe.divider.pen.color().getRgb()[:3] == (70, 70, 70)
+    window.view.setCurrentIndex(window.view.findData("x0"))
+    np.testing.assert_array_equal(window.views[1].points.points, Frames(b).frame(20).x0)
+
+
+def test_runs_of_different_lengths_share_the_scrubber_by_noise_level(window, qtbot, tmp_path):
+    from core.runs import NOISE
+    from desktop_app.run.trajectory import Frames
+
+    lib = Library(tmp_path)
+    short, long = recorded("10", 1.0, batch=50), recorded("40", 1.0, batch=50)
+    with qtbot.waitSignal(window.steps_ready, timeout=30_000):
+        window.set_entries([lib.record(short), lib.record(long)])
+    assert window.player.count() == 41 and "steps: 10 → 40" in window.summary.text()
+    window.player.set_index(20)
+    noise = np.asarray(short.track(NOISE))
+    k = int(np.abs(noise - long.track(NOISE)[20]).argmin())
+    np.testing.assert_array_equal(window.views[0].points.points, Frames(short).frame(k).xt)
+    np.testing.assert_array_equal(window.views[1].points.points, Frames(long).frame(20).xt)
+    assert 0 < k < 10
