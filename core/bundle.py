@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
 from torch import nn
 
+from .checks import finite, shown, text, whole
 from .conditioning import Conditions
-from .requests import VARIANCES
+from .requests import CLIP_MODES, VARIANCES
 from .schedule import SCHEDULES, Schedule
 
 if TYPE_CHECKING:
@@ -51,13 +51,24 @@ class ModelConfig:
     default_guidance_scale: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
-        object.__setattr__(self, "class_names", tuple(self.class_names))
-        object.__setattr__(self, "network", dict(self.network))
-        if self.schedule not in (*SCHEDULES, "diffusers"):
+        text("The architecture", self.architecture)
+        if not isinstance(self.data_shape, (list, tuple)) or not 1 <= len(self.data_shape) <= 4:
+            raise ValueError(f"The sample shape must be 1 to 4 sizes, got {shown(self.data_shape)}.")
+        object.__setattr__(self, "data_shape", tuple(whole("A sample size", d, 1, MAX_SIDE) for d in self.data_shape))
+        object.__setattr__(self, "network", _record("The network settings", self.network))
+        object.__setattr__(self, "class_names", _names(self.class_names))
+        object.__setattr__(self, "num_timesteps", whole("The number of timesteps", self.num_timesteps, 1, MAX_TIMESTEPS))
+        object.__setattr__(self, "num_classes", whole("The number of classes", self.num_classes, 0, MAX_CLASSES))
+        for name in ("null_label", "learn_sigma"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {shown(getattr(self, name))}.")
+        text("The description", self.description)
+        if not isinstance(self.clip, str) or self.clip not in CLIP_MODES:
+            raise ValueError(f"Unknown x̂0 clipping {shown(self.clip)}.")
+        if not isinstance(self.schedule, str) or self.schedule not in (*SCHEDULES, "diffusers"):
             raise ValueError(f"Unknown noise schedule {self.schedule!r}.")
-        if self.variance not in VARIANCES:
-            raise ValueError(f"Unknown variance {self.variance!r}.")
+        if not isinstance(self.variance, str) or self.variance not in VARIANCES:
+            raise ValueError(f"Unknown variance {shown(self.variance)}.")
         if self.variance == "learned_range" and not self.learn_sigma:
             raise ValueError("The learned_range variance needs a network that learns sigma.")
         if self.class_names and len(self.class_names) != self.num_classes:
@@ -65,8 +76,8 @@ class ModelConfig:
         if self.null_label and self.num_classes < 1:
             raise ValueError("A null label only makes sense for a class-conditional model.")
         gamma = self.default_guidance_scale
-        if gamma is not None and not (math.isfinite(gamma) and gamma >= 0):
-            raise ValueError(f"The default guidance scale γ must be a finite number ≥ 0, not {gamma}.")
+        if gamma is not None:
+            finite("The default guidance scale γ", gamma, 0.0)
 
     @property
     def is_image(self) -> bool:
@@ -80,8 +91,11 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
-        data = json.loads(text)
+        """The config `to_json` wrote (unknown keys are ignored); ValueError for anything else."""
+        data = _json_record(text, "model configuration")
         known = {f.name for f in dataclasses.fields(cls)}
+        if "architecture" not in data or "data_shape" not in data:
+            raise ValueError("The model configuration names no architecture or sample shape.")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -99,8 +113,11 @@ class ClassifierConfig:
     class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "network", dict(self.network))
-        object.__setattr__(self, "class_names", tuple(self.class_names))
+        text("The classifier's architecture", self.architecture)
+        object.__setattr__(self, "num_classes", whole("The classifier's number of classes", self.num_classes,
+                                                      1, MAX_CLASSES))
+        object.__setattr__(self, "network", _record("The classifier's network settings", self.network))
+        object.__setattr__(self, "class_names", _names(self.class_names))
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for a classifier of {self.num_classes} classes.")
 
@@ -109,7 +126,43 @@ class ClassifierConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ClassifierConfig":
-        return cls(**json.loads(text))
+        """The config `to_json` wrote; ValueError for anything else."""
+        data = _json_record(text, "classifier configuration")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown or "architecture" not in data or "num_classes" not in data:
+            raise ValueError(f"The classifier configuration is incomplete or has unknown settings "
+                             f"({shown(unknown[0]) if unknown else 'no architecture or classes'}).")
+        return cls(**data)
+
+
+MAX_SIDE = 65_536  # a sample size (channels, pixels, latent positions, point dimensions)
+MAX_TIMESTEPS = 100_000
+MAX_CLASSES = 1_000_000
+
+
+def _json_record(text: Any, what: str) -> dict[str, Any]:
+    if not isinstance(text, str):
+        raise ValueError(f"The {what} is not text.")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError(f"The {what} is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"The {what} is not a record, got {shown(data)}.")
+    return data
+
+
+def _record(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{name} must be a record, got {shown(value)}.")
+    return dict(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"The class names must be a list of text, got {shown(value)}.")
+    return tuple(value)
 
 
 @dataclass(eq=False)

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from .checkpoints import CheckpointError, load_state_checked
+from .checkpoints import CheckpointError, checked_network, load_state_checked, read_header, read_tensors
 from .fileio import atomic_save
-from .models import build_network
 
 NET_FORMAT = "guidance-studio-network/1"
 
@@ -47,21 +45,17 @@ def save_network(module: nn.Module, info: NetworkInfo, path: str | Path) -> Path
 def load_network(path: str | Path, role: str | None = None) -> tuple[nn.Module, NetworkInfo]:
     """(module in eval mode on the CPU, its info); a CheckpointError says what is wrong with a bad file."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({exc}).") from None
+    header = read_header(path)
+    meta = header.metadata
     if meta.get("format") != NET_FORMAT:
         raise CheckpointError(f"{path}: not a Guidance Studio network file (no '{NET_FORMAT}' metadata).")
     try:
         info = NetworkInfo(meta["name"], meta["role"], meta["architecture"], json.loads(meta["network"]),
                            tuple(json.loads(meta["class_names"])), meta.get("notes", ""))
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: its description is unreadable ({exc}).") from None
     if role is not None and info.role != role:
         raise CheckpointError(f"{path}: holds a {info.role}, not a {role}.")
-    module = build_network(info.architecture, info.network)
-    load_state_checked(module, tensors, path.name)
+    module = checked_network(info.architecture, info.network, header.tensors, path.name)
+    load_state_checked(module, read_tensors(path, header), path.name)
     return module.eval(), info

@@ -6,10 +6,11 @@ device. It serialises to a flat JSON-able dict (PNG metadata, the library, the C
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from .checks import finite, shown, text, whole
 
 SAMPLERS = ("ddpm", "ddim")
 GUIDANCE_KINDS = ("none", "classifier", "cfg", "both")
@@ -18,46 +19,6 @@ CLIP_MODES = ("auto", "none", "clip", "dynamic")
 MAX_IMAGE_SIDE = 4096
 MAX_SEED = 2**63 - 1  # sample i uses seed + i in a torch.Generator, which takes 64-bit seeds
 _STEPS_SPEC = re.compile(r"ddim[1-9]\d*|[1-9]\d*(,[1-9]\d*)*")
-
-
-def _finite(name: str, value: Any) -> float:
-    """`value` as a finite float; ValueError (a sentence) for anything else, text and booleans included."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {_shown(value)}.")
-    try:
-        value = float(value)
-    except OverflowError:
-        value = math.inf
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}.")
-    return value
-
-
-def _whole(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    """`value` as an int in [low, high] (None: unbounded); integral floats (as JSON may give them) are accepted."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number, got {_shown(value)}.")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"at most {high}" if low is None else f"from {low} to {high}"
-        raise ValueError(f"{name} must be {bound}, got {_shown(value)}.")
-    return value
-
-
-def _text(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be text, got {_shown(value)}.")
-    return value
-
-
-def _shown(value: Any, width: int = 40) -> str:
-    """A short rendering of a bad value for a message (never the whole of a huge one)."""
-    try:
-        text = repr(value)
-    except (RecursionError, ValueError):
-        text = f"a {type(value).__name__}"
-    return text if len(text) <= width else f"{text[:width]}…"
 
 
 @dataclass(frozen=True)
@@ -77,12 +38,12 @@ class Guidance:
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in GUIDANCE_KINDS:
-            raise ValueError(f"Unknown guidance {_shown(self.kind)}; choose one of {', '.join(GUIDANCE_KINDS)}.")
-        object.__setattr__(self, "scale", _finite("The classifier scale s", self.scale))
-        object.__setattr__(self, "weight", _finite("The guidance weight w", self.weight))
+            raise ValueError(f"Unknown guidance {shown(self.kind)}; choose one of {', '.join(GUIDANCE_KINDS)}.")
+        object.__setattr__(self, "scale", finite("The classifier scale s", self.scale))
+        object.__setattr__(self, "weight", finite("The guidance weight w", self.weight))
         if isinstance(self.window, (str, bytes)) or not isinstance(self.window, (list, tuple)) or len(self.window) != 2:
-            raise ValueError(f"The guidance window must be two fractions (start, end), got {_shown(self.window)}.")
-        start, end = (_finite("The guidance window", v) for v in self.window)
+            raise ValueError(f"The guidance window must be two fractions (start, end), got {shown(self.window)}.")
+        start, end = (finite("The guidance window", v) for v in self.window)
         if not 0.0 <= start < end <= 1.0:
             raise ValueError(
                 f"The guidance window must satisfy 0 ≤ start < end ≤ 1, got ({start}, {end})."
@@ -134,42 +95,42 @@ class SamplingRequest:
     height: int | None = None
 
     def __post_init__(self) -> None:
-        _text("The model name", self.model)
+        text("The model name", self.model)
         if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {_shown(self.sampler)}; choose one of {', '.join(SAMPLERS)}.")
+            raise ValueError(f"Unknown sampler {shown(self.sampler)}; choose one of {', '.join(SAMPLERS)}.")
         if isinstance(self.steps, bool) or not isinstance(self.steps, (str, int)):
-            raise ValueError(f"Bad steps {_shown(self.steps)}: use a step count like '50' or 'ddim50'.")
+            raise ValueError(f"Bad steps {shown(self.steps)}: use a step count like '50' or 'ddim50'.")
         object.__setattr__(self, "steps", str(self.steps).strip().lower())
         if not _STEPS_SPEC.fullmatch(self.steps):
             raise ValueError(
-                f"Bad steps {_shown(self.steps)}: use a step count like '50', 'ddim50', or sections like '10,15,20'."
+                f"Bad steps {shown(self.steps)}: use a step count like '50', 'ddim50', or sections like '10,15,20'."
             )
-        eta = _finite("η", self.eta)
+        eta = finite("η", self.eta)
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"η must lie in [0, 1], got {eta}.")
         object.__setattr__(self, "eta", eta)
         if isinstance(self.guidance, Mapping):
             unknown = set(self.guidance) - {f.name for f in dataclasses.fields(Guidance)}
             if unknown:
-                raise ValueError(f"Unknown guidance settings: {_shown(', '.join(sorted(map(str, unknown))))}.")
+                raise ValueError(f"Unknown guidance settings: {shown(', '.join(sorted(map(str, unknown))))}.")
             object.__setattr__(self, "guidance", Guidance(**self.guidance))
         elif not isinstance(self.guidance, Guidance):
             raise ValueError(f"The guidance must be a record of kind, scale, weight and window, "
-                             f"got {_shown(self.guidance)}.")
-        object.__setattr__(self, "batch", _whole("The batch size", self.batch, 1))
-        object.__setattr__(self, "seed", _whole("The seed", self.seed, 0, MAX_SEED - self.batch + 1))
+                             f"got {shown(self.guidance)}.")
+        object.__setattr__(self, "batch", whole("The batch size", self.batch, 1))
+        object.__setattr__(self, "seed", whole("The seed", self.seed, 0, MAX_SEED - self.batch + 1))
         if isinstance(self.label, (list, tuple)):
-            object.__setattr__(self, "label", tuple(_whole("A label", v, 0) for v in self.label))
+            object.__setattr__(self, "label", tuple(whole("A label", v, 0) for v in self.label))
             if len(self.label) != self.batch:
                 raise ValueError(f"Got {len(self.label)} labels for a batch of {self.batch}.")
         elif self.label is not None:
-            object.__setattr__(self, "label", _whole("The label", self.label, 0))
+            object.__setattr__(self, "label", whole("The label", self.label, 0))
         if not isinstance(self.clip, str) or self.clip not in CLIP_MODES:
-            raise ValueError(f"Unknown x̂0 clipping {_shown(self.clip)}; choose one of {', '.join(CLIP_MODES)}.")
-        if not 0.5 <= _finite("The dynamic-thresholding percentile", self.dynamic_percentile) <= 1.0:
+            raise ValueError(f"Unknown x̂0 clipping {shown(self.clip)}; choose one of {', '.join(CLIP_MODES)}.")
+        if not 0.5 <= finite("The dynamic-thresholding percentile", self.dynamic_percentile) <= 1.0:
             raise ValueError("The dynamic-thresholding percentile must lie in [0.5, 1].")
         if self.variance is not None and (not isinstance(self.variance, str) or self.variance not in VARIANCES):
-            raise ValueError(f"Unknown variance {_shown(self.variance)}; choose one of {', '.join(VARIANCES)}.")
+            raise ValueError(f"Unknown variance {shown(self.variance)}; choose one of {', '.join(VARIANCES)}.")
         if self.prompt is not None and not isinstance(self.prompt, str):
             raise ValueError("The prompt must be text.")
         if not isinstance(self.negative_prompt, str):
@@ -178,7 +139,7 @@ class SamplingRequest:
             value = getattr(self, name)
             if value is None:
                 continue
-            value = _whole(f"The image {name}", value)
+            value = whole(f"The image {name}", value)
             if not 8 <= value <= MAX_IMAGE_SIDE or value % 8:
                 raise ValueError(f"The image {name} must be a multiple of 8 from 8 to {MAX_IMAGE_SIDE}, got {value}.")
             object.__setattr__(self, name, value)
@@ -212,11 +173,11 @@ class SamplingRequest:
     def from_dict(cls, data: Mapping[str, Any]) -> "SamplingRequest":
         """The request `to_dict` wrote; ValueError (one sentence) for anything that is not one."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"The sampling settings must be a record, got {_shown(data)}.")
+            raise ValueError(f"The sampling settings must be a record, got {shown(data)}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"Unknown sampling settings: {_shown(', '.join(sorted(map(str, unknown))))}.")
+            raise ValueError(f"Unknown sampling settings: {shown(', '.join(sorted(map(str, unknown))))}.")
         if "model" not in data:
             raise ValueError("The sampling settings do not name a model.")
         return cls(**data)

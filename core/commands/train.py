@@ -155,12 +155,11 @@ def _donor_classifier(source: str) -> tuple[torch.nn.Module, ClassifierConfig]:
 
 
 def _is_network_file(path: Path) -> bool:
-    from safetensors import safe_open
+    from ..checkpoints import CheckpointError, read_header
 
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return (handle.metadata() or {}).get("format") == NET_FORMAT
-    except Exception:  # not a safetensors file at all: let the bundle loader explain
+        return read_header(path).metadata.get("format") == NET_FORMAT
+    except CheckpointError:  # not a safetensors file at all: let the bundle loader explain
         return False
 
 

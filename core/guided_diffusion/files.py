@@ -14,11 +14,9 @@ import zipfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor
 
-from ..checkpoints import FORMAT, CheckpointError
+from ..checkpoints import FORMAT, CheckpointError, read_header, read_tensors
 
 _WRAPPERS = ("state_dict", "model", "ema", "model_state_dict")
 _READ_ERRORS = (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError, TypeError,
@@ -27,14 +25,11 @@ _READ_ERRORS = (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexErro
 
 def is_bundle(path: str | Path) -> bool:
     """Is `path` one of our own `.safetensors` bundles (config in its metadata)?"""
-    from safetensors import safe_open
-
     if Path(path).suffix != ".safetensors":
         return False
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return (handle.metadata() or {}).get("format") == FORMAT
-    except (SafetensorError, OSError):
+        return read_header(path).metadata.get("format") == FORMAT
+    except CheckpointError:
         return False
 
 
@@ -46,10 +41,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """
     path = _existing(path)
     if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{path.name}: the file is damaged or truncated ({exc}).") from None
+        return read_tensors(path)
     return _tensors(_unpickle(path), path.name)
 
 
@@ -58,13 +50,8 @@ def read_shapes(path: str | Path) -> dict[str, Tensor]:
     files, since only the header (`.safetensors`) or the pickle without its storages (`.pt`) is read."""
     path = _existing(path)
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                return {k: torch.empty(handle.get_slice(k).get_shape(), device="meta") for k in handle.keys()}
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{path.name}: the file is damaged or truncated ({exc}).") from None
+        return {k: torch.empty(spec.shape, dtype=spec.dtype, device="meta")
+                for k, spec in read_header(path).tensors.items()}
     state = _tensors(_unpickle(path, mmap=True), path.name)
     return {k: torch.empty(v.shape, device="meta") for k, v in state.items()}
 

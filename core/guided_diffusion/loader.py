@@ -13,9 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from ..bundle import ClassifierConfig, ModelBundle, ModelConfig
-from ..checkpoints import CheckpointError, load_bundle, load_state_checked
+from ..checkpoints import CheckpointError, checked_network, load_bundle, load_state_checked
 from ..device import resolve_device
-from ..models import build_network
 from . import flags as F
 from .files import is_bundle, read_state_dict
 from .plan import plan_checkpoint
@@ -40,7 +39,7 @@ def model_config(network: dict[str, Any], facts: F.Flags, description: str) -> M
 
 
 def _build(architecture: str, network: dict[str, Any], state: dict[str, Tensor], what: str) -> nn.Module:
-    module = build_network(architecture, network)
+    module = checked_network(architecture, network, state, what)
     load_state_checked(module, state, what)
     return module.eval()
 

@@ -3,10 +3,13 @@ every classifier as classifier(x, t) → logits. `ARCHITECTURES` maps a config's
 a builder taking the config's `network` keyword arguments."""
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from torch import nn
 
+from ..checks import finite, shown, whole
 from .classifier import EncoderUNetModel
 from .gmm import GaussianMixture, GaussianMixtureClassifier
 from .judge import Judge, NoisyConvClassifier
@@ -26,15 +29,75 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_network(architecture: str, network: dict) -> nn.Module:
-    """Instantiate a registered architecture with its keyword arguments."""
+# The type and range of every keyword a network config may give (the same name means the same thing in
+# every architecture), so that a damaged or hostile config is refused before anything is built: a range
+# bounds what one keyword can ask for; the weights a file holds bound the rest (core.checkpoints).
+_WHOLE = {
+    "num_components": (1, 4096), "num_timesteps": (1, 100_000), "data_dim": (1, 65_536), "width": (1, 16_384),
+    "depth": (0, 256), "num_classes": (0, 1_000_000), "image_size": (1, 8192), "in_channels": (1, 4096),
+    "model_channels": (1, 8192), "out_channels": (1, 1_000_000), "num_res_blocks": (0, 64),
+    "num_heads": (1, 4096), "num_head_channels": (-1, 8192), "num_heads_upsample": (-1, 4096), "patch": (1, 64),
+}
+_REAL = {"radius": (0.0, 1e6), "std": (1e-9, 1e6), "dropout": (0.0, 0.99)}
+_FLAG = ("conv_resample", "use_scale_shift_norm", "resblock_updown", "use_new_attention_order")
+_TEXT = ("schedule", "parametrization", "pool")
+_LISTS = {"attention_resolutions": (0, 16, (1, 8192), whole), "channel_mult": (1, 16, (1e-3, 64.0), finite)}
+
+
+def check_network(architecture: str, network: Any) -> dict[str, Any]:
+    """The keyword arguments of `architecture` after checking their names, types and ranges; ValueError
+    (one sentence) for an unknown architecture, an unknown keyword or a bad value."""
+    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown network architecture {shown(architecture)}; known: "
+                         f"{', '.join(sorted(ARCHITECTURES))}.")
+    if not isinstance(network, Mapping) or not all(isinstance(k, str) for k in network):
+        raise ValueError(f"The settings of a {architecture!r} network must be a record, got {shown(network)}.")
+    accepted = _keywords(ARCHITECTURES[architecture])
+    unknown = sorted(set(network) - accepted) if accepted is not None else []
+    if unknown:
+        raise ValueError(f"Bad settings for a {architecture!r} network: unknown setting {shown(unknown[0])}.")
+    return {key: _check_keyword(f"The {architecture} network's {key}", key, value) for key, value in network.items()}
+
+
+_PASSES_ON = {PatchedUNet: UNetModel, GaussianMixtureClassifier: GaussianMixture}  # builders' **kwargs go there
+
+
+def _keywords(builder: Callable[..., nn.Module]) -> set[str] | None:
+    """The keyword names `builder` takes; None when it takes any."""
+    names: set[str] = set()
+    for parameter in inspect.signature(builder).parameters.values():
+        if parameter.kind is not parameter.VAR_KEYWORD:
+            names.add(parameter.name)
+        elif builder in _PASSES_ON:
+            names |= _keywords(_PASSES_ON[builder]) or set()
+        else:
+            return None
+    return names
+
+
+def _check_keyword(name: str, key: str, value: Any) -> Any:
+    if key in _WHOLE:
+        return None if value is None and key == "num_classes" else whole(name, value, *_WHOLE[key])
+    if key in _REAL:
+        return finite(name, value, *_REAL[key])
+    if key in _FLAG and not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {shown(value)}.")
+    if key in _TEXT and not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {shown(value)}.")
+    if key in _LISTS:
+        shortest, longest, bounds, check = _LISTS[key]
+        if not isinstance(value, (list, tuple)) or not shortest <= len(value) <= longest:
+            raise ValueError(f"{name} must be a list of {shortest} to {longest} numbers, got {shown(value)}.")
+        return [check(name, v, *bounds) for v in value]
+    if not (value is None or isinstance(value, (bool, int, str)) or (isinstance(value, float) and value == value)):
+        raise ValueError(f"{name} must be a plain value, got {shown(value)}.")
+    return value
+
+
+def build_network(architecture: str, network: Mapping[str, Any]) -> nn.Module:
+    """Instantiate a registered architecture with its keyword arguments (checked by `check_network`)."""
+    kwargs = check_network(architecture, network)
     try:
-        builder = ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(
-            f"Unknown network architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}."
-        ) from None
-    try:
-        return builder(**network)
-    except TypeError as exc:
-        raise ValueError(f"Bad settings for a {architecture!r} network: {exc}.") from None
+        return ARCHITECTURES[architecture](**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Bad settings for a {architecture!r} network: {exc}") from None
