@@ -243,6 +243,20 @@ def _plan_model(d: Decisions, state: State, name: str, flags: F.Flags, size_hint
     _model_settings(d, network, flags, preset, name, layout_source, size_source, size_warning)
 
 
+def classifier_head_channels(network: dict) -> int:
+    """The channels per attention head of an inferred classifier (the weights cannot tell them).
+
+    guided-diffusion's create_classifier always builds 64-channel heads, whatever the width, so a
+    classifier its tools made has them wherever it has attention (the levels at its attention rates,
+    the middle block, the attention pool). Only where some of those widths are not a multiple of 64 —
+    a layout create_classifier cannot build — are narrower 32-channel heads the ones that fit.
+    """
+    widths = [int(m * network["model_channels"]) for m in network["channel_mult"]]
+    rates = set(network["attention_resolutions"])
+    attended = [w for level, w in enumerate(widths) if 2 ** level in rates] + [widths[-1]]
+    return 64 if all(w % 64 == 0 for w in attended) else 32
+
+
 def _plan_classifier(d: Decisions, state: State, name: str, flags: F.Flags, size: int, size_given: bool) -> None:
     """Fill `d` with the classifier's network and rows, checked against the model's image size
     (`size_given`: that size is the --image_size of the flags)."""
@@ -261,10 +275,7 @@ def _plan_classifier(d: Decisions, state: State, name: str, flags: F.Flags, size
                 raise CheckpointError(f"{name} classifies {native}×{native} images, but the model makes {size}×{size}.")
             d.mismatches.append(_mismatch("image_size", native, size, "in the classifier file"))
         d.mismatches += _check_classifier(inferred, flags, size)
-        widths = [int(m * inferred["model_channels"]) for m in inferred["channel_mult"]]
-        # guided-diffusion's classifiers use 64-channel heads; narrower home-made ones fall back to 32.
-        head_channels = 64 if all(w % 64 == 0 for w in widths) else 32
-        network = {**inferred, "image_size": size, "num_head_channels": head_channels}
+        network = {**inferred, "image_size": size, "num_head_channels": classifier_head_channels(inferred)}
         source = WEIGHTS
     d.classifier_network = network
     rates = network["attention_resolutions"]

@@ -242,3 +242,12 @@ def test_classifier_built_for_another_size_is_refused():
     bundle_config = ModelConfig("unet", (3, 128, 128))
     d = plan_checkpoint(bundle_config, "m.safetensors", Flags(), clf, "c.pt")
     assert d.error == "c.pt classifies 64×64 images, but the model makes 128×128."
+
+
+def test_classifier_heads_follow_create_classifier():
+    from core.guided_diffusion.plan import classifier_head_channels
+
+    narrow = dict(model_channels=32, channel_mult=[1, 2, 3, 4], attention_resolutions=[2, 8])
+    assert classifier_head_channels(narrow) == 64  # what create_classifier builds, whatever the width
+    assert classifier_head_channels({**narrow, "attention_resolutions": []}) == 64  # middle block and pool: 128
+    assert classifier_head_channels({**narrow, "attention_resolutions": [1]}) == 32  # 32 channels: only 32 fits

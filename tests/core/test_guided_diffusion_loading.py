@@ -10,7 +10,7 @@ import torch
 from core import Guidance, SamplingRequest, final_sample, load_model, sample
 from core.checkpoints import CheckpointError, save_bundle
 from core.cli import main as cli_main
-from core.guided_diffusion import load_checkpoint, parse_flags, unet_network
+from core.guided_diffusion import classifier_network, load_checkpoint, parse_flags, unet_network
 from core.guided_diffusion import presets
 from core.guided_diffusion.files import read_state_dict
 from core.models import build_network
@@ -20,7 +20,7 @@ FLAGS = ("--image_size 32 --num_channels 32 --num_res_blocks 1 --attention_resol
          "--class_cond True --learn_sigma True --num_head_channels 32 --resblock_updown True "
          "--use_scale_shift_norm True --use_new_attention_order True --noise_schedule cosine --diffusion_steps 100")
 CLASSIFIER = dict(image_size=32, in_channels=3, model_channels=32, out_channels=1000, num_res_blocks=1,
-                  attention_resolutions=[2, 4], channel_mult=[1, 2, 2], num_head_channels=32,
+                  attention_resolutions=[2, 4], channel_mult=[1, 2, 2], num_head_channels=64,  # as create_classifier
                   use_scale_shift_norm=True, resblock_updown=True, pool="attention")
 
 
@@ -236,3 +236,23 @@ def test_sampling_feeds_original_timesteps_to_model_and_classifier(files, sample
     assert steps_seen == expected
     assert bundle.model.seen == [[t, t] for t in expected]
     assert bundle.classifier.seen == [[t, t] for t in expected]
+
+
+def test_a_narrow_classifier_made_by_guided_diffusions_tools_gives_its_own_logits(tmp_path):
+    """create_classifier always builds 64-channel attention heads, whatever the width: a width-32
+    classifier (levels 32, 64, 96, 128; attention where the width is 64 and 128) loads with those heads."""
+    flags = parse_flags("--image_size 64 --classifier_width 32 --classifier_depth 1 "
+                        "--classifier_attention_resolutions 32,8")
+    network = classifier_network(flags)
+    assert network["num_head_channels"] == 64 and network["channel_mult"] == [1, 2, 3, 4]
+    reference = randomize(build_network("unet-classifier", network), 5)
+    torch.save(reference.state_dict(), tmp_path / "narrow_classifier.pt")
+    model = randomize(build_network("unet", unet_network(parse_flags(
+        "--image_size 64 --num_channels 32 --num_res_blocks 1 --channel_mult 1,2 --attention_resolutions 32"))), 6)
+    torch.save(model.state_dict(), tmp_path / "small_diffusion.pt")
+    bundle = load_checkpoint(tmp_path / "small_diffusion.pt", tmp_path / "narrow_classifier.pt", device="cpu")
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    t = torch.tensor([10, 400, 900])
+    with torch.no_grad():
+        assert torch.equal(bundle.classifier(x, t), reference(x, t))
+    assert bundle.classifier_config.network["num_head_channels"] == 64
