@@ -20,6 +20,8 @@ from ..library.pngio import result_picture
 if TYPE_CHECKING:  # core loads torch; the sweep window is built before that
     from core import ModelBundle, SamplingRequest
 
+MAX_CELLS = 400  # runs in one sweep: a grid the window can show and a person can look at
+
 # parameter key → (label in the grid, what it means)
 PARAMETERS = {
     "weight": ("w", "classifier-free guidance weight w"),
@@ -41,6 +43,8 @@ def parse_values(parameter: str, text: str) -> tuple[Any, ...]:
     parts = [p.strip() for p in re.split(sep, text) if p.strip()]
     if not parts:
         raise ValueError(f"Type at least one value for {PARAMETERS[parameter][1]}.")
+    if len(parts) > MAX_CELLS:
+        raise ValueError(f"{len(parts)} values are more than a sweep can hold ({MAX_CELLS} runs at most).")
     if parameter in ("weight", "scale", "eta"):
         try:
             values = tuple(float(p) for p in parts)
@@ -67,6 +71,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         lo, hi = int(match[1]), int(match[2] or match[1])
         if hi < lo:
             raise ValueError(f"The seed range {part!r} runs backwards.")
+        if len(seeds) + hi - lo + 1 > MAX_CELLS:  # counted before the list is made: "0-200000" is one line
+            raise ValueError(f"{len(seeds) + hi - lo + 1} seeds are more than a sweep can hold "
+                             f"({MAX_CELLS} runs at most).")
         seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise ValueError("Give at least one seed.")
@@ -110,6 +117,10 @@ class SweepSpec:
             raise ValueError("A sweep needs at least one value.")
         if not self.seeds:
             raise ValueError("A sweep needs at least one seed.")
+        rows, cols = self.shape
+        if rows * cols > MAX_CELLS:
+            raise ValueError(f"{rows} seeds × {cols} values make {rows * cols} runs; a sweep holds at most "
+                             f"{MAX_CELLS}: use fewer seeds or values.")
         self.requests()  # validate every cell now, before anything runs
 
     @property
