@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -234,12 +234,17 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Stop a running worker (it ends within one step) and save the window state."""
-        if self.worker is not None and self.worker.is_running():
+        """Stop a running worker (it ends within one step) and hand its stopped run to the library now,
+        let the results finish saving, and save the window state: every thread has ended afterwards."""
+        running = self.worker is not None and self.worker.is_running()
+        if running:
             self.worker.stop()
-            self.worker.wait(CLOSE_WAIT_S)
-        self.guidance.field.wait(CLOSE_WAIT_S)
+        self.hide()  # gone for the user at once; what follows finishes the run's saving
+        if running and self.worker.wait(CLOSE_WAIT_S):
+            QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)  # its `finished`: recorded
+        self.guidance.field.close(CLOSE_WAIT_S)
         self.views.play_button.setChecked(False)
+        self.results.shutdown()
         self.save_state()
         event.accept()
 

@@ -351,10 +351,13 @@ class ResultsController(QObject):
                 event.acceptProposedAction()
                 self.open_file(path)
                 return True
-        elif obj is self.window and kind == QEvent.Type.Close:
-            self.sweep.shutdown(timeout=1.0)  # stops within one step; the window closes within 2 s
-            self._recorder.wait(RECORD_WAIT_S)  # PNGs being written finish (they are atomic anyway)
         return super().eventFilter(obj, event)
+
+    def shutdown(self) -> None:
+        """At close, after the last run has been handed over: stop a sweep (within one step), let runs
+        being saved finish (their files are atomic anyway), and end the saving thread."""
+        self.sweep.shutdown(timeout=1.0)
+        self._recorder.close(RECORD_WAIT_S)
 
     # --- saving and exporting --------------------------------------------------------------------
 

@@ -114,6 +114,13 @@ class SerialTasks(QObject):
                 self._deliver(tag, future)
         return not not_done
 
+    def close(self, timeout: float | None = None) -> bool:
+        """At closing: `wait` for what was submitted, then end the helper thread (an idle pool thread
+        would otherwise live until the interpreter exits). Nothing can be submitted afterwards."""
+        finished = self.wait(timeout)
+        self._pool.shutdown(wait=False)
+        return finished
+
     def _deliver(self, tag: Any, future: Future) -> None:
         index = next((i for i, (_, f) in enumerate(self._pending) if f is future), None)
         if index is None:

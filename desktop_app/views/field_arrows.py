@@ -196,6 +196,6 @@ class FieldOverlay(QObject):
         self.note = message
         self.bundle = None  # do not retry a model that cannot evaluate its field
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the helper thread is idle (closing)."""
-        return self._tasks.wait(timeout)
+    def close(self, timeout: float | None = None) -> bool:
+        """At closing: wait for a field being computed, then end the helper thread."""
+        return self._tasks.close(timeout)
