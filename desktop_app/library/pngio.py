@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from core.infotext import format_infotext
 from core.fileio import SaveError
+from core.infotext import format_infotext
 from core.pngmeta import run_metadata, write_png
 from core.runs import RUN_SUFFIX, write_run
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from core import Guidance, SamplingRequest, load_model, sample
-from core.images import to_uint8
 from core.fileio import SaveError
+from core.images import to_uint8
 from core.pngmeta import CHUNK_KEY, read_metadata, read_settings, write_png
 from core.recording import Recorder
 from core.runs import RunResult, read_run
