@@ -93,12 +93,17 @@ class SerialTasks(QObject):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serial-task",
                                         initializer=lower_thread_priority if background else None)
         self._pending: list[tuple[Any, Future]] = []
+        self._closed = False
         self._finished.connect(self._deliver)
 
-    def submit(self, tag: Any, fn: Callable[[], Any]) -> None:
+    def submit(self, tag: Any, fn: Callable[[], Any]) -> bool:
+        """Queue `fn`; False (and nothing runs) once `close` has been called."""
+        if self._closed:
+            return False
         future = self._pool.submit(fn)
         self._pending.append((tag, future))
         future.add_done_callback(lambda f: _emit(self._finished, tag, f))
+        return True
 
     def pending(self) -> int:
         """How many submitted functions have not reported yet."""
@@ -118,6 +123,7 @@ class SerialTasks(QObject):
         """At closing: `wait` for what was submitted, then end the helper thread (an idle pool thread
         would otherwise live until the interpreter exits). Nothing can be submitted afterwards."""
         finished = self.wait(timeout)
+        self._closed = True
         self._pool.shutdown(wait=False)
         return finished
 
