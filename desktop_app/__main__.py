@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return run(argv)
     args = _parse(argv)
+    from .display import platform_problem
+
+    problem = platform_problem(argv)
+    if problem:  # Qt would print several lines and abort; say what to install instead
+        print(problem, file=sys.stderr)
+        return 1
 
     import qasync
     from PySide6.QtGui import QIcon

@@ -1,6 +1,7 @@
 """`guidance-studio --self-test`: a headless check that an installed copy of the app works.
 
-Runs without a display (QT_QPA_PLATFORM=offscreen unless the caller set it): starts Qt, opens the
+Runs without a display (QT_QPA_PLATFORM=offscreen unless the caller set it or passed `--platform
+xcb`, which opens the window on the real X display and waits until it is exposed): starts Qt, opens the
 main window if the app has one, finds the bundled resources, then loads the default built-in model
 and every bundle in resources/models on the CPU and samples a few DDIM steps of each, checking that
 the result has the model's shape and is finite. Prints one line per check and returns 0 when all
@@ -40,6 +41,11 @@ def _seconds_since_process_start() -> float | None:
 
 def check_qt() -> str:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from .display import platform_problem
+
+    problem = platform_problem([])
+    if problem:
+        raise CheckFailed(problem)
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "guidance-studio"])
@@ -65,6 +71,7 @@ def check_window() -> str:
     if factory is None:
         return "skipped: this build has no main window module"
     from PySide6.QtCore import QSettings
+    from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
     with tempfile.TemporaryDirectory(prefix="guidance-studio-selftest-", ignore_cleanup_errors=True) as tmp:
@@ -77,6 +84,9 @@ def check_window() -> str:
             QApplication.processEvents()
             if not window.isVisible():
                 raise CheckFailed("the main window did not become visible")
+            on_screen = QApplication.platformName() != "offscreen"
+            if on_screen and not QTest.qWaitForWindowExposed(window, 10_000):
+                raise CheckFailed(f"the main window did not appear on the {QApplication.platformName()} display")
             since_start = _seconds_since_process_start()
             title = window.windowTitle()
             window.close()
@@ -88,7 +98,8 @@ def check_window() -> str:
             else:
                 os.environ[DATA_ENV] = saved
     shown = f", shown {since_start:.2f} s after process start" if since_start is not None else ""
-    return f"{type(window).__name__} {title!r}{shown}"
+    where = f", exposed on the {QApplication.platformName()} display" if on_screen else ""
+    return f"{type(window).__name__} {title!r}{shown}{where}"
 
 
 def check_resources() -> str:
@@ -159,7 +170,13 @@ def _run_check(name: str, check: Callable[[], str]) -> bool:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run every check; 0 when all pass, 1 otherwise. `argv` is accepted for the CLI and unused."""
+    """Run every check; 0 when all pass, 1 otherwise. `--platform NAME` (e.g. xcb) opens the window on
+    that Qt platform, i.e. on a real display, instead of offscreen."""
+    from .display import requested_platform
+
+    platform = requested_platform([a for a in (argv or []) if a != "--self-test"])
+    if platform:
+        os.environ["QT_QPA_PLATFORM"] = platform
     start = time.perf_counter()
     frozen = getattr(sys, "frozen", False)
     print(f"Guidance Studio self-test ({'installed bundle' if frozen else 'source'}: {sys.executable})",

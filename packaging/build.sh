@@ -74,17 +74,29 @@ linux_tarball() {
     echo "$(du -h "$out" | cut -f1)  $out"
 }
 
-# System libraries the bundled Qt (xcb platform plugin, OpenGL, fonts, D-Bus) loads from the OS on
-# Debian 12 / Ubuntu 24.04; everything else (Python, torch, numpy, Qt itself) is inside the bundle.
-# libc6 >= the build machine's glibc (2.36 on Debian 12): build on an older distro for older targets.
-# packaging/smoke.sh checks that every library the bundle resolves outside itself comes from these.
-DEB_DEPENDS="libc6 (>= 2.36), libstdc++6, libgcc-s1, zlib1g, libglib2.0-0, libgl1, libegl1, libopengl0, \
-libfontconfig1, libfreetype6, libdbus-1-3, libx11-6, libx11-xcb1, libxext6, libxrender1, libsm6, libice6, \
-libxkbcommon0, libxkbcommon-x11-0, libxcb1, libxcb-cursor0, libxcb-glx0, libxcb-icccm4, libxcb-image0, \
-libxcb-keysyms1, libxcb-randr0, libxcb-render0, libxcb-render-util0, libxcb-shape0, libxcb-shm0, \
-libxcb-sync1, libxcb-util1, libxcb-xfixes0, libxcb-xkb1"
-# Optional: the GTK platform theme (native dialogs on GNOME) and the Wayland platform plugin.
-DEB_RECOMMENDS="libgtk-3-0, libwayland-client0, libwayland-cursor0, libwayland-egl1"
+# Depends and Recommends come from what the bundle really loads from the OS: the package owning every
+# system library its executables and libraries resolve outside it (packaging/linux/syslibs.sh, which
+# packaging/smoke.sh checks with), so any allowed PySide6 or torch gives a correct package. Optional Qt
+# plugins (GTK theme, Wayland) give Recommends. libc6 must be at least the build machine's glibc (2.36
+# on Debian 12): build on an older distro for older targets.
+. packaging/linux/syslibs.sh
+
+deb_relations() {  # sets DEB_DEPENDS and DEB_RECOMMENDS ("a, b, c") for the bundle in $BUNDLE
+    local internal="$BUNDLE/_internal" elfs required optional glibc missing
+    elfs="$(find "$ROOT/$BUNDLE" -type f \( -name '*.so*' -o -name "$NAME" \) | sort)"
+    missing="$( (grep -Ev "$SYSLIBS_OPTIONAL_RE" <<<"$elfs" || true) \
+        | xargs -r env LD_LIBRARY_PATH="$ROOT/$internal" ldd 2>/dev/null | awk '/not found/ {print $1}' | sort -u)"
+    if [[ -n "$missing" ]]; then
+        echo "build.sh: the bundle needs libraries this build machine lacks: $(tr '\n' ' ' <<<"$missing")" >&2
+        exit 1
+    fi
+    required="$( (grep -Ev "$SYSLIBS_OPTIONAL_RE" <<<"$elfs" || true) | syslibs_packages "$internal")"
+    optional="$( (grep -E "$SYSLIBS_OPTIONAL_RE" <<<"$elfs" || true) | syslibs_packages "$internal" \
+        | grep -vxF -f <(printf '%s\n' "$required") || true)"
+    glibc="$(ldd --version | head -1 | grep -oE '[0-9]+\.[0-9]+$')"
+    DEB_DEPENDS="$(sed "s/^libc6\$/libc6 (>= $glibc)/" <<<"$required" | paste -sd, | sed 's/,/, /g')"
+    DEB_RECOMMENDS="$(paste -sd, <<<"$optional" | sed 's/,/, /g')"
+}
 
 linux_deb() {
     local debarch stage out
@@ -93,6 +105,9 @@ linux_deb() {
     out="dist/${NAME}_${VERSION}_${debarch}.deb"
     if reusable "$out"; then say "reusing $out"; return; fi
     say "Debian package -> $out"
+    deb_relations
+    echo "Depends: $DEB_DEPENDS"
+    echo "Recommends: ${DEB_RECOMMENDS:-(none)}"
     rm -rf "$stage"
     mkdir -p "$stage/DEBIAN" "$stage/opt" "$stage/usr/bin" "$stage/usr/share/applications" \
              "$stage/usr/share/doc/$NAME" "$stage/usr/share/icons/hicolor/scalable/apps"
@@ -119,8 +134,8 @@ Architecture: $debarch
 Maintainer: Guidance Studio developers <guidance-studio@users.noreply.github.com>
 Installed-Size: $size_kb
 Depends: $DEB_DEPENDS
-Recommends: $DEB_RECOMMENDS
-Description: watch guided diffusion sample, step by step
+${DEB_RECOMMENDS:+Recommends: $DEB_RECOMMENDS
+}Description: watch guided diffusion sample, step by step
  A desktop app that shows how a diffusion model turns noise into an image
  and how classifier guidance and classifier-free guidance steer it. It runs
  the built-in models on the CPU (or a CUDA GPU in CUDA builds), with no

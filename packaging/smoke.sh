@@ -74,20 +74,15 @@ else
     REQUIRED_OK="$DEPENDS"; OPTIONAL_OK="$DEPENDS $RECOMMENDS"
 fi
 INTERNAL="$FAKEROOT/opt/$NAME/_internal"
-OPTIONAL_RE='/plugins/(platformthemes|wayland-[^/]*|platforms/libqwayland[^/]*)/|/libQt6Wayland'
-system_libs() {  # ELF files on stdin -> system libraries they resolve outside the bundle
-    xargs -r env LD_LIBRARY_PATH="$INTERNAL" ldd 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}' \
-        | grep -v "^$FAKEROOT" | sort -u || true
-}
+. packaging/linux/syslibs.sh  # the same resolution build.sh derived Depends with
 ELFS="$(find "$FAKEROOT/opt/$NAME" -type f \( -name '*.so*' -o -name "$NAME" \) | sort)"
-REQUIRED_LIBS="$( (grep -Ev "$OPTIONAL_RE" <<<"$ELFS" || true) | system_libs)"
-OPTIONAL_LIBS="$( (grep -E "$OPTIONAL_RE" <<<"$ELFS" || true) | system_libs)"
+REQUIRED_LIBS="$( (grep -Ev "$SYSLIBS_OPTIONAL_RE" <<<"$ELFS" || true) | syslibs_resolve "$INTERNAL")"
+OPTIONAL_LIBS="$( (grep -E "$SYSLIBS_OPTIONAL_RE" <<<"$ELFS" || true) | syslibs_resolve "$INTERNAL")"
 undeclared() {  # $1: allowed packages; stdin: libraries -> "lib(package)" for each not allowed
     local lib owner
     while read -r lib; do
         [[ -z "$lib" ]] && continue
-        owner="$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1 || true)"
-        [[ -z "$owner" ]] && owner="$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1 || true)"
+        owner="$(syslibs_owner "$lib")"
         grep -qx "${owner:-none}" <<<"$1" || printf ' %s(%s)' "$(basename "$lib")" "${owner:-no package}"
     done
 }

@@ -171,16 +171,43 @@ def test_macos_plist_and_windows_installer_point_at_real_files():
     assert 'Source: "{#Repo}\\dist\\guidance-studio\\*"' in iss
 
 
-def test_shell_scripts_parse_and_deb_declares_qt_libraries():
+def test_shell_scripts_parse_and_share_the_library_resolution():
     for script in ("build.sh", "smoke.sh"):
         path = PACKAGING / script
         assert os.access(path, os.X_OK), f"{script} is not executable"
         subprocess.run(["bash", "-n", str(path)], check=True)
-    build = (PACKAGING / "build.sh").read_text()
-    depends = re.search(r'DEB_DEPENDS="(.*?)"', build, re.S).group(1)
-    for lib in ("libglib2.0-0", "libgl1", "libegl1", "libxkbcommon0", "libfontconfig1", "libdbus-1-3",
-                "libxcb-cursor0", "libxkbcommon-x11-0"):
-        assert re.search(rf"(^|[ ,]){re.escape(lib)}([ ,(]|$)", depends.replace("\\\n", " ")), lib
+        assert ". packaging/linux/syslibs.sh" in path.read_text()
+    subprocess.run(["bash", "-n", str(PACKAGING / "linux" / "syslibs.sh")], check=True)
+
+
+def syslibs(command: str, stdin: str = "") -> str:
+    script = f". {PACKAGING / 'linux' / 'syslibs.sh'}; {command}"
+    return subprocess.run(["bash", "-c", script], input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+def test_optional_qt_plugins_are_told_apart_from_required_ones():
+    paths = ["/b/_internal/PySide6/Qt/plugins/platforms/libqwayland.so",  # PySide6 6.11's Wayland plugin
+             "/b/_internal/PySide6/Qt/plugins/wayland-shell-integration/libxdg-shell.so",
+             "/b/_internal/PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+             "/b/_internal/PySide6/Qt/lib/libQt6WlShellIntegration.so.6",
+             "/b/_internal/PySide6/Qt/plugins/platforms/libqxcb.so",
+             "/b/_internal/PySide6/Qt/lib/libQt6Gui.so.6", "/b/guidance-studio"]
+    optional = syslibs('grep -E "$SYSLIBS_OPTIONAL_RE" || true', "\n".join(paths)).split()
+    assert optional == paths[:4]
+
+
+@pytest.mark.skipif(not shutil.which("dpkg") or not shutil.which("ldd"), reason="needs dpkg and ldd (Debian)")
+def test_depends_come_from_the_libraries_the_qt_xcb_plugin_loads():
+    """What build.sh writes into Depends, on the xcb plugin of the installed PySide6: the xcb libraries
+    a bare system lacks (libxcb-cursor0 …) are there because the plugin links them."""
+    import PySide6
+
+    qt = Path(PySide6.__file__).parent / "Qt"
+    plugin = qt / "plugins" / "platforms" / "libqxcb.so"
+    packages = syslibs(f'syslibs_packages "{qt / "lib"}"', f"{plugin}\n").split()
+    for package in ("libxcb-cursor0", "libxcb-icccm4", "libxkbcommon-x11-0", "libxcb-keysyms1", "libc6"):
+        assert package in packages
+    assert not any(p.startswith("libqt6") or "pyside" in p for p in packages)  # the bundle's own Qt is inside
 
 
 def test_build_extra_has_pyinstaller_and_the_base_does_not():
