@@ -16,7 +16,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,10 +159,12 @@ def read_tensors(path: str | Path, header: Header | None = None,
 Shapes = Mapping[str, "TensorSpec | Tensor"]  # what a file holds: header entries or loaded tensors
 
 
-def checked_network(architecture: str, network: Mapping, weights: Shapes, what: str) -> nn.Module:
+def checked_network(architecture: str, network: Mapping, weights: Shapes, what: str,
+                    probe: Callable[[nn.Module], None] | None = None) -> nn.Module:
     """The network `architecture(**network)`, built only after its keywords are checked (`check_network`)
     and its parameters, built on the meta device, match `weights` key for key in shape and kind of
-    number; CheckpointError (naming the first difference and both parameter counts) otherwise."""
+    number; CheckpointError (naming the first difference and both parameter counts) otherwise.
+    `probe(meta_network)` may check more before anything is allocated (`check_io`)."""
     try:
         check_network(architecture, network)
         with torch.device("meta"):
@@ -170,6 +172,8 @@ def checked_network(architecture: str, network: Mapping, weights: Shapes, what: 
     except ValueError as exc:
         raise CheckpointError(f"{what}: its configuration is not valid: {exc}") from None
     check_weights(skeleton.state_dict(), weights, what)
+    if probe is not None:
+        probe(skeleton.to("meta"))  # buffers made from numpy arrays are still on the CPU
     return build_network(architecture, network)
 
 
@@ -196,6 +200,29 @@ def check_weights(expected: Mapping[str, Tensor], weights: Shapes, what: str) ->
         if held.dtype.is_floating_point != value.dtype.is_floating_point:
             raise CheckpointError(f"{what}: {key!r} holds {_kind(held.dtype)} numbers in the file, but the model "
                                   f"expects {_kind(value.dtype)} ones; the file is damaged or not this model's.")
+
+
+def check_io(skeleton: nn.Module, config: ModelConfig, what: str, classes: int | None = None) -> None:
+    """CheckpointError unless the network (`skeleton`, on the meta device: no memory, no arithmetic) takes
+    a sample of the config's shape and gives what the engine expects: ε (or ε and v when the config learns
+    sigma) of that shape, or, for a classifier (`classes` set), one logit per class."""
+    shape = config.data_shape
+    x = torch.zeros((1, *shape), device="meta")
+    t = torch.zeros(1, dtype=torch.long, device="meta")
+    try:
+        if classes is not None:
+            out, expected = skeleton(x, t), (1, classes)
+        else:
+            y = torch.zeros(1, dtype=torch.long, device="meta") if config.num_classes else None
+            out, expected = skeleton(x, t, y), (1, shape[0] * (2 if config.learn_sigma else 1), *shape[1:])
+    except NotImplementedError:
+        return  # an operation without a meta kernel: the first real run will tell
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{what}: the network does not take samples of shape {shape} ({detail}).") from None
+    if tuple(out.shape) != expected:
+        raise CheckpointError(f"{what}: for samples of shape {shape} the network gives {tuple(out.shape)[1:]}, "
+                              f"not {expected[1:]}.")
 
 
 def _kind(dtype: torch.dtype) -> str:
@@ -244,11 +271,15 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu", precision:
     except ValueError as exc:
         raise CheckpointError(f"{path}: its configuration is unreadable ({exc})") from None
     parts = {"model": config} | ({"classifier": classifier_config} if classifier_config is not None else {})
+    probes = {"model": lambda net: check_io(net, config, f"{path.name} (model)"),
+              "classifier": lambda net: check_io(net, config, f"{path.name} (classifier)",
+                                                 classes=classifier_config.num_classes)}
     networks = {prefix: checked_network(cfg.architecture, cfg.network, _prefixed(header.tensors, f"{prefix}."),
-                                        f"{path.name} ({prefix})") for prefix, cfg in parts.items()}
+                                        f"{path.name} ({prefix})", probes[prefix]) for prefix, cfg in parts.items()}
     tensors = read_tensors(path, header, [k for k in header.tensors if k.split(".", 1)[0] in networks])
     for prefix, module in networks.items():
         load_state_checked(module, _prefixed(tensors, f"{prefix}."), f"{path.name} ({prefix})")
+
     classifier = networks["classifier"].eval() if "classifier" in networks else None
     try:
         bundle = ModelBundle(meta.get("name", path.stem), config, networks["model"].eval(), classifier,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +205,7 @@ def read_run(path: str | Path) -> RunResult:
             keys = set(data.files)
             tracks = {k[len("track/"):]: data[k] for k in keys if k.startswith("track/")}
             masks = {k[len("mask/"):]: data[k] for k in keys if k.startswith("mask/")}
-        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        except _DAMAGE as exc:
             raise ValueError(f"{name} is damaged: {exc}") from None
     lengths = {len(a) for a in tracks.values() if a.ndim >= 1}
     if samples.ndim < 2 or len(lengths) > 1 or any(a.ndim == 0 for a in tracks.values()):
@@ -221,8 +222,14 @@ def read_run(path: str | Path) -> RunResult:
                          samples, lists, num_steps=int(meta.get("num_steps", max(steps - 1, 0))),
                          completed=bool(meta.get("completed", True)),
                          created=float(meta.get("timestamp", path.stat().st_mtime)))
-    except (TypeError, ValueError, OSError) as exc:
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
         raise ValueError(f"{name} is damaged: {exc}") from None
+
+
+# What reading a damaged zip can raise: zlib.error for bad deflate data; zipfile's NotImplementedError for an
+# unknown compression method and RuntimeError for an entry marked encrypted.
+_DAMAGE = (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError,
+           RuntimeError)
 
 
 class _open:
@@ -240,7 +247,7 @@ class _open:
             self.data = np.load(self.path, allow_pickle=False)
         except FileNotFoundError:
             raise ValueError(f"No such file: {self.path}.") from None
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        except _DAMAGE as exc:
             raise ValueError(f"{name} is not a run file ({exc}).") from None
         return self.data
 
@@ -253,7 +260,7 @@ def _meta(data: Any, name: str) -> dict[str, Any]:
         raise ValueError(f"{name} holds no run settings (it is not a run file, or was written by an older version).")
     try:
         meta = json.loads(str(data["meta"]))
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (*_DAMAGE, RecursionError) as exc:
         raise ValueError(f"The settings in {name} are damaged ({exc}).") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("request"), dict) or "model" not in meta:
         raise ValueError(f"The settings in {name} are incomplete.")

@@ -11,6 +11,8 @@ reported as ambiguous.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +174,20 @@ def is_unet(state: State) -> bool:
     return any(k.startswith("output_blocks.") for k in state)
 
 
+def _shapes_checked(infer: Callable[[State], dict[str, Any]]) -> Callable[[State], dict[str, Any]]:
+    """Weights whose shapes fit no layout at all (a scalar where a matrix goes, a 1-D convolution) give a
+    CheckpointError, not the IndexError of reading a dimension they do not have."""
+    @functools.wraps(infer)
+    def checked(state: State) -> dict[str, Any]:
+        try:
+            return infer(state)
+        except (IndexError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"The weights do not have the shapes of a guided-diffusion network "
+                                  f"({type(exc).__name__}: {exc}).") from None
+    return checked
+
+
+@_shapes_checked
 def infer_unet(state: State) -> dict[str, Any]:
     """`unet` keywords fixed by the weights (no image_size, heads or attention order), plus `levels`."""
     model_channels = int(_require(state, "time_embed.0.weight", "diffusion model").shape[1])
@@ -186,6 +202,7 @@ def infer_unet(state: State) -> dict[str, Any]:
     return {"levels": fit.levels, **network}
 
 
+@_shapes_checked
 def infer_classifier(state: State) -> dict[str, Any]:
     """`unet-classifier` keywords fixed by the weights (no image_size or heads), plus `levels` and,
     for attention pooling, `pool_size` (the side of the feature map the pool was built for)."""

@@ -22,7 +22,10 @@ from ..tasks import BackgroundTask
 
 
 def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    except (OverflowError, OSError, ValueError):  # a damaged or hand-edited time stamp
+        return "an unknown date"
 
 
 def _picture(path: Path | None, thumbnail: bytes | None) -> np.ndarray | None:

@@ -75,6 +75,10 @@ def test_a_tensor_stored_as_integers_is_refused(bundle_file):
     (dict(class_names="abc"), "The class names must be a list of text"),
     (dict(null_label="yes"), "null_label must be true or false"),
     (dict(architecture=["mlp"]), "The architecture must be text"),
+    # found by the fuzz suite: a shape the network cannot take loaded, then failed mid-run
+    (dict(data_shape=[1, 2, 3]), r"the network does not take samples of shape \(1, 2, 3\)"),
+    (dict(data_shape=[3]), r"the network does not take samples of shape \(3,\)"),
+    (dict(learn_sigma=True, variance="learned_range"), r"the network gives \(2,\), not \(4,\)"),
 ])
 def test_bad_configurations_are_refused_before_anything_is_built(bundle_file, changes, message):
     rewrite(bundle_file, edit_config(**changes))
