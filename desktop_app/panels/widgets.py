@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel, QValidator
-from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QLabel, QSpinBox, QToolTip, QWidget
 
 from ..limits import Limit
 
@@ -101,7 +101,9 @@ def _fixup(box: Any, text: str) -> str:
     """Editing ended on an out-of-range number: say why; Qt then restores the value before the edit."""
     value = _typed_number(box, text)
     if value is not None:
-        box.refused.emit(box.limit.problem(value) or f"{box.limit.name} must be from {box.limit.describe()}.")
+        message = box.limit.problem(value) or f"{box.limit.name} must be from {box.limit.describe()}."
+        QToolTip.showText(box.mapToGlobal(box.rect().bottomLeft()), message, box)  # at the box, at once
+        box.refused.emit(message)  # and in the panel's note, until the next change
     return text
 
 
