@@ -114,7 +114,8 @@ class SweepWindow(QWidget):
         self.values.setToolTip("Values separated by commas or spaces. For step sections like "
                                "10,15,20 separate the values with ';'.")
         self.seeds = QLineEdit("0")
-        self.seeds.setToolTip(f"Seeds, one grid row each: e.g. 0, 1, 2 or 0-3 (seeds × values: at most {MAX_CELLS} runs)")
+        self.seeds.setToolTip(f"Seeds, one grid row each: e.g. 0, 1, 2 or 0-3 "
+                              f"(seeds × values: at most {MAX_CELLS} runs)")
         self.run_button = QPushButton("Run sweep")
         self.stop_button = QPushButton("Stop")
         self.save_button = QPushButton("Save grid…")
