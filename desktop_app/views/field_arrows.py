@@ -31,9 +31,40 @@ def path_lines(points_by_step: list[np.ndarray], samples: np.ndarray) -> np.ndar
     """The paths of `samples` over steps 0 … k as one polyline array (M, 2), paths separated by NaN rows."""
     if not points_by_step or not len(samples):
         return np.zeros((0, 2))
-    stacked = np.stack([np.asarray(p, np.float64)[samples] for p in points_by_step], axis=1)  # (S, k+1, 2)
-    gaps = np.full((len(samples), 1, 2), np.nan)
-    return np.concatenate([stacked, gaps], axis=1).reshape(-1, 2)
+    return polylines(np.stack([np.asarray(p)[samples] for p in points_by_step], axis=1))
+
+
+def polylines(paths: np.ndarray) -> np.ndarray:
+    """(S, k+1, 2) positions → one (M, 2) float64 polyline array, the S paths separated by NaN rows."""
+    gaps = np.full((len(paths), 1, 2), np.nan)
+    return np.concatenate([np.asarray(paths, np.float64), gaps], axis=1).reshape(-1, 2)
+
+
+class PathTrace:
+    """The positions of a few samples over a run's steps, read from its x_t track once per step and kept:
+    drawing step k's paths costs O(k) numpy work, not k Python-level reads of whole point clouds (which,
+    late in a 1000-step run of 2000 points, took a tenth of a second a frame; bench/ui_latency.py)."""
+
+    def __init__(self):
+        self.key: tuple | None = None
+        self.positions = np.zeros((0, 0, 2))
+        self.filled = 0
+
+    def upto(self, run: Any, samples: np.ndarray, index: int) -> np.ndarray:
+        """(S, index+1, 2) positions of `samples` over steps 0 … index of `run`."""
+        key = (run, tuple(int(i) for i in samples))  # runs compare by identity (a new run: a new trace)
+        track = run.tracks["xt"]
+        if key != self.key or self.positions.shape[1] <= index:
+            if key != self.key:
+                self.filled = 0
+            grown = np.full((len(samples), max(run.num_steps + 1, index + 1), 2), np.nan)
+            if self.filled:
+                grown[:, : self.filled] = self.positions[:, : self.filled]
+            self.key, self.positions = key, grown
+        for step in range(self.filled, index + 1):
+            self.positions[:, step] = np.asarray(track[step])[samples]
+        self.filled = max(self.filled, index + 1)
+        return self.positions[:, : index + 1]
 
 
 class FieldOverlay(QObject):
@@ -55,6 +86,7 @@ class FieldOverlay(QObject):
         self.show = {"score_arrows": True, "guidance_arrows": True, "paths": True}
         self.run: Any = None
         self.bundle: Any = None
+        self._trace = PathTrace()
         self.index = -1
         self.sample = 0
         self.note = ""
@@ -62,7 +94,7 @@ class FieldOverlay(QObject):
         self._wanted: int | None = None
         self._busy = False
         self._generation = 0
-        self._tasks = SerialTasks("Could not compute the arrow field: ", self)
+        self._tasks = SerialTasks("Could not compute the arrow field: ", self, background=True)  # after sampling
         self._tasks.done.connect(self._on_field)
         self._tasks.failed.connect(self._on_failed)
         plot.getViewBox().sigRangeChangedManually.connect(self._on_view_moved)
@@ -135,17 +167,20 @@ class FieldOverlay(QObject):
             self._next()
 
     def _draw_paths(self, index: int) -> None:
-        steps = list(self.run.tracks["xt"][: index + 1])
-        if not self.show["paths"] or not steps:
+        track = self.run.tracks["xt"]
+        if not self.show["paths"] or not len(track):
             self.paths.setData([], [])
             self.selected_path.setData([], [])
             return
-        batch = len(steps[0])
+        batch = len(track[0])
         chosen = np.unique(np.linspace(0, batch - 1, min(PATHS, batch)).round().astype(int))
-        lines = path_lines(steps, chosen[chosen != self.sample])
+        own = min(self.sample, batch - 1)
+        others = chosen[chosen != own]
+        trace = self._trace.upto(self.run, np.append(others, own), index)
+        lines = polylines(trace[:-1])
         self.paths.setData(lines[:, 0], lines[:, 1])
-        own = path_lines(steps, np.array([min(self.sample, batch - 1)]))
-        self.selected_path.setData(own[:, 0], own[:, 1])
+        mine = polylines(trace[-1:])
+        self.selected_path.setData(mine[:, 0], mine[:, 1])
 
     def _draw_arrows(self, k: int) -> None:
         field = self.fields.get(k)

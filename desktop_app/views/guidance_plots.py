@@ -103,10 +103,12 @@ class ClassStack(pg.PlotWidget):
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=CURSOR_PEN)
         self.addItem(self.cursor)
         self.bands: np.ndarray = np.zeros((0, 0))
+        self._means: dict[int, np.ndarray] = {}  # step → mean p(k | x_t) over the batch, computed once
 
     def begin(self, num_steps: int) -> None:
         self.set_steps(num_steps)
         self._bands(0)
+        self._means = {}
 
     def set_steps(self, num_steps: int) -> None:
         """Fix the x axis to 0 … num_steps."""
@@ -128,14 +130,21 @@ class ClassStack(pg.PlotWidget):
         steps = [i for i, r in enumerate(rows) if r is not None]
         if not steps:
             return
-        means = np.stack([np.asarray(rows[i], np.float64).mean(axis=0) for i in steps])
+        for i in steps:  # while a run grows, only its new steps are averaged
+            if i not in self._means:
+                self._means[i] = np.asarray(rows[i], np.float64).mean(axis=0)
+        means = np.stack([self._means[i] for i in steps])
         if len(self.fills) != means.shape[1]:
             self._bands(means.shape[1])
         cumulative = np.concatenate([np.zeros((len(steps), 1)), np.cumsum(means, axis=1)], axis=1)
         self.bands = cumulative
         x = np.asarray(steps, np.float64)
-        for k, curve in enumerate(self.curves):
+        for k, curve in enumerate(self.curves):  # each band is redrawn once below, not once per edge
+            curve.blockSignals(True)
             curve.setData(x, cumulative[:, k])
+            curve.blockSignals(False)
+        for fill in self.fills:
+            fill.updatePath()
 
     def set_cursor(self, index: int) -> None:
         self.cursor.setValue(index)
