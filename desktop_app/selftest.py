@@ -65,13 +65,26 @@ def _main_window_factory() -> Callable[[], object] | None:
     return None
 
 
+def _wait_exposed(window, timeout: float) -> bool:
+    """Process events until the display has exposed `window` (mapped and painted), up to `timeout` s."""
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        handle = window.windowHandle()
+        if handle is not None and handle.isExposed():
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def check_window() -> str:
     """Build and show the main window, with throw-away settings and library so nothing of the user's changes."""
     factory = _main_window_factory()
     if factory is None:
         return "skipped: this build has no main window module"
     from PySide6.QtCore import QSettings
-    from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
     with tempfile.TemporaryDirectory(prefix="guidance-studio-selftest-", ignore_cleanup_errors=True) as tmp:
@@ -85,7 +98,7 @@ def check_window() -> str:
             if not window.isVisible():
                 raise CheckFailed("the main window did not become visible")
             on_screen = QApplication.platformName() != "offscreen"
-            if on_screen and not QTest.qWaitForWindowExposed(window, 10_000):
+            if on_screen and not _wait_exposed(window, 10.0):
                 raise CheckFailed(f"the main window did not appear on the {QApplication.platformName()} display")
             since_start = _seconds_since_process_start()
             title = window.windowTitle()

@@ -114,6 +114,8 @@ def test_app_starts_and_samples_without_the_excluded_modules(spec):
         "    if exc.name != 'desktop_app.main_window':\n        raise\n"
         "from core import final_sample, load_model, SamplingRequest, DEFAULT_MODEL\n"
         "final_sample(SamplingRequest(model=DEFAULT_MODEL, steps='3', batch=2), load_model(DEFAULT_MODEL, 'cpu'))\n"
+        "from desktop_app import selftest\n"
+        "selftest.check_qt(); selftest.check_window()  # the installed --self-test's window check\n"
         "print('started', sorted(m for m in sys.modules if m.startswith('PySide6.Qt')))\n"
     ) % (spec["EXCLUDED_MODULES"],)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1"}
