@@ -16,17 +16,18 @@ import json
 import math
 import os
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from .bundle import ClassifierConfig, ModelBundle, ModelConfig
 from .fileio import atomic_save
-from .models import build_network, check_network
+from .models import build_network, check_network, network_io
 
 FORMAT = "guidance-studio/1"
 
@@ -159,22 +160,40 @@ def read_tensors(path: str | Path, header: Header | None = None,
 Shapes = Mapping[str, "TensorSpec | Tensor"]  # what a file holds: header entries or loaded tensors
 
 
-def checked_network(architecture: str, network: Mapping, weights: Shapes, what: str,
-                    probe: Callable[[nn.Module], None] | None = None) -> nn.Module:
+def checked_network(architecture: str, network: Mapping, weights: Shapes, what: str) -> nn.Module:
     """The network `architecture(**network)`, built only after its keywords are checked (`check_network`)
     and its parameters, built on the meta device, match `weights` key for key in shape and kind of
-    number; CheckpointError (naming the first difference and both parameter counts) otherwise.
-    `probe(meta_network)` may check more before anything is allocated (`check_io`)."""
+    number; CheckpointError (naming the first difference and both parameter counts) otherwise."""
     try:
         check_network(architecture, network)
-        with torch.device("meta"):
+        with _WeightsOnMeta():
             skeleton = build_network(architecture, network)
     except ValueError as exc:
         raise CheckpointError(f"{what}: its configuration is not valid: {exc}") from None
     check_weights(skeleton.state_dict(), weights, what)
-    if probe is not None:
-        probe(skeleton.to("meta"))  # buffers made from numpy arrays are still on the CPU
     return build_network(architecture, network)
+
+
+class _WeightsOnMeta(TorchFunctionMode):
+    """Build a network whose weights live on the meta device: shapes, no memory, no values.
+
+    Only the shape-given factories that make weights go there; small computed tensors (a schedule,
+    positions) are made for real, and random initialisers leave meta tensors alone. (torch's own
+    `torch.device("meta")` sends everything to meta kernels, and those of arange and normal_ import
+    torch._dynamo and sympy: a second of loading, and modules the installers leave out.)
+    """
+
+    WEIGHT_FACTORIES = (torch.empty, torch.zeros, torch.ones, torch.full, torch.randn, torch.rand)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.WEIGHT_FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        elif getattr(func, "__name__", "") in ("normal_", "trunc_normal_", "uniform_"):
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
 def check_weights(expected: Mapping[str, Tensor], weights: Shapes, what: str) -> None:
@@ -200,29 +219,6 @@ def check_weights(expected: Mapping[str, Tensor], weights: Shapes, what: str) ->
         if held.dtype.is_floating_point != value.dtype.is_floating_point:
             raise CheckpointError(f"{what}: {key!r} holds {_kind(held.dtype)} numbers in the file, but the model "
                                   f"expects {_kind(value.dtype)} ones; the file is damaged or not this model's.")
-
-
-def check_io(skeleton: nn.Module, config: ModelConfig, what: str, classes: int | None = None) -> None:
-    """CheckpointError unless the network (`skeleton`, on the meta device: no memory, no arithmetic) takes
-    a sample of the config's shape and gives what the engine expects: ε (or ε and v when the config learns
-    sigma) of that shape, or, for a classifier (`classes` set), one logit per class."""
-    shape = config.data_shape
-    x = torch.zeros((1, *shape), device="meta")
-    t = torch.zeros(1, dtype=torch.long, device="meta")
-    try:
-        if classes is not None:
-            out, expected = skeleton(x, t), (1, classes)
-        else:
-            y = torch.zeros(1, dtype=torch.long, device="meta") if config.num_classes else None
-            out, expected = skeleton(x, t, y), (1, shape[0] * (2 if config.learn_sigma else 1), *shape[1:])
-    except NotImplementedError:
-        return  # an operation without a meta kernel: the first real run will tell
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{what}: the network does not take samples of shape {shape} ({detail}).") from None
-    if tuple(out.shape) != expected:
-        raise CheckpointError(f"{what}: for samples of shape {shape} the network gives {tuple(out.shape)[1:]}, "
-                              f"not {expected[1:]}.")
 
 
 def _kind(dtype: torch.dtype) -> str:
@@ -271,11 +267,9 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu", precision:
     except ValueError as exc:
         raise CheckpointError(f"{path}: its configuration is unreadable ({exc})") from None
     parts = {"model": config} | ({"classifier": classifier_config} if classifier_config is not None else {})
-    probes = {"model": lambda net: check_io(net, config, f"{path.name} (model)"),
-              "classifier": lambda net: check_io(net, config, f"{path.name} (classifier)",
-                                                 classes=classifier_config.num_classes)}
+    _check_sample_shape(config, classifier_config, path.name)
     networks = {prefix: checked_network(cfg.architecture, cfg.network, _prefixed(header.tensors, f"{prefix}."),
-                                        f"{path.name} ({prefix})", probes[prefix]) for prefix, cfg in parts.items()}
+                                        f"{path.name} ({prefix})") for prefix, cfg in parts.items()}
     tensors = read_tensors(path, header, [k for k in header.tensors if k.split(".", 1)[0] in networks])
     for prefix, module in networks.items():
         load_state_checked(module, _prefixed(tensors, f"{prefix}."), f"{path.name} ({prefix})")
@@ -287,6 +281,28 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu", precision:
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     return bundle.to(device)
+
+
+def _check_sample_shape(config: ModelConfig, classifier: ClassifierConfig | None, name: str) -> None:
+    """CheckpointError unless the networks take samples of the config's shape and give what the engine
+    expects: ε (and v when the config learns sigma) of that shape, and one logit per class."""
+    shape = config.data_shape
+    outputs = shape[0] * (2 if config.learn_sigma else 1)
+    checks = [("model", config.architecture, config.network, outputs)]
+    if classifier is not None:
+        checks.append(("classifier", classifier.architecture, classifier.network, classifier.num_classes))
+    for part, architecture, network, expected in checks:
+        try:
+            takes, gives = network_io(architecture, network)
+        except ValueError as exc:
+            raise CheckpointError(f"{name} ({part}): its configuration is not valid: {exc}") from None
+        if takes is not None and (len(takes) != len(shape) or any(t not in (None, s) for t, s in zip(takes, shape))):
+            shown = tuple("any" if t is None else t for t in takes)
+            raise CheckpointError(f"{name} ({part}): the network takes samples of shape {shown}, but the "
+                                  f"configuration's samples are {shape}.")
+        if gives is not None and gives != expected:
+            raise CheckpointError(f"{name} ({part}): the network gives {gives} outputs per sample where "
+                                  f"{expected} are expected.")
 
 
 def _prefixed(tensors: Mapping[str, "TensorSpec | Tensor"], prefix: str) -> dict:

@@ -116,6 +116,9 @@ def test_app_starts_and_samples_without_the_excluded_modules(spec):
         "final_sample(SamplingRequest(model=DEFAULT_MODEL, steps='3', batch=2), load_model(DEFAULT_MODEL, 'cpu'))\n"
         "from desktop_app import selftest\n"
         "selftest.check_qt(); selftest.check_window()  # the installed --self-test's window check\n"
+        "from core import list_models\n"
+        "for info in list_models():  # opening every built-in model file\n"
+        "    load_model(info.path or info.name, 'cpu')\n"
         "print('started', sorted(m for m in sys.modules if m.startswith('PySide6.Qt')))\n"
     ) % (spec["EXCLUDED_MODULES"],)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1"}

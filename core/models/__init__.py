@@ -94,6 +94,30 @@ def _check_keyword(name: str, key: str, value: Any) -> Any:
     return value
 
 
+def network_io(architecture: str, network: Mapping[str, Any]) -> tuple[tuple[int | None, ...] | None, int | None]:
+    """(the shape of one sample the network takes, None for a size it does not fix; how many outputs it
+    gives per sample: channels of ε, or logits) from its keywords and the builder's defaults, without
+    building it; (None, None) for an architecture that does not say."""
+    given = check_network(architecture, network)
+    builder = ARCHITECTURES[architecture]
+    kwargs: dict[str, Any] = {}
+    for cls in (_PASSES_ON.get(builder), builder):  # the defaults, those of what **kwargs go to first
+        if cls is not None:
+            kwargs.update({name: p.default for name, p in inspect.signature(cls).parameters.items()
+                           if p.default is not p.empty})
+    kwargs.update(given)
+    if architecture == "mlp":
+        return (kwargs["data_dim"],), kwargs["data_dim"]
+    if architecture in ("gmm", "gmm-classifier"):
+        return (2,), 2 if architecture == "gmm" else kwargs["num_components"]
+    if architecture in ("unet", "unet-patched", "unet-classifier"):
+        side = kwargs["image_size"]
+        return (kwargs["in_channels"], side, side), kwargs["out_channels"]
+    if architecture in ("judge", "conv-classifier"):
+        return (kwargs["in_channels"], None, None), kwargs["num_classes"]
+    return None, None
+
+
 def build_network(architecture: str, network: Mapping[str, Any]) -> nn.Module:
     """Instantiate a registered architecture with its keyword arguments (checked by `check_network`)."""
     kwargs = check_network(architecture, network)

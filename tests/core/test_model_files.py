@@ -9,8 +9,7 @@ import struct
 import pytest
 import torch
 
-from core import ModelBundle, ModelConfig
-from core import checkpoints
+from core import ModelBundle, ModelConfig, checkpoints
 from core.checkpoints import CheckpointError, load_bundle, read_header, read_tensors, save_bundle
 from core.models import build_network
 from core.netfile import NetworkInfo, load_network, save_network
@@ -76,9 +75,10 @@ def test_a_tensor_stored_as_integers_is_refused(bundle_file):
     (dict(null_label="yes"), "null_label must be true or false"),
     (dict(architecture=["mlp"]), "The architecture must be text"),
     # found by the fuzz suite: a shape the network cannot take loaded, then failed mid-run
-    (dict(data_shape=[1, 2, 3]), r"the network does not take samples of shape \(1, 2, 3\)"),
-    (dict(data_shape=[3]), r"the network does not take samples of shape \(3,\)"),
-    (dict(learn_sigma=True, variance="learned_range"), r"the network gives \(2,\), not \(4,\)"),
+    (dict(data_shape=[1, 2, 3]), r"the network takes samples of shape \(2,\), but the configuration's "
+                                 r"samples are \(1, 2, 3\)"),
+    (dict(data_shape=[3]), r"takes samples of shape \(2,\), but the configuration's samples are \(3,\)"),
+    (dict(learn_sigma=True, variance="learned_range"), "the network gives 2 outputs per sample where 4 are expected"),
 ])
 def test_bad_configurations_are_refused_before_anything_is_built(bundle_file, changes, message):
     rewrite(bundle_file, edit_config(**changes))
