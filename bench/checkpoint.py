@@ -33,6 +33,7 @@ import resource
 import statistics
 import sys
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,15 @@ from typing import Any, Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:
+    import safetensors  # noqa: F401
+except ModuleNotFoundError:  # a bare machine with torch and numpy only: this bench opens no model files
+    safetensors = types.ModuleType("safetensors")
+    safetensors.SafetensorError = OSError
+    safetensors.safe_open = None
+    safetensors.torch = types.ModuleType("safetensors.torch")
+    safetensors.torch.load_file = safetensors.torch.save_file = None
+    sys.modules.update({"safetensors": safetensors, "safetensors.torch": safetensors.torch})
 
 from core import (  # noqa: E402
     Guidance,
