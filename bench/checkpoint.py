@@ -329,10 +329,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=None, help="default: 16 alone; 4 (CPU) or 16 (CUDA) beside")
     parser.add_argument("--reference", type=Path, default=None, help="a local checkout of openai/guided-diffusion")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (beside the reference: 1)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (beside the reference on CPU: 1)")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    threads = args.threads or (1 if args.reference is not None else 0)
+    threads = args.threads or (1 if args.reference is not None and device.type == "cpu" else 0)
     if threads:
         torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
