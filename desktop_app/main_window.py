@@ -65,6 +65,10 @@ class MainWindow(QMainWindow):
         self._frame_timer = QTimer(self)
         self._frame_timer.setSingleShot(True)
         self._frame_timer.timeout.connect(self._paint_latest)
+        self._refresh_parts: list[Any] = []  # the throttled redraws still to do, one per event-loop turn
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.timeout.connect(self._refresh_next)
         self.loader = ModelLoader(self.session, self)
         self.create_widgets()
         self.create_actions()
@@ -375,7 +379,7 @@ class MainWindow(QMainWindow):
         self.views.set_colors(class_colors(request))
         self.views.set_banner("")
         self.views.begin(worker.trajectory, 0)
-        self.guidance.begin(worker.recorder, self.bundle)
+        self.guidance.begin(worker.recorder, self.bundle, live=True)
         self.plots.clear_curves()
         self.plots.set_notes(prob="" if self.bundle.classifier is not None else "no classifier",
                              norm="" if request.guidance.kind != "none" else "no guidance")
@@ -452,15 +456,31 @@ class MainWindow(QMainWindow):
             self.plots.set_steps(frame.num_steps)
             self.run_panel.set_steps(frame.num_steps)
         self.views.new_frame(frame)
-        if self._last_paint - self._last_plot >= PLOT_INTERVAL_S:
+        if self._last_paint - self._last_plot >= PLOT_INTERVAL_S and not self._refresh_parts:
             self._last_plot = self._last_paint
-            self.plots.set_curves(*worker.trajectory.curves())
-            self.plots.set_cursor(self.views.shown_index)
-            self.guidance.refresh()
-            self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)  # repaints at once
-            if worker.held_at is not None:
-                self.run_panel.show_held(worker.held_at)
+            # The curves, the guidance plots and the progress are redrawn in turns of their own, after the
+            # frame is painted: done together with it they stalled the GUI thread for tens of milliseconds.
+            self._refresh_parts = [self._refresh_curves, self.guidance.refresh,
+                                   lambda: self._refresh_progress(frame)]
+            self._refresh_timer.start(0)
         self.frame_shown.emit(frame.index)
+
+    def _refresh_next(self) -> None:
+        if self._refresh_parts:
+            self._refresh_parts.pop(0)()
+        if self._refresh_parts:
+            self._refresh_timer.start(0)
+
+    def _refresh_curves(self) -> None:
+        if self.worker is not None and self._running:
+            self.plots.set_curves(*self.worker.trajectory.curves())
+            self.plots.set_cursor(self.views.shown_index)
+
+    def _refresh_progress(self, frame: Any) -> None:
+        if self.worker is not None and self._running:
+            self.run_panel.show_progress(frame.index, frame.num_steps, frame.elapsed)
+            if self.worker.held_at is not None:
+                self.run_panel.show_held(self.worker.held_at)
 
     def _on_step_shown(self, index: int) -> None:
         if not self._running:  # while running, the cursor moves with the (throttled) curves
@@ -471,6 +491,9 @@ class MainWindow(QMainWindow):
             return
         self._running = False
         self._frame_timer.stop()
+        self._refresh_timer.stop()
+        self._refresh_parts = []
+        self.guidance.field.set_live(False)
         self._result = result
         traj = self.worker.trajectory
         self.guidance.refresh()
@@ -492,6 +515,7 @@ class MainWindow(QMainWindow):
         if self.sender() is not self.worker:
             return
         self._running = False
+        self.guidance.field.set_live(False)
         self.run_panel.show_done("failed")
         self._update_enabled()
         self.show_error(message)

@@ -9,11 +9,12 @@ is instant and the GUI never waits.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import guidance_views as V
 
@@ -25,6 +26,9 @@ MODEL_PEN = pg.mkPen((60, 60, 60, 150), width=1.2)
 GUIDANCE_PEN = pg.mkPen((214, 39, 40, 220), width=1.5)
 PATH_PEN = pg.mkPen((40, 40, 40, 110), width=1)
 SELECTED_PEN = pg.mkPen((20, 20, 20, 230), width=2)
+# While a run is live, a new field is asked for at most this often: each one holds the GIL on the helper
+# thread, which runs at the lowest priority, so the GUI thread waited on it (tens of ms) at every hand-over.
+LIVE_FIELD_INTERVAL_S = 0.25
 
 
 def path_lines(points_by_step: list[np.ndarray], samples: np.ndarray) -> np.ndarray:
@@ -94,6 +98,11 @@ class FieldOverlay(QObject):
         self._wanted: int | None = None
         self._busy = False
         self._generation = 0
+        self.live = False  # a run being sampled: fields are paced (LIVE_FIELD_INTERVAL_S)
+        self._submitted_at = 0.0
+        self._pace = QTimer(self)
+        self._pace.setSingleShot(True)
+        self._pace.timeout.connect(self._next)
         self._tasks = SerialTasks("Could not compute the arrow field: ", self, background=True)  # after sampling
         self._tasks.done.connect(self._on_field)
         self._tasks.failed.connect(self._on_failed)
@@ -113,10 +122,11 @@ class FieldOverlay(QObject):
 
     # --- runs ------------------------------------------------------------------------------------
 
-    def begin(self, run: Any, bundle: Any) -> None:
+    def begin(self, run: Any, bundle: Any, live: bool = False) -> None:
         """Show `run` (tracks of 2-D points); fields come from `bundle`, or are unavailable when it is None
-        (the run's model is not the one loaded)."""
+        (the run's model is not the one loaded). `live`: the run is being sampled (see `set_live`)."""
         self.run, self.bundle = run, bundle
+        self.live = live
         self._generation += 1
         self.fields = {}
         self._wanted = None
@@ -124,6 +134,13 @@ class FieldOverlay(QObject):
         self.points, self.spacing = self._grid()
         self.note = "" if bundle is not None else f"load {run.model_name} to see its arrows"
         self.clear()
+
+    def set_live(self, live: bool) -> None:
+        """While live, fields are computed at most every LIVE_FIELD_INTERVAL_S; afterwards at once."""
+        self.live = live
+        if not live:
+            self._pace.stop()
+            self._next()
 
     def reset(self) -> None:
         self.run = self.bundle = None
@@ -212,6 +229,12 @@ class FieldOverlay(QObject):
         k = self._wanted
         if self._busy or k is None or k in self.fields or self.bundle is None:
             return
+        wait = self._submitted_at + LIVE_FIELD_INTERVAL_S - time.perf_counter() if self.live else 0.0
+        if wait > 0:
+            if not self._pace.isActive():
+                self._pace.start(int(1000 * wait) + 1)
+            return
+        self._submitted_at = time.perf_counter()
         self._busy = True
         request, bundle, points = self.run.request, self.bundle, self.points
         self._tasks.submit((self._generation, k), lambda: V.field_vectors(request, bundle, points, k))

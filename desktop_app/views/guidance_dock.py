@@ -149,9 +149,9 @@ class GuidanceViews(QObject):
         self.bars.clear_bars()
         self.twin.hide()
 
-    def begin(self, run: Any, bundle: Any) -> None:
-        """Follow `run` (a live Recorder or a RunResult); `bundle` computes its arrow fields (None: the run's
-        model is not loaded)."""
+    def begin(self, run: Any, bundle: Any, live: bool = False) -> None:
+        """Follow `run` (a live Recorder, `live`, or a RunResult); `bundle` computes its arrow fields (None: the
+        run's model is not loaded)."""
         self.run = run
         self.index = -1
         self._num_steps = run.num_steps
@@ -164,7 +164,8 @@ class GuidanceViews(QObject):
         self.twin.setVisible(has_twin)
         self.twin.begin(run.num_steps)
         if self.points_mode:
-            self.field.begin(run, bundle if bundle is not None and bundle.name == run.model_name else None)
+            self.field.begin(run, bundle if bundle is not None and bundle.name == run.model_name else None,
+                             live)
             self.panel.field_note.setText(self.field.note)
             self.stack.begin(run.num_steps)
             self.twin_cloud.set_points(None)
