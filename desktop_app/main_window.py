@@ -35,6 +35,7 @@ from .views.plots import PlotsPane
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
 GUIDANCE_DOCK_WIDTH = 440  # px: room for the maps of one sample beside the batch
+POINTS_GUIDANCE_DOCK_WIDTH = 330  # px on 2-D models (toggles and two plots): the square panes get the rest
 PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
 
 
@@ -76,7 +77,7 @@ class MainWindow(QMainWindow):
         self.create_docks()
         self.results = ResultsController(self)  # save/open PNG, GIF, library dock, compare, sweep
         self.tabifyDockWidget(self.results.dock, self.guidance_dock)  # Library | Guidance, one beside the other
-        self.resizeDocks([self.guidance_dock], [GUIDANCE_DOCK_WIDTH], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.guidance_dock], [POINTS_GUIDANCE_DOCK_WIDTH], Qt.Orientation.Horizontal)  # 2-D panes
         self.loader.busy_changed.connect(self._update_enabled)
         self.loader.loaded.connect(self._on_model_loaded)
         self.loader.failed.connect(self.show_error)
@@ -285,7 +286,11 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, name: str) -> None:
         caps = self.session.caps
-        self.views.set_points_mode(caps is None or caps.is_points)
+        points = caps is None or caps.is_points
+        if points != self.views.points_mode:  # another kind of model: the guidance dock's width suits it
+            self.resizeDocks([self.guidance_dock], [POINTS_GUIDANCE_DOCK_WIDTH if points else GUIDANCE_DOCK_WIDTH],
+                             Qt.Orientation.Horizontal)
+        self.views.set_points_mode(points)
         self.views.set_latent(caps is not None and caps.is_latent)
         # The last run belongs to the previous model: nothing of it stays on screen (it can still be saved,
         # and it is in the library).

@@ -57,7 +57,8 @@ DEFAULT_VALUES = {"weight": "0, 1, 3, 6", "scale": "0, 1, 4, 10", "steps": "10, 
                   "eta": "0, 0.5, 1", "sampler": "ddim, ddpm"}
 PARAMETER_NAMES = {"weight": "CFG weight w", "scale": "classifier scale s", "steps": "steps",
                    "eta": "DDIM η", "sampler": "sampler"}
-CELL_SIZE = 192
+CELL_SIZE = 192  # px: the smallest a cell gets; bigger when the window has room (`SweepWindow.cell_size`)
+MAX_CELL_SIZE = 512
 
 
 class SweepRunner(ThreadedJob):
@@ -106,6 +107,7 @@ class SweepWindow(QWidget):
         self.runner: SweepRunner | None = None
         self.lock: StepLock | None = None
         self._order: list[tuple[int, int]] = []  # the cells in the lock's order
+        self.cell_size = CELL_SIZE
 
         self.parameter = QComboBox()
         for key in PARAMETERS:
@@ -146,7 +148,7 @@ class SweepWindow(QWidget):
         self.grid = QGridLayout(self.grid_widget)
         self.grid.setSpacing(6)
         self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid_widget)
         playing = QHBoxLayout()
@@ -259,9 +261,38 @@ class SweepWindow(QWidget):
             for c in range(cols):
                 cell = QLabel("waiting")
                 cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
-                cell.setFixedSize(CELL_SIZE, CELL_SIZE)
+                cell.setFixedSize(self.cell_size, self.cell_size)
                 cell.setStyleSheet("background: #eee; color: #888; border: 1px solid #ccc;")
                 self.grid.addWidget(cell, r + 1, c + 1)
+        self._fit_cells()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._fit_cells()
+
+    def _fit_cells(self) -> None:
+        """Cells as large as the grid's area allows (CELL_SIZE … MAX_CELL_SIZE), drawn again at that size."""
+        if self.spec is None or self.grid.itemAtPosition(1, 1) is None:
+            return
+        rows, cols = self.spec.shape
+        area = self.scroll.viewport().size()
+        spacing, margins = self.grid.spacing(), self.grid.contentsMargins()
+        names = self.grid.itemAtPosition(1, 0).widget().sizeHint().width()
+        heads = self.grid.itemAtPosition(0, 1).widget().sizeHint().height()
+        width = (area.width() - margins.left() - margins.right() - names - spacing * cols) // cols
+        height = (area.height() - margins.top() - margins.bottom() - heads - spacing * rows) // rows
+        size = max(CELL_SIZE, min(width, height, MAX_CELL_SIZE))
+        if size == self.cell_size:
+            return
+        self.cell_size = size
+        for r in range(rows):
+            for c in range(cols):
+                self.cell_label(r, c).setFixedSize(size, size)
+        if self.lock is not None:
+            self.show_position(self.player.index())
+        else:
+            for cell in self.cells.values():
+                self._fill_cell(cell)
 
     def _mark_running(self, index: int) -> None:
         rows, cols = self.spec.shape
@@ -272,7 +303,7 @@ class SweepWindow(QWidget):
         label = self.cell_label(cell.row, cell.col)
         label.setStyleSheet("border: 1px solid #ccc; background: white;")
         label.setPixmap(to_pixmap(cell.picture).scaled(
-            CELL_SIZE - 2, CELL_SIZE - 2, Qt.AspectRatioMode.KeepAspectRatio,
+            self.cell_size - 2, self.cell_size - 2, Qt.AspectRatioMode.KeepAspectRatio,
             Qt.TransformationMode.SmoothTransformation))
         label.setToolTip(f"{self.spec.row_label(cell.row)}, {self.spec.column_label(cell.col)}: "
                          f"{cell.result.seconds:.2f} s")
@@ -320,9 +351,9 @@ class SweepWindow(QWidget):
             return
         view = self.view.currentData()
         for i, (row, col) in enumerate(self._order):
-            picture = lock.picture(i, position, view, size=CELL_SIZE - 2)
+            picture = lock.picture(i, position, view, size=self.cell_size - 2)
             self.cell_label(row, col).setPixmap(to_pixmap(picture).scaled(
-                CELL_SIZE - 2, CELL_SIZE - 2, Qt.AspectRatioMode.KeepAspectRatio,
+                self.cell_size - 2, self.cell_size - 2, Qt.AspectRatioMode.KeepAspectRatio,
                 Qt.TransformationMode.FastTransformation))
         reference = lock.results[lock.reference]
         timestep = reference.track("timestep")[position] if position < len(reference.track("timestep")) else None

@@ -147,6 +147,8 @@ class GuidanceViews(QObject):
         self.twin_cloud.set_points(None)
         self.marker.setData([], [])
         self.bars.clear_bars()
+        self.stack.clear_bands()
+        self.twin.begin(0)
         self.twin.hide()
 
     def begin(self, run: Any, bundle: Any, live: bool = False) -> None:

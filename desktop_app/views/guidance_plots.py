@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QGraphicsPathItem, QWidget
 
 from core import guidance_views as V
@@ -86,6 +88,8 @@ class ClassBars(pg.PlotWidget):
         self.bars.setOpts(x0=np.zeros(len(order)), y=rows, width=self.heights, brushes=colors, pens=pens)
         self.plot.setYRange(-max(len(order), 3) + 0.4, 0.6, padding=0)
         self.plot.getAxis("left").setTicks([[(r, self._short(k)) for r, k in zip(rows, order)]])
+        names = "<br>".join(self._name(k) for k in order)
+        self.setToolTip(f"{CAPTIONS['class_bars'].tooltip()}<br><br>{names}")  # the full names of the shown
 
     def _set_title(self, from_step: int | None) -> None:
         """The title, naming `from_step` when the bars are of another step; laid out again only when it changes."""
@@ -97,9 +101,13 @@ class ClassBars(pg.PlotWidget):
             title += f" <span style='color:#999'>(step {from_step})</span>"
         self.plot.setTitle(CAPTIONS["class_bars"].titled(title), color="#333", size="10pt")
 
+    def _name(self, k: int) -> str:
+        return self.names[k] if k < len(self.names) else str(k)
+
     def _short(self, k: int) -> str:
-        name = (self.names[k] if k < len(self.names) else str(k)).split(",")[0]
-        return name if len(name) <= 14 else name[:13] + "…"
+        """The class's name up to its first comma, elided to fit beside the bars (the full one is in the tooltip)."""
+        metrics = QFontMetrics(self.plot.getAxis("left").style["tickFont"] or self.font())
+        return metrics.elidedText(self._name(k).split(",")[0], Qt.TextElideMode.ElideRight, NAME_AXIS_WIDTH - 10)
 
 
 class ClassStack(pg.PlotWidget):
@@ -119,6 +127,10 @@ class ClassStack(pg.PlotWidget):
 
     def begin(self, num_steps: int) -> None:
         self.set_steps(num_steps)
+        self.clear_bands()
+
+    def clear_bands(self) -> None:
+        """No bands (no run on screen). Not `clear`: PlotWidget puts its PlotItem's clear on the instance."""
         self._bands(0)
         self._means = {}
 
@@ -174,7 +186,7 @@ class TwinDistance(pg.PlotWidget):
         super().__init__(parent, background="w")
         self.plot = _titled_plot(self, "twin_distance")
         self.plot.setLabel("bottom", "step")
-        self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.plot.addLegend(offset=(5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 215))
         self.xt = self.plot.plot(pen=pg.mkPen("#9467bd", width=2), name="x_t")
         self.x0 = self.plot.plot(pen=pg.mkPen("#9467bd", width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine),
                                  name="x̂0")

@@ -65,6 +65,8 @@ class ImagePane(pg.GraphicsLayoutWidget):
 DATA_ALPHA = 110  # the training data: pale, small dots …
 SAMPLE_ALPHA = 235  # … the samples: full colour, larger, with a dark rim, always on top
 SAMPLE_EDGE = (30, 30, 30)
+LEGEND_BRUSH = pg.mkBrush(255, 255, 255, 215)
+LEGEND_PEN = pg.mkPen(200, 200, 200)
 
 
 def class_colors(request: Any) -> np.ndarray | None:
@@ -89,9 +91,10 @@ def _legend_dot(rgb: tuple[int, int, int], alpha: int, size: float, edge: tuple[
 
 class PointPane(pg.PlotWidget):
     """A titled 2-D scatter: the training data, pale and labelled (`show_data` toggles it), under the
-    current point cloud of samples, coloured by class with a dark rim so they stand out from it."""
+    current point cloud of samples, coloured by class with a dark rim so they stand out from it.
+    `labelled=False` leaves the legend out (a pane beside one that has it)."""
 
-    def __init__(self, title: str, parent: QWidget | None = None):
+    def __init__(self, title: str, parent: QWidget | None = None, labelled: bool = True):
         super().__init__(parent, background="w")
         self.setTitle(title, color="#333", size="11pt")
         self.setAspectLocked(True)
@@ -107,12 +110,29 @@ class PointPane(pg.PlotWidget):
         self.cloud = PointCloudItem(size=5.0, edge=SAMPLE_EDGE)
         self.addItem(self.backdrop)
         self.addItem(self.cloud)
-        self.legend = self.addLegend(offset=(4, 4), labelTextColor="#555", labelTextSize="8pt")
+        self.legend = self.addLegend(offset=(4, 4), labelTextColor="#555", labelTextSize="8pt",
+                                     brush=LEGEND_BRUSH, pen=LEGEND_PEN)  # readable over arrows and points
         self.legend.addItem(_legend_dot(tuple(muted(None)), DATA_ALPHA + 60, 6, None), "training data")
         self.legend.addItem(_legend_dot((90, 90, 90), SAMPLE_ALPHA, 8, SAMPLE_EDGE), "samples")
         self.legend.setVisible(False)  # until there is training data to name
+        self.labelled = labelled
         self.points: np.ndarray | None = None
         self.colors: np.ndarray | None = None
+        self.outside = pg.TextItem(color="#8a5a00", anchor=(1, 0), fill=LEGEND_BRUSH)  # samples out of view
+        self.outside.setZValue(20)
+        self.outside.hide()
+        self.addItem(self.outside, ignoreBounds=True)
+        self.getViewBox().sigRangeChanged.connect(self._say_outside)
+
+    def _say_outside(self, *_args: Any) -> None:
+        """Say how many samples lie beyond the visible plane (x̂0 overshoots under strong guidance), and
+        where: an empty-looking pane would otherwise read as 'no samples'."""
+        text = outside_text(self.points, self.viewRange()) if self.cloud.isVisible() else ""
+        self.outside.setVisible(bool(text))
+        if text:
+            (_, x1), (_, y1) = self.viewRange()
+            self.outside.setText(text)
+            self.outside.setPos(x1, y1)
 
     def set_backdrop(self, points: np.ndarray | None, colors: np.ndarray | None = None) -> None:
         """The training data (N, 2), drawn pale; colors (N, 3) uint8 by class (washed out) or None (grey)."""
@@ -121,12 +141,12 @@ class PointPane(pg.PlotWidget):
             points = points[finite]
             colors = None if colors is None else np.asarray(colors)[finite]
         self.backdrop.set_points(points, None if points is None else muted(colors), alpha=DATA_ALPHA)
-        self.legend.setVisible(points is not None and self.backdrop.isVisible())
+        self.legend.setVisible(self.labelled and points is not None and self.backdrop.isVisible())
 
     def show_data(self, visible: bool) -> None:
         """Show or hide the training data (and its legend)."""
         self.backdrop.setVisible(visible)
-        self.legend.setVisible(visible and bool(self.backdrop.group_colors))
+        self.legend.setVisible(self.labelled and visible and bool(self.backdrop.group_colors))
 
     def set_colors(self, colors: np.ndarray | None) -> None:
         """Colours of the cloud's points: (B, 3) uint8, one RGB for all (3,), or None (dark grey)."""
@@ -141,6 +161,54 @@ class PointPane(pg.PlotWidget):
         if points is not None and colors is not None and colors.ndim == 2 and len(colors) != len(points):
             colors = colors[0]
         self.cloud.set_points(points, colors, alpha=SAMPLE_ALPHA)
+        self._say_outside()
+
+
+OUT_OF_VIEW = 0.25  # a pane says so when at least this share of its samples lies beyond the view
+SIDE_ARROWS = {"left": "◀", "right": "▶", "below": "▼", "above": "▲"}
+
+
+def outside_text(points: np.ndarray | None, view: Any) -> str:
+    """'' unless at least OUT_OF_VIEW of the finite points lie beyond the view ((x0, x1), (y0, y1)); then
+    e.g. '▲ 998 of 1000 samples out of view', with an arrow for each side a quarter of them are beyond."""
+    if points is None or not len(points):
+        return ""
+    pts = np.asarray(points, np.float64)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    (x0, x1), (y0, y1) = view
+    sides = {"left": pts[:, 0] < x0, "right": pts[:, 0] > x1, "below": pts[:, 1] < y0, "above": pts[:, 1] > y1}
+    count = int(np.logical_or.reduce(list(sides.values())).sum())
+    if not count or count < OUT_OF_VIEW * len(pts):
+        return ""
+    arrows = "".join(SIDE_ARROWS[name] for name, mask in sides.items() if mask.sum() >= count / 4)
+    return f"{arrows} {count} of {len(points)} samples out of view"
+
+
+class SquarePair(QWidget):
+    """Two widgets side by side, each as wide as the space allows and at most TALLEST times as tall, centred:
+    the 2-D panes show the plane at one scale on both axes, so a much taller pane would only add empty plane."""
+
+    SPACING = 6
+    TALLEST = 1.3
+
+    def __init__(self, first: QWidget, second: QWidget, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.pair = (first, second)
+        for widget in self.pair:
+            widget.setParent(self)
+
+    def pane_size(self) -> tuple[int, int]:
+        """(width, height) of each pane in the space there is."""
+        width = max(1, min((self.width() - self.SPACING) // 2, self.height()))
+        return width, max(1, min(self.height(), round(self.TALLEST * width)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        width, height = self.pane_size()
+        left = (self.width() - 2 * width - self.SPACING) // 2
+        top = (self.height() - height) // 2
+        for k, widget in enumerate(self.pair):
+            widget.setGeometry(left + k * (width + self.SPACING), top, width, height)
 
 
 class LiveViews(QWidget):
@@ -155,7 +223,7 @@ class LiveViews(QWidget):
         self.following = True
         self.points_mode = True
         self.image_panes = (ImagePane(XT_TITLE), ImagePane(X0_TITLE))
-        self.point_panes = (PointPane(XT_TITLE), PointPane(X0_TITLE))
+        self.point_panes = (PointPane(XT_TITLE, labelled=False), PointPane(X0_TITLE))  # x_t: arrows, no legend
         for pane, key in zip((*self.image_panes, *self.point_panes), ("xt", "x0", "xt", "x0")):
             pane.setToolTip(CAPTIONS[key].tooltip())
         self.point_panes[1].setXLink(self.point_panes[0])
@@ -163,13 +231,13 @@ class LiveViews(QWidget):
         self.image_panes[1].view.setXLink(self.image_panes[0].view)
         self.image_panes[1].view.setYLink(self.image_panes[0].view)
         self.stack = QStackedWidget()
-        for panes in (self.point_panes, self.image_panes):
-            page = QWidget()
-            row = QHBoxLayout(page)
-            row.setContentsMargins(0, 0, 0, 0)
-            for pane in panes:
-                row.addWidget(pane)
-            self.stack.addWidget(page)
+        self.stack.addWidget(SquarePair(*self.point_panes))
+        page = QWidget()
+        row = QHBoxLayout(page)
+        row.setContentsMargins(0, 0, 0, 0)
+        for pane in self.image_panes:
+            row.addWidget(pane)
+        self.stack.addWidget(page)
 
         self.player = StepPlayer()
         self.player.index_changed.connect(self._on_index)

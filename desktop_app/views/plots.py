@@ -15,6 +15,20 @@ CURVES = (  # key, title (with its caption line under it, `captions.CAPTIONS[key
 )
 
 
+def free_width(label: pg.LabelItem) -> None:
+    """Let a layout give `label` less width than its text needs (pyqtgraph makes the text's width the label's
+    minimum and preferred width at every change and resize): a long title then runs past its column instead of
+    widening it, and the plots keep equal shares of the row."""
+    update_min = label.updateMin
+
+    def without_min_width() -> None:
+        update_min()
+        label.setMinimumWidth(0)
+        label.setPreferredWidth(0)
+
+    label.updateMin = without_min_width
+
+
 class StepPlots(pg.GraphicsLayoutWidget):
     """Three stacked plots over the step index, each with a cursor at the step on screen.
 
@@ -35,7 +49,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.titles = {key: title for key, title, _ in CURVES}
         for col, (key, title, color) in enumerate(CURVES):
             plot = self.addPlot(row=0, col=col)
-            plot.setTitle(title, color="#333", size="10pt")
+            free_width(plot.titleLabel)
             plot.setToolTip(CAPTIONS[key].tooltip())
             plot.setXRange(0, 50, padding=0.02)
             plot.showGrid(x=True, y=True, alpha=0.2)
@@ -44,10 +58,12 @@ class StepPlots(pg.GraphicsLayoutWidget):
             plot.setLabel("bottom", "step")
             self.plots[key] = plot
             self.curves[key] = plot.plot(pen=pg.mkPen(color, width=2))
-            cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine))
+            cursor = pg.InfiniteLine(angle=90, movable=False,
+                                     pen=pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine))
             plot.addItem(cursor)
             self.cursors[key] = cursor
             self.notes[key] = self.sampled[key] = ""
+            self._retitle(key)
         self.plots["prob"].setYRange(0, 1, padding=0.06)
         self.plots["noise"].setYRange(0, 1, padding=0.06)
         self.plots["norm"].setYRange(0, 1, padding=0.02)
@@ -71,9 +87,12 @@ class StepPlots(pg.GraphicsLayoutWidget):
             self._retitle(key)
 
     def _retitle(self, key: str) -> None:
+        """Title, caption, and a line for remarks under them (kept when empty, so that the three plots keep
+        one height). The title never widens its column: a long one would push the last plot out of the dock."""
         remarks = "; ".join(text for text in (self.notes[key], self.sampled[key]) if text)
-        title = self.titles[key] + (f" <span style='color:#999'>({remarks})</span>" if remarks else "")
-        self.plots[key].setTitle(title, color="#333", size="10pt")
+        title = self.titles[key] + f"<br><span style='font-size:8pt; color:#999'>{remarks or '&nbsp;'}</span>"
+        plot = self.plots[key]
+        plot.setTitle(title, color="#333", size="10pt")
 
     def set_curves(self, prob: np.ndarray, norm: np.ndarray, noise: np.ndarray) -> None:
         for key, values in (("prob", prob), ("norm", norm), ("noise", noise)):

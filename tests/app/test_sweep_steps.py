@@ -46,8 +46,9 @@ def shown(sweep, row: int, col: int) -> QImage:
 
 def expected(sweep, row: int, col: int, position: int, view: str) -> QImage:
     i = sweep._order.index((row, col))
-    picture = sweep.lock.picture(i, position, view, size=CELL_SIZE - 2)
-    return to_pixmap(picture).scaled(CELL_SIZE - 2, CELL_SIZE - 2, Qt.AspectRatioMode.KeepAspectRatio,
+    size = sweep.cell_size - 2
+    picture = sweep.lock.picture(i, position, view, size=size)
+    return to_pixmap(picture).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
                                      Qt.TransformationMode.FastTransformation).toImage()
 
 
@@ -143,3 +144,19 @@ def test_a_finished_sweep_is_in_the_library_and_reopens_as_its_grid(qtbot, windo
     gallery.select_groups([group.id])
     assert gallery.delete_selected(confirm=False) == 1
     assert gallery.group_ids() == [] and window.results.library.list(group_id=group.id) == []
+
+
+def test_the_cells_grow_with_the_window_and_keep_their_step(sweep, qtbot):
+    run(sweep, qtbot, "0, 4", seeds="0")
+    sweep.show()
+    sweep.resize(700, 600)
+    qtbot.wait(50)
+    small = sweep.cell_size
+    sweep.player.set_index(4)
+    sweep.resize(1400, 1000)
+    qtbot.wait(50)
+    assert sweep.cell_size > small >= CELL_SIZE  # the room the window gained goes to the pictures
+    assert sweep.cell_label(0, 0).width() == sweep.cell_size and sweep.cell_label(0, 1).width() == sweep.cell_size
+    for key in sweep.cells:  # drawn again at the new size, still at the step chosen
+        assert shown(sweep, *key) == expected(sweep, *key, 4, "xt")
+    assert shown(sweep, 0, 0).width() == sweep.cell_size - 2

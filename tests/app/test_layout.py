@@ -1,0 +1,92 @@
+"""How the window shares its room: the per-step plots span the bottom, the 2-D panes are near square and
+as large as the centre allows, the guidance dock is narrow for 2-D models, labels and titles fit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QFontMetrics
+
+from desktop_app.views.guidance_plots import NAME_AXIS_WIDTH, ClassBars
+from desktop_app.views.live import outside_text
+
+from .conftest import LOAD_TIMEOUT_MS, tiny_bundle
+from .test_views import run_to_end
+
+
+@pytest.mark.parametrize("size", [(1600, 1000), (1920, 1080)])
+def test_the_plots_span_the_bottom_and_the_2d_panes_take_the_centre(qtbot, window, size):
+    window.resize(*size)
+    qtbot.wait(50)
+    settings, guidance, plots = (d.geometry() for d in (window.settings_dock, window.guidance_dock,
+                                                         window.plots_dock))
+    assert plots.left() >= settings.right() and plots.right() >= guidance.right() - 2  # under the right dock
+    assert guidance.bottom() < plots.top()
+    assert guidance.width() < 0.25 * size[0]  # 2-D: toggles and two small plots
+    stack = window.views.stack
+    first, second = window.views.point_panes
+    assert first.size() == second.size() and first.y() == second.y() and second.x() > first.geometry().right()
+    assert 1.0 <= first.height() / first.width() <= 1.31  # the plane at one scale: no tall, empty strips
+    assert 2 * first.width() >= 0.95 * stack.width() or first.height() >= 0.95 * stack.height()
+    narrow = guidance.width()
+    with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        window.set_bundle(tiny_bundle((1, 8, 8)))
+    qtbot.wait(50)
+    assert window.guidance_dock.width() > narrow + 60  # images: room for the maps of one sample
+    with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        window.loader.load("toy-gmm")
+    qtbot.wait(50)
+    assert window.guidance_dock.width() == narrow
+
+
+def test_a_long_remark_does_not_push_a_plot_out_of_the_dock(qtbot, window):
+    plots = window.plots
+    plots.set_notes(prob="a remark much longer than the room a third of the dock gives to one plot's title")
+    qtbot.wait(50)
+    right = max(plot.sceneBoundingRect().right() for plot in plots.plots.values())
+    assert right <= plots.width() + 1
+    noise = plots.plots["noise"].sceneBoundingRect()
+    assert noise.width() > 0.25 * plots.width()  # still a third of the room, not squeezed by its neighbour
+
+
+def test_class_names_beside_the_bars_fit_their_axis(qtbot):
+    bars = ClassBars()
+    qtbot.addWidget(bars)
+    names = tuple(f"n0{k:07d} great white shark, white shark, man-eater, Carcharodon carcharias" for k in range(12))
+    bars.begin(names, 12, target=0)
+    bars.show_probs(np.linspace(1, 2, 12) / np.linspace(1, 2, 12).sum())
+    ticks = [label for _, label in bars.plot.getAxis("left")._tickLevels[0]]
+    assert len(ticks) == 11 and list(bars.shown) == [11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 0]  # the top 10 and the target
+    metrics = QFontMetrics(bars.plot.getAxis("left").style["tickFont"] or bars.font())
+    assert all(metrics.horizontalAdvance(label) <= NAME_AXIS_WIDTH - 8 for label in ticks)
+
+
+def test_a_pane_says_when_its_samples_are_out_of_view(qtbot, window):
+    view = ((-2.0, 2.0), (-2.5, 2.5))
+    assert outside_text(np.zeros((100, 2)), view) == ""
+    far = np.column_stack([np.zeros(100), np.linspace(3, 4, 100)])
+    assert outside_text(far, view) == "▲ 100 of 100 samples out of view"
+    mixed = np.concatenate([np.zeros((90, 2)), far[:10]])
+    assert outside_text(mixed, view) == ""  # a few stragglers of the noise are no news
+    run_to_end(qtbot, window, steps="5", batch_points=50)
+    pane = window.views.point_panes[1]
+    assert not pane.outside.isVisible()
+    (x0, x1), (y0, y1) = pane.viewRange()
+    pane.show_points(np.column_stack([np.full(50, x1 + 1.0), np.zeros(50)]))
+    assert pane.outside.isVisible() and pane.outside.textItem.toPlainText() == "▶ 50 of 50 samples out of view"
+    pane.getViewBox().setXRange(x0, x1 + 2.0, padding=0)  # scrolled to them: nothing to say
+    assert not pane.outside.isVisible()
+
+
+def test_a_model_switch_leaves_no_stale_curve_in_any_plot(qtbot, window):
+    run_to_end(qtbot, window, steps="12", batch_points=200, guidance="both", weight=2.0, scale=2.0,
+               class_index=3, twin=True, exact_curves=True)
+    guidance = window.guidance
+    assert guidance.stack.bands.shape[0] == 12 and len(guidance.twin.curve_data("xt")[0]) == 13
+    assert len(guidance.bars.shown) == 8
+    with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        window.loader.load("toy-scurve")
+    assert all(len(window.plots.curve_data(key)[1]) == 0 for key in ("prob", "norm", "noise"))
+    assert guidance.stack.bands.shape[0] == 0 and not guidance.stack.fills  # no bands of the old run
+    assert len(guidance.twin.curve_data("xt")[0]) == 0 and len(guidance.twin.curve_data("x0")[0]) == 0
+    assert len(guidance.bars.shown) == 0 and len(guidance.bars.bars.opts["width"]) == 0
+    assert guidance.field.arrows("score_arrows").shape == (0, 2) and guidance.field.arrows("guidance").shape == (0, 2)
