@@ -9,7 +9,8 @@ Saving is atomic per run: `reserve` adds the row marked as being saved by this p
 every listing), `write_files` writes into `runs/.saving-run-<id>/` and renames that to `run-<id>/`,
 `finish` unmarks the row. A save that dies midway (kill -9, power cut) leaves a marked row of a
 process that no longer runs and perhaps a `.saving-` folder; opening the library removes them, and
-any file under runs/ that no entry lists (what older versions left).
+any file under runs/ that no entry lists (what older versions left). A damaged database is moved aside
+with its runs folder (`library.sqlite3.damaged-<time>`, `runs.damaged-<time>`), so no saved file is lost.
 """
 from __future__ import annotations
 
@@ -305,15 +306,22 @@ class Library:
             damage = str(exc)
         except sqlite3.Error as exc:  # locked, unreadable, disk full during an upgrade: leave the file be
             return self._read_only(f"The run library in {self.folder} cannot be opened for writing ({exc})")
-        aside = self.path.with_name(f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        stamp = time.strftime('%Y%m%d-%H%M%S')
+        aside = self.path.with_name(f"{DB_NAME}.damaged-{stamp}")
+        runs_aside = self.folder / f"{RUNS}.damaged-{stamp}"
         try:
+            # The runs' files go aside with the database that lists them: left in runs/, the new library's
+            # start-up sweep would delete them as orphans, and its new run ids would reuse their folders.
+            if self.runs_folder.is_dir():
+                os.rename(self.runs_folder, runs_aside)
             _move_database(self.path, aside)
             db = self._checked(sqlite3.connect(self.path))
         except (OSError, sqlite3.Error, _Damaged) as exc:
             return self._read_only(f"The run library in {self.folder} is damaged ({damage}) and could not be "
                                    f"replaced ({exc})")
-        self.notice = (f"The run library was damaged ({damage}). It was moved aside as {aside.name} and a new, "
-                       "empty library was started.")
+        kept = f" (its runs' files in {runs_aside.name})" if runs_aside.is_dir() else ""
+        self.notice = (f"The run library was damaged ({damage}). It was moved aside as {aside.name}{kept} and a "
+                       "new, empty library was started.")
         return db
 
     def _read_only(self, reason: str) -> sqlite3.Connection:

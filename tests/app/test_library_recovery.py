@@ -32,7 +32,7 @@ def filled_library(folder, runs: int = 3) -> list[int]:
 
 
 def aside_files(folder) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".damaged-" in p.name)
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(f"{DB_NAME}.damaged-"))
 
 
 def test_random_bytes_are_moved_aside_and_a_new_library_started(tmp_path):
@@ -60,6 +60,25 @@ def test_damaged_pages_are_detected_at_opening(tmp_path):
     lib = Library(tmp_path)
     assert len(lib) == 0 and not lib.read_only
     assert len(aside_files(tmp_path)) == 1 and "was damaged" in lib.notice
+
+
+def test_the_runs_files_go_aside_with_a_damaged_database(tmp_path):
+    """The new library's start-up sweep used to delete every saved file of the damaged one as an orphan."""
+    filled_library(tmp_path, runs=3)
+    saved = sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    assert len(saved) == 3
+    (tmp_path / DB_NAME).write_bytes(b"SQLite format 3\x00" + b"\x07" * 5000)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
+    lib = Library(tmp_path)
+    (aside,) = [p.name for p in tmp_path.iterdir() if p.name.startswith("runs.damaged-")]
+    assert aside == aside_files(tmp_path)[0].replace(DB_NAME, "runs") and f"its runs' files in {aside}" in lib.notice
+    new = lib.record(points_result(9))  # id 1 again: its own folder, not the old run 1's
+    lib.close()
+    Library(tmp_path).close()  # a second start-up sweeps nothing of them
+    kept = sorted(p.relative_to(tmp_path / aside) for p in (tmp_path / aside).rglob("*") if p.is_file())
+    assert kept == saved and new.files[0].is_file()
+    assert [e.request.seed for e in Library(tmp_path).list()] == [9]
 
 
 def test_rows_that_cannot_be_read_are_skipped_and_named(tmp_path):
