@@ -347,7 +347,9 @@ class Library:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 problems = [row[0] for row in db.execute("PRAGMA quick_check(1)")]
                 if problems != ["ok"]:
-                    raise _Damaged(f"integrity check: {problems[0]}")
+                    # SQLite's report starts with "*** in database main ***" on a line of its own
+                    found = " ".join(line for line in str(problems[0]).splitlines() if not line.startswith("***"))
+                    raise _Damaged(f"integrity check: {found}")
                 if version > SCHEMA_VERSION:
                     raise ValueError(
                         f"The run library in {self.folder} was written by a newer Guidance Studio "

@@ -59,7 +59,21 @@ def test_damaged_pages_are_detected_at_opening(tmp_path):
     path.write_bytes(bytes(data))
     lib = Library(tmp_path)
     assert len(lib) == 0 and not lib.read_only
-    assert len(aside_files(tmp_path)) == 1 and "was damaged" in lib.notice
+    assert len(aside_files(tmp_path)) == 1 and "was damaged (integrity check: " in lib.notice
+
+
+def test_the_damage_is_said_in_one_line(tmp_path):
+    """SQLite's integrity report for cell damage opens with a '*** in database main ***' line of its own."""
+    filled_library(tmp_path, runs=30)
+    path = tmp_path / DB_NAME
+    sqlite3.connect(path).close()
+    data = bytearray(path.read_bytes())
+    for page in range(4096, len(data), 4096):
+        data[page + 8:page + 200] = b"\xab" * 192
+    path.write_bytes(bytes(data))
+    notice = Library(tmp_path).notice
+    assert notice.startswith("The run library was damaged (integrity check: On tree page ")
+    assert "\n" not in notice and "***" not in notice
 
 
 def test_the_runs_files_go_aside_with_a_damaged_database(tmp_path):
