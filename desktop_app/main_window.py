@@ -367,6 +367,8 @@ class MainWindow(QMainWindow):
             return False
         try:
             request = self.session.request()
+            # steps the model cannot take (typed, or from a reopened run): said here, before a worker starts
+            self.bundle.sampling_schedule(request.steps, request.sampler)
         except ValueError as exc:
             self.show_error(str(exc))
             return False

@@ -154,6 +154,19 @@ def test_the_steps_box_takes_exactly_what_is_typed(window, qtbot):
     assert steps.count() == 8  # nothing typed is added to the presets
 
 
+@pytest.mark.parametrize("steps, message", [
+    ("5000", "Bad respacing '5000': a section of 1000 timesteps cannot hold 5000 steps."),
+    ("10,2000", "Bad respacing '10,2000': a section of 500 timesteps cannot hold 2000 steps."),
+])
+def test_steps_the_model_cannot_take_are_refused_at_start(window, tmp_path, steps, message):
+    """A reopened run's steps (or typed ones) beyond the model's schedule: one message, no run started
+    (the worker used to start, fail and print a traceback)."""
+    ok = window.results.open_file(request_png(tmp_path / "run.png", steps=steps))
+    assert ok and window.sampler_panel.steps.currentText() == steps
+    assert not window.start_run()
+    assert window.last_error == message and not window.is_running() and window.worker is None
+
+
 def test_another_tools_png_with_values_beyond_the_limits_uses_the_rest(window, tmp_path):
     from .test_prompt_panel import prompt_bundle
 
