@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from core.runs import RunResult
 
+from .. import limits
 from ..library.export import enlarge, font
 from ..library.pngio import result_picture
 
@@ -68,6 +69,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if match is None:
             raise ValueError(f"Seeds must be non-negative whole numbers or ranges like 0-3, got {part!r}.")
+        for digits in filter(None, (match[1], match[2])):  # the seed box's limit: runs a reopen can restore
+            if len(digits) > len(str(int(limits.SEED.high))) or int(digits) > limits.SEED.high:
+                raise ValueError(limits.SEED.problem(int(digits)) if len(digits) <= 100 else
+                                 f"{limits.SEED.name} must be from {limits.SEED.describe()}, not a "
+                                 f"{len(digits)}-digit number.")
         lo, hi = int(match[1]), int(match[2] or match[1])
         if hi < lo:
             raise ValueError(f"The seed range {part!r} runs backwards.")

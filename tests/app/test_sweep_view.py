@@ -94,8 +94,12 @@ def test_bad_input_explains_and_runs_nothing(window):
 
 @pytest.mark.parametrize("seeds, values, message", [
     ("0-20000", "0, 1, 3, 6", "20001 seeds are more than a sweep can hold (400 runs at most)."),
-    ("0-200000000000", "0", "200000000001 seeds are more than a sweep can hold (400 runs at most)."),
-    ("0-100", "0, 1, 3, 6", "101 seeds × 4 values make 404 runs; a sweep holds at most 400: use fewer seeds or values."),
+    ("0-2000000000", "0", "2000000001 seeds are more than a sweep can hold (400 runs at most)."),
+    ("0-200000000000", "0", "The seed must be from 0 to 2147483647, not 200000000000."),
+    ("2147483648", "0", "The seed must be from 0 to 2147483647, not 2147483648."),  # saved runs no reopen took
+    ("1-" + "9" * 5000, "0", "The seed must be from 0 to 2147483647, not a 5000-digit number."),
+    ("0-100", "0, 1, 3, 6",
+     "101 seeds × 4 values make 404 runs; a sweep holds at most 400: use fewer seeds or values."),
     ("0", " ".join(str(v) for v in range(401)), "401 values are more than a sweep can hold (400 runs at most)."),
 ])
 def test_a_grid_beyond_the_limit_is_refused_at_once(window, seeds, values, message):
