@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -213,7 +214,7 @@ class ShardStore:
         if not about.exists():  # for a person wondering what the folder is
             _replace_atomically(about, lambda tmp: tmp.write_text(self._settings + "\n"))
         tensors = {key: x.detach().to("cpu", torch.float32).contiguous() for key, x in arrays.items()}
-        _replace_atomically(self._path(batch), lambda tmp: save_file(tensors, tmp))
+        _replace_atomically(self._path(batch), lambda tmp: _save_tensors(tensors, tmp))
 
     def load(self, batch: Batch) -> dict[str, torch.Tensor]:
         return load_file(self._path(batch))
@@ -229,6 +230,20 @@ def shard_settings(args: Namespace, ignore: Iterable[str], device: torch.device,
         stat = path.stat()
         settings["model_file"] = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
     return settings | {"device": device.type} | extra
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors' save_file, its I/O failures (a full disk) as the OSError they are: its own error type
+    escaped the commands' one-line report as a traceback."""
+    try:
+        save_file(tensors, path)
+    except SafetensorError as exc:
+        found = re.search(r"I/O error: (.*?) \(os error (\d+)\)", str(exc))
+        if found is None:
+            raise OSError(f"Could not store a finished batch in {path.parent}: {exc}") from None
+        error = OSError(f"Could not store a finished batch in {path.parent}: {os.strerror(int(found[2]))}.")
+        error.errno = int(found[2])
+        raise error from None
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:

@@ -11,8 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+from safetensors import SafetensorError
 
 import core.commands.sample as sample_command
+from core import distributed
 from core.cli import main
 
 
@@ -71,6 +73,19 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatc
     assert main(["sample", "--steps", "3", "--num", "5", "--out", str(tmp_path / "out.npz")]) == 2
     assert error_line(capsys) == f"error: Could not save out.npz in {tmp_path}: No space left on device."
     assert [p.name for p in tmp_path.iterdir()] == [".out.npz.shards"]  # finished batches, kept to resume
+
+
+def test_a_disk_that_fills_while_batches_are_stored_is_one_line(tmp_path, capsys, monkeypatch):
+    """safetensors reports a full disk with its own error type, which escaped as a traceback (rc 1)."""
+    def full(_tensors, filename, metadata=None):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(distributed, "save_file", full)
+    assert main(["sample", "--steps", "3", "--num", "4", "--batch", "2", "--out", str(tmp_path / "out.png")]) == 2
+    shards = tmp_path / ".out.png.shards"
+    folder = next(shards.iterdir())
+    assert error_line(capsys) == f"error: Could not store a finished batch in {folder}: No space left on device."
+    assert not (tmp_path / "out.png").exists() and not [p for p in folder.iterdir() if p.suffix == ".tmp"]
 
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_up_front(tmp_path, capsys, monkeypatch, no_sampling):
