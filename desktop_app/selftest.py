@@ -195,7 +195,10 @@ def run(argv: list[str] | None = None) -> int:
     print(f"Guidance Studio self-test ({'installed bundle' if frozen else 'source'}: {sys.executable})",
           flush=True)
     ok = _run_check("qt", check_qt)
-    ok &= _run_check("window", check_window)
+    if ok:
+        ok &= _run_check("window", check_window)
+    else:  # a widget without a QApplication is Qt's fatal error: the process would abort here
+        print("FAIL  window: not tried, Qt did not start", flush=True)
     ok &= _run_check("resources", check_resources)
     try:
         from core import list_models

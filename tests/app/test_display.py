@@ -54,3 +54,19 @@ def test_the_app_stops_with_that_line_instead_of_qts_abort(missing, capsys):
     assert main(["--platform", "xcb"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sudo apt install libxcb-cursor0 libxcb-icccm4" in err
+
+
+def test_the_self_test_says_so_and_ends_normally(missing, monkeypatch, capsys):
+    """It went on to build the window without a QApplication: Qt's fatal error, SIGABRT (rc 134)."""
+    import core
+    from desktop_app import selftest
+
+    tried = []
+    monkeypatch.setattr(selftest, "check_window", lambda: tried.append("window") or "shown")
+    monkeypatch.setattr(core, "list_models", lambda: [])
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # run() sets it from --platform; restored afterwards
+    assert selftest.run(["--self-test", "--platform", "xcb"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("FAIL  qt: Guidance Studio cannot open its window: Qt's X11 (xcb) platform plugin")
+    assert out[2] == "FAIL  window: not tried, Qt did not start" and tried == []
+    assert out[-1].startswith("self-test FAILED")
