@@ -182,6 +182,9 @@ def check_output(path: Path) -> None:
     that cannot be made, or one where no file can be created (read-only file system, permissions)."""
     if path.is_dir():
         raise ValueError(f"--out {path} is a folder; give a file name ending in .npz or .png.")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # mkdir would say only "File exists"
+        raise ValueError(f"Cannot write {path.name} into {path.parent}: {blocker} is a file, not a folder.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):

@@ -39,13 +39,15 @@ def error_line(capsys) -> str:
 def test_an_output_that_is_a_folder_is_refused(tmp_path, capsys, no_sampling):
     (tmp_path / "runs.npz").mkdir()
     assert main(["sample", "--out", str(tmp_path / "runs.npz")]) == 2
-    assert error_line(capsys) == f"error: --out {tmp_path / 'runs.npz'} is a folder; give a file name ending in .npz or .png."
+    assert error_line(capsys) == (f"error: --out {tmp_path / 'runs.npz'} is a folder; give a file name ending in "
+                                  ".npz or .png.")
 
 
 def test_an_output_folder_that_cannot_be_made_is_refused(tmp_path, capsys, no_sampling):
     (tmp_path / "file").write_text("x")
     assert main(["sample", "--out", str(tmp_path / "file" / "out.npz")]) == 2
-    assert error_line(capsys) == f"error: Cannot write out.npz into {tmp_path / 'file'}: File exists."
+    assert error_line(capsys) == (f"error: Cannot write out.npz into {tmp_path / 'file'}: {tmp_path / 'file'} is a "
+                                  "file, not a folder.")  # mkdir's "File exists" did not say which
 
 
 def test_a_read_only_file_system_is_refused_before_sampling(tmp_path):
