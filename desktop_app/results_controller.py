@@ -214,7 +214,10 @@ class ResultsController(QObject):
         helper thread); False with a message when its record cannot be used."""
         try:
             spec = SweepSpec.from_dict(group.settings)
-        except (KeyError, TypeError, ValueError) as exc:
+            rows, cols = spec.shape
+            if any(r >= rows or c >= cols for r, c, _ in group.cells):  # the grid's indices are Qt ints
+                raise ValueError(f"its cells lie outside its {rows} × {cols} grid.")
+        except ValueError as exc:
             self.window.show_error(f"Cannot reopen sweep #{group.id}: {exc}")
             return False
         if self.sweep.is_running():

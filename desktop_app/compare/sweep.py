@@ -154,11 +154,16 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SweepSpec":
-        """ValueError (or TypeError/KeyError, for a damaged record) when it does not describe a sweep."""
+        """ValueError, with a sentence, when it does not describe a sweep (a damaged library record too)."""
         from core import SamplingRequest
 
-        return cls(SamplingRequest.from_dict(data["base"]), str(data["parameter"]), tuple(data["values"]),
-                   tuple(int(seed) for seed in data["seeds"]))
+        try:
+            return cls(SamplingRequest.from_dict(data["base"]), str(data["parameter"]), tuple(data["values"]),
+                       tuple(int(seed) for seed in data["seeds"]))
+        except KeyError as exc:
+            raise ValueError(f"its record has no {exc}.") from None
+        except (TypeError, OverflowError) as exc:  # a value of the wrong kind: a list that is a number, …
+            raise ValueError(f"its record is damaged ({exc}).") from None
 
     def title(self, model: str) -> str:
         b, g = self.base, self.base.guidance

@@ -758,9 +758,11 @@ def _group(row: sqlite3.Row, folder: Path) -> GroupEntry:
     files = _json(row["files"], "file names", list)
     if not all(isinstance(f, str) and f and "\0" not in f for f in files):
         raise BadRow("its file names are not all text")
-    cells = settings.get("cells", [])
+    values, seeds, cells = settings.get("values", []), settings.get("seeds", []), settings.get("cells", [])
+    if not isinstance(values, list) or not isinstance(seeds, list):  # the gallery's caption counts them
+        raise BadRow("its swept values or seeds are not lists")
     if not isinstance(cells, list) or not all(
-            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) for v in c) for c in cells):
+            isinstance(c, list) and len(c) == 3 and all(type(v) is int and v >= 0 for v in c) for c in cells):
         raise BadRow("its cells are not a list of [row, column, run]")
     kind, model, thumbnail = row["kind"], row["model"], row["thumbnail"]
     if not isinstance(kind, str) or not isinstance(model, str):

@@ -3,6 +3,7 @@ library is started, an unwritable folder opens read-only, bad rows are skipped a
 user is told once."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -117,6 +118,77 @@ def test_rows_that_cannot_be_read_are_skipped_and_named(tmp_path):
     with sqlite3.connect(tmp_path / DB_NAME) as db:
         db.execute("UPDATE runs SET settings = ? WHERE id = ?", ('{"x": ' + deep + "}", ids[0]))
     assert [e.id for e in lib.list()] == [ids[4]] and ids[0] in [s.id for s in lib.skipped]
+
+
+def saved_sweep(folder) -> int:
+    """A 1 × 2 sweep group saved as the sweep window saves one; its id."""
+    from desktop_app.compare.sweep import SweepSpec
+
+    base = SamplingRequest(model="toy-gmm", guidance=Guidance(kind="cfg", weight=1.0), label=2, batch=20)
+    spec = SweepSpec(base, "weight", (1.0, 2.0), (0,))
+    results = {(0, c): points_result(c) for c in range(2)}
+    with Library(folder) as lib:
+        group_id, ids = lib.reserve_group("sweep", "toy-gmm", spec.to_dict() | {"cells": []}, results)
+        settings = spec.to_dict() | {"cells": [[r, c, i] for (r, c), i in ids.items()], "completed": True}
+        lib._db.execute("UPDATE groups SET settings = ? WHERE id = ?", (json.dumps(settings), group_id))
+        picture = np.zeros((8, 8, 3), np.uint8)
+        lib.finish_group(lib.write_group_files(group_id, {ids[k]: r for k, r in results.items()}, picture, {}))
+    return group_id
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"values": None}, "its swept values or seeds are not lists"),
+    ({"seeds": 2**63}, "its swept values or seeds are not lists"),
+    ({"cells": [[True, 0, 1]]}, "its cells are not a list of [row, column, run]"),
+    ({"cells": [[-1, 0, 1]]}, "its cells are not a list of [row, column, run]"),
+])
+def test_a_damaged_sweep_row_is_skipped_and_named(qtbot, settings, tmp_path, change, reason):
+    """A sweep's row that the gallery could not caption stopped the window's start (TypeError, exit 1)."""
+    from desktop_app.main_window import MainWindow
+
+    folder = tmp_path / "data"  # the app tests' private data folder
+    group_id = saved_sweep(folder)
+    with sqlite3.connect(folder / DB_NAME) as db:
+        stored = json.loads(db.execute("SELECT settings FROM groups").fetchone()[0])
+        db.execute("UPDATE groups SET settings = ?", (json.dumps(stored | change),))
+    lib = Library(folder)
+    assert lib.groups() == [] and [(s.id, s.reason) for s in lib.skipped] == [(group_id, f"(a group) {reason}")]
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        win.begin_startup()
+    assert win.results.gallery.message.text().startswith("1 damaged run not shown: ")
+
+
+def test_a_sweep_whose_cells_lie_outside_its_grid_is_not_reopened(window, tmp_path):
+    """A cell at column 2⁴⁰ overflowed the grid layout's int on reopening (a traceback, a half-built grid)."""
+    library = window.results.library
+    group_id = saved_sweep(library.folder)
+    with sqlite3.connect(library.folder / DB_NAME) as db:
+        stored = json.loads(db.execute("SELECT settings FROM groups").fetchone()[0])
+        db.execute("UPDATE groups SET settings = ?", (json.dumps(stored | {"cells": [[0, 2**40, 1]]}),))
+    (group,) = library.groups()
+    assert not window.results.reopen_group(group)
+    assert window.last_error == f"Cannot reopen sweep #{group_id}: its cells lie outside its 1 × 2 grid."
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seeds": [float("inf")]}, "its record is damaged (cannot convert float infinity to integer)."),
+    ({"base": None}, None),
+])
+def test_a_sweep_record_that_cannot_be_reopened_is_one_sentence(change, message):
+    from desktop_app.compare.sweep import SweepSpec
+
+    base = SamplingRequest(model="toy-gmm", guidance=Guidance(kind="cfg", weight=1.0), label=2, batch=20)
+    record = SweepSpec(base, "weight", (1.0, 2.0), (0,)).to_dict() | change
+    with pytest.raises(ValueError) as refused:  # OverflowError escaped the gallery's reopen before
+        SweepSpec.from_dict(record)
+    assert message is None or str(refused.value) == message
+    assert "\n" not in str(refused.value)
+    del record["base"]
+    with pytest.raises(ValueError, match="its record has no 'base'."):
+        SweepSpec.from_dict(record)
 
 
 def test_gallery_shows_the_readable_rows_and_says_which_were_skipped(qtbot, tmp_path):
