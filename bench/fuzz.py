@@ -2,9 +2,9 @@
 
 For each target — saved PNGs (settings read back and checked against the panels' limits), run files,
 model bundles (loaded and sampled), guided-diffusion .pt files, the stored session settings, library
-rows (listed, reopened) — it runs N seeded cases and prints how many were accepted, refused with a
-readable line, or failed the oracle (another exception, a message over several lines, a file changed),
-with the first failures. Exits 0 when nothing failed.
+rows (listed, reopened), saved sweeps' group rows (listed, reopened) — it runs N seeded cases and
+prints how many were accepted, refused with a readable line, or failed the oracle (another exception,
+a message over several lines, a file changed), with the first failures. Exits 0 when nothing failed.
 
 Usage: python bench/fuzz.py [--cases 1000] [--seed 1] [--only png,bundle]
 """
@@ -29,6 +29,7 @@ TARGETS = {
     "pt": lambda folder, n, seed: fuzzing.fuzz_pt(folder, max(1, n // 4), seed),  # each builds a UNet
     "settings": lambda folder, n, seed: fuzzing.fuzz_settings(10 * n, seed),  # microseconds each
     "library": lambda folder, n, seed: fuzzing.fuzz_library_rows(folder, n, seed),
+    "groups": lambda folder, n, seed: fuzzing.fuzz_library_groups(folder, n, seed),
 }
 
 

@@ -213,10 +213,7 @@ class ResultsController(QObject):
         """Show a sweep from the library as its grid, every cell scrubbable (its runs are read on a
         helper thread); False with a message when its record cannot be used."""
         try:
-            spec = SweepSpec.from_dict(group.settings)
-            rows, cols = spec.shape
-            if any(r >= rows or c >= cols for r, c, _ in group.cells):  # the grid's indices are Qt ints
-                raise ValueError(f"its cells lie outside its {rows} × {cols} grid.")
+            spec = SweepSpec.of_group(group.settings, group.cells)
         except ValueError as exc:
             self.window.show_error(f"Cannot reopen sweep #{group.id}: {exc}")
             return False

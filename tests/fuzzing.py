@@ -417,3 +417,47 @@ def fuzz_library_rows(folder: Path, cases: int, seed: int = 0, gallery: Any = No
         db.close()
     library.close()
     return tally
+
+
+def fuzz_library_groups(folder: Path, cases: int, seed: int = 0, gallery: Any = None) -> Tally:
+    """A saved sweep's group row with its settings mutated → listed or skipped and named (and shown in
+    `gallery` when given), and, when listed, reopened as its grid's spec or refused with one sentence."""
+    import sqlite3
+
+    import numpy as np
+
+    from core import Guidance, SamplingRequest
+    from desktop_app.compare.sweep import SweepSpec
+    from desktop_app.library.store import DB_NAME, Library
+
+    library = Library(folder / "library")
+    base = SamplingRequest(model="toy-gmm", guidance=Guidance(kind="cfg", weight=1.0), label=2, batch=20)
+    spec = SweepSpec(base, "weight", (1.0, 2.0), (0, 1))
+    results = {(r, c): points_result(2 * r + c) for r in range(2) for c in range(2)}
+    group_id, ids = library.reserve_group("sweep", "toy-gmm", spec.to_dict() | {"completed": True}, results)
+    picture = np.zeros((8, 8, 3), np.uint8)
+    library.finish_group(library.write_group_files(group_id, {ids[k]: v for k, v in results.items()}, picture, {}))
+    path = folder / "library" / DB_NAME
+    original = json.loads(sqlite3.connect(path).execute("SELECT settings FROM groups").fetchone()[0])
+    tally = Tally()
+
+    def reopened() -> None:
+        before = len(library.skipped)
+        groups = library.groups()
+        named = [s.id for s in library.skipped[before:]]
+        if [g.id for g in groups] + named != [group_id]:
+            raise AssertionError("the group was neither listed nor reported")
+        if gallery is not None:
+            gallery.refresh()
+        for group in groups:
+            SweepSpec.of_group(group.settings, group.cells)
+
+    for rng in _cases(seed, cases):
+        what, changed = mutate_record(original, rng)
+        db = sqlite3.connect(path)
+        with db:
+            db.execute("UPDATE groups SET settings = ?", (dumps(changed),))
+        db.close()
+        check_case(tally, f"group settings {what}", reopened)
+    library.close()
+    return tally

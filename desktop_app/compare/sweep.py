@@ -165,6 +165,16 @@ class SweepSpec:
         except (TypeError, OverflowError) as exc:  # a value of the wrong kind: a list that is a number, …
             raise ValueError(f"its record is damaged ({exc}).") from None
 
+    @classmethod
+    def of_group(cls, settings: dict[str, Any], cells: list[tuple[int, int, int]]) -> "SweepSpec":
+        """The sweep a library group holds (`GroupEntry.settings`, `.cells`), its cells checked against
+        its grid; ValueError with a sentence when the record cannot be reopened."""
+        spec = cls.from_dict(settings)
+        rows, cols = spec.shape
+        if any(r >= rows or c >= cols for r, c, _ in cells):  # the grid's indices are Qt ints
+            raise ValueError(f"its cells lie outside its {rows} × {cols} grid.")
+        return spec
+
     def title(self, model: str) -> str:
         b, g = self.base, self.base.guidance
         parts = [model, f"{b.sampler} {b.steps} steps", f"guidance {g.kind}"]

@@ -32,6 +32,14 @@ def test_mutated_library_rows_are_listed_or_skipped_and_the_gallery_fills(qtbot,
     assert tally.failures == [] and tally.cases > 100
 
 
+def test_mutated_sweep_rows_are_listed_or_skipped_and_reopened_or_refused(qtbot, tmp_path):
+    """Found by this target: a sweep row the gallery could not caption stopped the window's start."""
+    gallery = GalleryWidget(Library(tmp_path / "library"))
+    qtbot.addWidget(gallery)
+    tally = fuzzing.fuzz_library_groups(tmp_path, 150, seed=0, gallery=gallery)
+    assert tally.failures == [] and tally.outcomes["refused"] > 0 and tally.outcomes["accepted"] > 0
+
+
 def test_the_window_starts_and_reopens_whatever_it_was_given(qtbot, settings, tmp_path):
     """The real window: mutated stored settings at start-up, then mutated PNGs through File › Open."""
     from PIL import Image, PngImagePlugin
