@@ -10,7 +10,8 @@ every listing), `write_files` writes into `runs/.saving-run-<id>/` and renames t
 `finish` unmarks the row. A save that dies midway (kill -9, power cut) leaves a marked row of a
 process that no longer runs and perhaps a `.saving-` folder; opening the library removes them, and
 any file under runs/ that no entry lists (what older versions left). A damaged database is moved aside
-with its runs folder (`library.sqlite3.damaged-<time>`, `runs.damaged-<time>`), so no saved file is lost.
+with its runs folder (`library.sqlite3.damaged-<time>`, `runs.damaged-<time>`), and the runs folder of
+a deleted database goes aside (`runs.unlisted-<time>`), so no saved file is lost.
 """
 from __future__ import annotations
 
@@ -301,6 +302,8 @@ class Library:
         if not writable:
             return self._read_only(f"The run library in {self.folder} cannot be written")
         try:
+            if not self.path.exists() and self.runs_folder.is_dir() and any(self.runs_folder.iterdir()):
+                return self._without_database()
             return self._checked(sqlite3.connect(self.path))
         except _Damaged as exc:
             damage = str(exc)
@@ -323,6 +326,19 @@ class Library:
         self.notice = (f"The run library was damaged ({damage}). It was moved aside as {aside.name}{kept} and a "
                        "new, empty library was started.")
         return db
+
+    def _without_database(self) -> sqlite3.Connection:
+        """A new database beside the runs of a deleted one: their files go aside (runs.unlisted-<time>),
+        or the start-up sweep would delete every one of them as an orphan."""
+        kept = self.folder / f"{RUNS}.unlisted-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            os.rename(self.runs_folder, kept)
+        except OSError as exc:
+            return self._read_only(f"The run library in {self.folder} has runs but no database, and they could "
+                                   f"not be moved aside ({exc.strerror or exc})")
+        self.notice = (f"The run library's database {DB_NAME} was missing: a new, empty library was started and "
+                       f"the files of the runs it listed were kept in {kept.name}.")
+        return self._checked(sqlite3.connect(self.path))
 
     def _read_only(self, reason: str) -> sqlite3.Connection:
         """The existing file opened read-only if it is readable and sound, else an empty in-memory library."""

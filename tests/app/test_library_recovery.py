@@ -63,6 +63,23 @@ def test_damaged_pages_are_detected_at_opening(tmp_path):
     assert len(aside_files(tmp_path)) == 1 and "was damaged (integrity check: " in lib.notice
 
 
+def test_the_runs_of_a_deleted_database_are_kept(tmp_path):
+    """Deleting library.sqlite3 (to start afresh) used to delete every saved run's files at the next start."""
+    filled_library(tmp_path, runs=2)
+    saved = sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
+    lib = Library(tmp_path)
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("runs.unlisted-")]
+    assert sorted(p.relative_to(kept) for p in kept.rglob("*") if p.is_file()) == saved and len(saved) == 2
+    assert lib.notice == (f"The run library's database {DB_NAME} was missing: a new, empty library was started "
+                          f"and the files of the runs it listed were kept in {kept.name}.")
+    assert len(lib) == 0 and not lib.read_only
+    lib.record(points_result(3))
+    lib.close()
+    assert Library(tmp_path).notice is None  # a normal start afterwards
+
+
 def test_the_damage_is_said_in_one_line(tmp_path):
     """SQLite's integrity report for cell damage opens with a '*** in database main ***' line of its own."""
     filled_library(tmp_path, runs=30)
