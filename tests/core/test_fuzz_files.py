@@ -16,4 +16,5 @@ from tests import fuzzing
 def test_mutated_model_and_run_files_are_opened_or_refused_readably(tmp_path, target, cases):
     tally = target(tmp_path, cases, seed=0)
     assert tally.failures == []
-    assert tally.cases == cases and tally.outcomes["refused"] > 0
+    # some cases open: the unmutated file itself gets past the first refusal (the .pt target once never did)
+    assert tally.cases == cases and tally.outcomes["refused"] > 0 and tally.outcomes["accepted"] > 0
