@@ -252,7 +252,7 @@ def main() -> int:
 
     profile = None
     if args.profile:  # wrapped on the classes, before the window connects its slots
-        from desktop_app import results_controller
+        from desktop_app import results_controller, tasks
         from desktop_app.panels import run_panel
         from desktop_app.views import field_arrows, guidance_dock, guidance_plots, live as views, point_cloud
 
@@ -265,7 +265,8 @@ def main() -> int:
         profile.wrap(guidance_dock.GuidanceViews, "refresh", "show_step")
         profile.wrap(guidance_plots.ClassStack, "set_probs")
         profile.wrap(guidance_plots.ClassBars, "show_probs")
-        profile.wrap(field_arrows.FieldOverlay, "show_step")
+        profile.wrap(field_arrows.FieldOverlay, "show_step", "_on_field")
+        profile.wrap(tasks.SerialTasks, "_deliver")
         profile.wrap(run_panel.RunPanel, "show_progress")
     win = MainWindow(settings=QSettings(os.path.join(scratch, "studio.ini"), QSettings.Format.IniFormat))
     win.resize(1500, 950)

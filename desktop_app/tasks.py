@@ -80,7 +80,9 @@ class SerialTasks(QObject):
 
     For slow work a slot must not do itself (encoding and writing PNGs): the GUI stays responsive.
     `background=True` runs them at the lowest scheduling priority (`lower_thread_priority`), so that a
-    sampling run on the other threads gets the cores first.
+    sampling run on the other threads gets the cores first. Only for work that spends its time outside the
+    GIL (compression, encoding, writing): a descheduled low-priority thread that holds the GIL stalls the GUI
+    thread until the scheduler runs it again (bench/ui_latency.py --profile: SerialTasks._deliver).
     """
 
     done = Signal(object, object)

@@ -26,8 +26,9 @@ MODEL_PEN = pg.mkPen((60, 60, 60, 150), width=1.2)
 GUIDANCE_PEN = pg.mkPen((214, 39, 40, 220), width=1.5)
 PATH_PEN = pg.mkPen((40, 40, 40, 110), width=1)
 SELECTED_PEN = pg.mkPen((20, 20, 20, 230), width=2)
-# While a run is live, a new field is asked for at most this often: each one holds the GIL on the helper
-# thread, which runs at the lowest priority, so the GUI thread waited on it (tens of ms) at every hand-over.
+# While a run is live, a new field is asked for at most this often, so the helper takes little from the sampler.
+# The helper runs at normal priority: at the lowest (nice 19) it was descheduled while holding the GIL, and the
+# GUI thread, which takes the GIL back for every Python slot and paint, waited up to 230 ms for it under load.
 LIVE_FIELD_INTERVAL_S = 0.25
 
 
@@ -103,7 +104,7 @@ class FieldOverlay(QObject):
         self._pace = QTimer(self)
         self._pace.setSingleShot(True)
         self._pace.timeout.connect(self._next)
-        self._tasks = SerialTasks("Could not compute the arrow field: ", self, background=True)  # after sampling
+        self._tasks = SerialTasks("Could not compute the arrow field: ", self)
         self._tasks.done.connect(self._on_field)
         self._tasks.failed.connect(self._on_failed)
         plot.getViewBox().sigRangeChangedManually.connect(self._on_view_moved)
