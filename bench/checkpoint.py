@@ -16,8 +16,9 @@ the final samples are compared. Three cases, each timed as a whole run, sides al
 DDIM ddim25 unguided with the classifier loaded. Printed per case: ours ÷ guided-diffusion's loop and
 ours ÷ the bare network passes (the forwards, and classifier gradients, that the run needs, made by
 `core.guidance` alone: what the engine adds). CPU: the narrow config, batch 4, 1 thread (--threads);
-CUDA: also the full published config in fp16 on both sides (theirs: convert_to_fp16; ours: autocast),
-with seconds per step and peak memory.
+CUDA: the narrow and the full published config, batch 16, in fp16 on both sides (theirs: convert_to_fp16;
+ours: autocast, passes replayed from CUDA graphs), with seconds per step, peak memory and which CUDA
+graphs were recorded. A case or config that fails prints its error and the others still run.
 
 "full" is the published 64x64_diffusion.pt / 64x64_classifier.pt layout (296M + 40M parameters);
 "narrow" the same layout at 32 base channels (the classifier with attention at 32,8 only, where its
@@ -59,6 +60,7 @@ from core import (  # noqa: E402
     sample,
 )
 from core.bundle import ClassifierConfig  # noqa: E402
+from core.cuda_graphs import GRAPHS  # noqa: E402
 from core.device import resolve_device  # noqa: E402
 from core.guided_diffusion import (  # noqa: E402
     CLASSIFIER_PRESETS,
@@ -297,27 +299,41 @@ def compare(config: str, device: torch.device, precision: str, batch: int, steps
     print(f"{'case':<42} {'ours s':>8} {'ref s':>8} {'bare s':>8} {'ours/ref':>9} {'ours/bare':>10} {'max |Δx|':>9}"
           + (f" {'s/step ours':>11} {'ref':>7} {'MiB ours':>9} {'ref':>6}" if device.type == "cuda" else ""))
     for case in cases(steps):
-        request = our_request(case, bundle, batch)
-        y = torch.tensor(request.labels(), device=device)
-        n = bundle.sampling_schedule(case.steps).num_steps
-        noise = NoiseStream(request.seed, batch, shape, n, device)
-        x_T = noise.initial()
-        draws = [noise.step() for _ in range(n)]
-        timesteps = [bundle.sampling_schedule(case.steps).coefficients(i).timestep for i in reversed(range(n))]
-        sides = {
-            "ours": lambda: run_ours(request, bundle),
-            "ref": lambda: reference.run(case, x_T, draws, y),
-            "bare": lambda: bare_passes(bundle, case, x_T, timesteps, y),
-        }
-        ours_x, ref_x = sides["ours"](), sides["ref"]()  # warm-up, and the samples to compare
-        times = best_of(sides, repeats, device)
-        diff = (ours_x.float() - ref_x.float()).abs().max().item()
-        line = (f"{case.name:<42} {times['ours']:>8.2f} {times['ref']:>8.2f} {times['bare']:>8.2f} "
-                f"{times['ours'] / times['ref']:>9.3f} {times['ours'] / times['bare']:>10.3f} {diff:>9.1e}")
-        if device.type == "cuda":
-            mem_ours, mem_ref = peak_gpu_mib(sides["ours"], device), peak_gpu_mib(sides["ref"], device)
-            line += f" {times['ours'] / n:>11.4f} {times['ref'] / n:>7.4f} {mem_ours:>9.0f} {mem_ref:>6.0f}"
-        print(line, flush=True)
+        try:
+            print(compare_case(case, bundle, reference, shape, batch, repeats), flush=True)
+        except Exception as exc:  # noqa: BLE001 — one case failing must not lose the others' figures
+            print(f"{case.name:<42} failed: {type(exc).__name__}: {exc}", flush=True)
+    if device.type == "cuda":
+        for what, module in (("model", bundle.model), ("classifier", bundle.classifier)):
+            states = sorted(GRAPHS.state(module).values())
+            print(f"CUDA graphs of our {what}: {', '.join(states) or 'none'}", flush=True)
+
+
+def compare_case(case: Case, bundle: ModelBundle, reference: Reference, shape: tuple[int, ...], batch: int,
+                 repeats: int) -> str:
+    """One row of the table: both sides on the same x_T and noise, timed alternately."""
+    device = bundle.device
+    request = our_request(case, bundle, batch)
+    y = torch.tensor(request.labels(), device=device)
+    n = bundle.sampling_schedule(case.steps).num_steps
+    noise = NoiseStream(request.seed, batch, shape, n, device)
+    x_T = noise.initial()
+    draws = [noise.step() for _ in range(n)]
+    timesteps = [bundle.sampling_schedule(case.steps).coefficients(i).timestep for i in reversed(range(n))]
+    sides = {
+        "ours": lambda: run_ours(request, bundle),
+        "ref": lambda: reference.run(case, x_T, draws, y),
+        "bare": lambda: bare_passes(bundle, case, x_T, timesteps, y),
+    }
+    ours_x, ref_x = sides["ours"](), sides["ref"]()  # warm-up, and the samples to compare
+    times = best_of(sides, repeats, device)
+    diff = (ours_x.float() - ref_x.float()).abs().max().item()
+    line = (f"{case.name:<42} {times['ours']:>8.2f} {times['ref']:>8.2f} {times['bare']:>8.2f} "
+            f"{times['ours'] / times['ref']:>9.3f} {times['ours'] / times['bare']:>10.3f} {diff:>9.1e}")
+    if device.type == "cuda":
+        mem_ours, mem_ref = peak_gpu_mib(sides["ours"], device), peak_gpu_mib(sides["ref"], device)
+        line += f" {times['ours'] / n:>11.4f} {times['ref'] / n:>7.4f} {mem_ours:>9.0f} {mem_ref:>6.0f}"
+    return line
 
 
 def main() -> int:
@@ -341,6 +357,8 @@ def main() -> int:
     if args.config != "auto":
         default = "fp16" if device.type == "cuda" and args.config == "full" else "fp32"
         runs = [(args.config, args.precision or default)]
+    elif device.type == "cuda" and args.reference is not None:
+        runs = [("narrow", "fp16"), ("full", "fp16")]  # the issue's CUDA goal: fp16 on both sides
     elif device.type == "cuda":
         runs = [("narrow", "fp32"), ("full", "fp16")]
     else:
@@ -354,7 +372,10 @@ def main() -> int:
     script_util = import_reference(args.reference.expanduser().resolve())
     batch = args.batch or (16 if device.type == "cuda" else 4)
     for config, precision in runs:
-        compare(config, device, precision, batch, args.steps, args.repeats, script_util)
+        try:
+            compare(config, device, precision, batch, args.steps, args.repeats, script_util)
+        except Exception as exc:  # noqa: BLE001 — e.g. out of memory for the full config: the rest still runs
+            print(f"{config} {precision}: failed: {type(exc).__name__}: {exc}", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

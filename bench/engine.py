@@ -4,7 +4,7 @@
     with classifier-free guidance — the engine's own work (step math, noise, bookkeeping, Step
     records) is the difference;
 (b) CFG as one batched forward of 2B ÷ two separate forwards of B, and which way the engine chose (it
-    measures both once per model, device and batch: core.guidance._Batching).
+    measures the ways once per model, device, batch and thread count: core.guidance._Ways).
 Repeats of the two sides alternate and each side keeps its best time, so load from other processes
 on the machine disturbs both sides alike; the ratios come from one run.
 """
@@ -84,7 +84,8 @@ def main() -> None:
     t_batched, t_separate = _best_times(batched, separate, 5)
     print(f"(b) CFG one forward of {2 * BATCH}: {t_batched / 10 * 1e3:.1f} ms, two forwards of {BATCH}: "
           f"{t_separate / 10 * 1e3:.1f} ms, ratio {t_batched / t_separate:.3f}; the engine measured once and "
-          f"chose {'one forward' if all(batching_choice(bundle).values()) else 'a forward per pass'}")
+          f"chose {', '.join(sorted(set(batching_choice(bundle).values())))} "
+          f"(joint: one forward; split: a forward per pass; cores: slices side by side on the CPU's cores)")
 
 
 if __name__ == "__main__":

@@ -42,3 +42,10 @@ def concat(*batches: CondBatch) -> CondBatch:
     if isinstance(first, Tensor):
         return torch.cat(list(batches))  # type: ignore[arg-type]
     return {key: torch.cat([b[key] for b in batches]) for key in first}  # type: ignore[index]
+
+
+def take(batch: CondBatch, start: int, stop: int) -> CondBatch:
+    """Samples start … stop−1 of a condition batch (tensors, or dicts key by key)."""
+    if batch is None or isinstance(batch, Tensor):
+        return None if batch is None else batch[start:stop]
+    return {key: value[start:stop] for key, value in batch.items()}

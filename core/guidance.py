@@ -3,23 +3,29 @@
 Classifier-free guidance is composed around the network call: the conditional and unconditional
 passes run as one batched forward of 2B samples, ε̂ = (1+w)·ε_c − w·ε_u; the unguided twin's pass, when
 asked for, joins that same forward (or, for a model where that was measured to be slower, each pass
-runs as a forward of its own: `_Batching`). The classifier term is sampler-specific (DDPM shifts the mean, DDIM
+runs as a forward of its own, or on a multi-core CPU slices of the batch run side by side on
+single-threaded workers: `_Ways`). The classifier term is sampler-specific (DDPM shifts the mean, DDIM
 shifts ε), so this module only supplies the gradient ∇_{x_t} log p_φ(y | x_t, t), evaluated at the
 current x_t, and the samplers apply it.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
+import queue
+import threading
 import time
 import weakref
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .bundle import ModelBundle
-from .conditioning import CondBatch, concat
+from .conditioning import CondBatch, concat, take
+from .cuda_graphs import GRAPHS
 from .device import synchronize
 
 
@@ -39,10 +45,12 @@ class Prediction:
 
 
 def _autocast(bundle: ModelBundle) -> contextlib.AbstractContextManager:
+    """The bundle's half precision, if any. Without autocast's cache of weight casts: a forward uses each
+    weight once, so the cache saves nothing, and a CUDA graph may not record with it."""
     dtype = bundle.autocast_dtype
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=bundle.device.type, dtype=dtype)
+    return torch.autocast(device_type=bundle.device.type, dtype=dtype, cache_enabled=False)
 
 
 @contextlib.contextmanager
@@ -61,10 +69,17 @@ def _tuned(bundle: ModelBundle) -> Iterator[None]:
 
 
 def network_output(bundle: ModelBundle, x: Tensor, t: Tensor, y: CondBatch) -> tuple[Tensor, Tensor | None]:
-    """(ε, v) of one forward; v is None unless the model learns sigma. Both float32."""
-    with _tuned(bundle), _autocast(bundle):
-        out = bundle.model(x, t, y)
-    out = out.float()
+    """(ε, v) of one forward; v is None unless the model learns sigma. Both float32. On CUDA the forward
+    is replayed from a CUDA graph where the network allows it (`core.cuda_graphs`)."""
+    def forward(x: Tensor, t: Tensor, *y: Tensor) -> tuple[Tensor]:
+        with _tuned(bundle), _autocast(bundle):
+            return (bundle.model(x, t, *y).float(),)
+
+    if bundle.device.type == "cuda" and (y is None or isinstance(y, Tensor)):
+        inputs = (x, t) if y is None else (x, t, y)
+        (out,) = GRAPHS.call(bundle.model, ("forward", bundle.precision), forward, inputs)
+    else:
+        (out,) = forward(x, t, y)
     if bundle.config.learn_sigma:
         eps, var_frac = out.chunk(2, dim=1)
         return eps, var_frac
@@ -74,37 +89,135 @@ def network_output(bundle: ModelBundle, x: Tensor, t: Tensor, y: CondBatch) -> t
 def network_outputs(
     bundle: ModelBundle, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]
 ) -> list[tuple[Tensor, Tensor | None]]:
-    """(ε, v) of each pass (x_i, y_i), all at timesteps t (B,): from one forward over their concatenation,
-    or one forward each where that was measured to be faster for this model (`_Batching`)."""
-    if len(passes) == 1:
-        ((x, y),) = passes
-        return [network_output(bundle, x, t, y)]
-    return _BATCHING.outputs(bundle, t, passes)
+    """(ε, v) of each pass (x_i, y_i), all at timesteps t (B,): from one forward over their concatenation, one
+    forward each, or slices of the concatenation forwarded side by side on the CPU's cores, whichever was
+    measured to be fastest for this model (`_Ways`)."""
+    ways: dict[str, Callable[[], list]] = {"joint": lambda: _joint_outputs(bundle, t, passes)}
+    if len(passes) > 1:
+        ways["split"] = lambda: [network_output(bundle, x, t, y) for x, y in passes]
+    if _spreadable(bundle, len(passes) * len(t)):
+        ways["cores"] = lambda: _cores_outputs(bundle, t, passes)
+    key = ("model", bundle.device.type, bundle.precision, tuple(len(x) for x, _ in passes),
+           tuple(passes[0][0].shape[1:]), torch.get_num_threads())
+    return _WAYS.run(bundle, bundle.model, key, ways)
 
 
-def _joint_outputs(bundle: ModelBundle, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]) -> list:
-    n = len(passes)
-    eps, var_frac = network_output(
-        bundle, torch.cat([x for x, _ in passes]), torch.cat([t] * n), concat(*(y for _, y in passes)))
+def _by_pass(n: int, eps: Tensor, var_frac: Tensor | None) -> list[tuple[Tensor, Tensor | None]]:
+    """The outputs of a forward over n concatenated passes of equal size, cut back into the passes."""
     return list(zip(eps.chunk(n), var_frac.chunk(n) if var_frac is not None else [None] * n))
 
 
-def _split_outputs(bundle: ModelBundle, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]) -> list:
-    return [network_output(bundle, x, t, y) for x, y in passes]
+def _joint_outputs(bundle: ModelBundle, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]) -> list:
+    if len(passes) == 1:
+        ((x, y),) = passes
+        return [network_output(bundle, x, t, y)]
+    n = len(passes)
+    return _by_pass(n, *network_output(
+        bundle, torch.cat([x for x, _ in passes]), torch.cat([t] * n), concat(*(y for _, y in passes))))
 
 
-class _Batching:
-    """Whether the passes of a step run as one forward of their concatenation (CFG's 2B, the twin's B more)
-    or one forward each, per model, device, precision and pass sizes.
+def _cores_outputs(bundle: ModelBundle, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]) -> list:
+    """The passes' concatenation cut into one slice per CPU thread, each forwarded on a single-threaded
+    worker at the same time (`_CpuWorkers`), and put back together."""
+    n = len(passes)
+    x, ts = torch.cat([x for x, _ in passes]), torch.cat([t] * n)
+    y = concat(*(y for _, y in passes))
+    slices = _slices(len(x), torch.get_num_threads())
+    outputs = _cpu_workers(len(slices)).map(
+        [lambda a=a, b=b: network_output(bundle, x[a:b], ts[a:b], take(y, a, b)) for a, b in slices])
+    eps = torch.cat([e for e, _ in outputs])
+    var_frac = None if outputs[0][1] is None else torch.cat([v for _, v in outputs])
+    return _by_pass(n, eps, var_frac)
 
-    One forward is the rule, and is kept without a measurement for models without weights (the analytic
-    toys) and where it takes under `QUICK_S`: nothing to gain. Otherwise, the first time a combination
-    comes up, both ways run `ROUNDS` times, alternating after a warm-up, and separate forwards are kept
-    for the model's life only if they beat the one forward by `MARGIN` in every round (on CPUs one
-    forward of 2B can cost more than two of B). The two ways agree only to float rounding, so the margin
-    keeps runs of the same request in different processes (e.g. torchrun ranks) on the same path unless
-    the difference is real. The step that measures returns the outputs of the way it chose, so every
-    step takes the same path.
+
+def _slices(size: int, parts: int) -> list[tuple[int, int]]:
+    """[start, stop) of `parts` near-equal slices of a batch of `size` (fewer when the batch is smaller)."""
+    parts = max(1, min(parts, size))
+    bounds = [size * i // parts for i in range(parts + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def _spreadable(bundle: ModelBundle, batch: int) -> bool:
+    """Whether a batch can be spread over the CPU's cores: on the CPU, with more than one torch thread and
+    more than one sample. (CUDA and MPS run one stream of kernels; there a batch is never cut.)"""
+    return bundle.device.type == "cpu" and torch.get_num_threads() > 1 and batch > 1
+
+
+class _CpuWorkers:
+    """`count` threads that each run torch with ONE intra-op thread, so that slices of a batch are computed
+    side by side, one per core.
+
+    The small convolutions of a step parallelise poorly inside each operation (every one of a few hundred
+    operations per forward ends in a barrier across the threads, and a core taken by another process
+    stalls them all); independent single-threaded forwards have no barriers. torch's thread count is
+    per thread once set, but `torch.set_num_threads` also changes the process's default, which is put
+    back once the workers have taken theirs. Each job runs in the caller's grad and inference mode.
+    """
+
+    def __init__(self, count: int):
+        threads = torch.get_num_threads()
+        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(count)]
+        ready = threading.Barrier(count + 1)
+        for jobs in self._queues:
+            threading.Thread(target=self._serve, args=(jobs, ready), name="guidance-cpu-worker", daemon=True).start()
+        ready.wait()
+        torch.set_num_threads(threads)
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue, ready: threading.Barrier) -> None:
+        torch.get_num_threads()  # torch's per-thread setup, done lazily, would reset the count to the default
+        torch.set_num_threads(1)
+        ready.wait()
+        while True:
+            fn, future = jobs.get()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the caller, which raises it
+                future.set_exception(exc)
+
+    def map(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
+        """fns[i]() on worker i (at most `count` of them), all at once; their results in order."""
+        if len(fns) > len(self._queues):
+            raise ValueError(f"{len(fns)} jobs for {len(self._queues)} workers.")
+        inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+        def in_mode(fn: Callable[[], Any]) -> Callable[[], Any]:
+            def run() -> Any:
+                with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                    return fn()
+            return run
+
+        futures = []
+        for jobs, fn in zip(self._queues, fns):
+            futures.append(Future())
+            jobs.put((in_mode(fn), futures[-1]))
+        return [future.result() for future in futures]
+
+
+_WORKERS: dict[int, _CpuWorkers] = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def _cpu_workers(count: int) -> _CpuWorkers:
+    """The process's `count` single-threaded workers, started on first use and kept (idle, they wait)."""
+    with _WORKERS_LOCK:
+        if count not in _WORKERS:
+            _WORKERS[count] = _CpuWorkers(count)
+        return _WORKERS[count]
+
+
+class _Ways:
+    """Which of several equivalent ways to compute one thing a step needs is used, per module and key.
+
+    The ways ("joint": one forward over everything, the rule; "split": one forward per pass; "cores":
+    slices on single-threaded workers side by side) give the same result up to float rounding. "joint"
+    is kept without a measurement for modules without weights (the analytic toys) and where it takes
+    under `QUICK_S`: nothing to gain. Otherwise, the first time a key comes up, every way runs once to
+    warm up and then `ROUNDS` times, in turn, and another way replaces "joint" for the module's life only
+    if it beats it by `MARGIN` in every round (the fastest such way by its best time). The margin keeps
+    runs of the same request in different processes (e.g. torchrun ranks) on the same way unless the
+    difference is real. The step that measures returns the result of the way chosen, so every step of a
+    run takes the same way.
     """
 
     QUICK_S = 0.005
@@ -112,45 +225,53 @@ class _Batching:
     MARGIN = 1.15
 
     def __init__(self) -> None:
-        self._joint: weakref.WeakKeyDictionary[nn.Module, dict[tuple, bool]] = weakref.WeakKeyDictionary()
+        self._chosen: weakref.WeakKeyDictionary[nn.Module, dict[tuple, str]] = weakref.WeakKeyDictionary()
 
-    def outputs(self, bundle: ModelBundle, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]) -> list:
-        key = (bundle.device.type, bundle.precision, tuple(len(x) for x, _ in passes), tuple(passes[0][0].shape[1:]))
-        known = self._joint.setdefault(bundle.model, {})
+    def run(self, bundle: ModelBundle, module: nn.Module, key: tuple, ways: dict[str, Callable[[], Any]]) -> Any:
+        known = self._chosen.setdefault(module, {})
         if key in known:
-            return (_joint_outputs if known[key] else _split_outputs)(bundle, t, passes)
-        joint_s, out = _timed(bundle, _joint_outputs, t, passes)
-        if joint_s < self.QUICK_S or next(bundle.model.parameters(), None) is None:
-            known[key] = True
+            return ways[known[key]]()
+        joint_s, out = _timed(bundle, ways["joint"])
+        if len(ways) == 1 or joint_s < self.QUICK_S or next(module.parameters(), None) is None:
+            known[key] = "joint"
             return out
-        _timed(bundle, _split_outputs, t, passes)  # its warm-up
-        split_faster = True
+        others = [name for name in ways if name != "joint"]
+        for name in others:
+            _timed(bundle, ways[name])  # its warm-up
+        best = dict.fromkeys(ways, float("inf"))
+        beats = dict.fromkeys(others, True)
+        outs = {}
         for _ in range(self.ROUNDS):
-            joint_s, joint_out = _timed(bundle, _joint_outputs, t, passes)
-            split_s, split_out = _timed(bundle, _split_outputs, t, passes)
-            split_faster = split_faster and split_s * self.MARGIN < joint_s
-        known[key] = not split_faster
-        return split_out if split_faster else joint_out
+            seconds = {}
+            for name, way in ways.items():
+                seconds[name], outs[name] = _timed(bundle, way)
+                best[name] = min(best[name], seconds[name])
+            for name in others:
+                beats[name] = beats[name] and seconds[name] * self.MARGIN < seconds["joint"]
+        faster = [name for name in others if beats[name]]
+        known[key] = min(faster, key=best.__getitem__) if faster else "joint"
+        return outs[known[key]]
 
-    def choice(self, bundle: ModelBundle) -> dict[tuple, bool]:
-        return dict(self._joint.get(bundle.model, {}))
+    def choice(self, module: nn.Module | None) -> dict[tuple, str]:
+        return dict(self._chosen.get(module, {})) if module is not None else {}
 
 
-def _timed(bundle: ModelBundle, way, t: Tensor, passes: Sequence[tuple[Tensor, CondBatch]]) -> tuple[float, list]:
+def _timed(bundle: ModelBundle, way: Callable[[], Any]) -> tuple[float, Any]:
     synchronize(bundle.device)
     start = time.perf_counter()
-    out = way(bundle, t, passes)
+    out = way()
     synchronize(bundle.device)
     return time.perf_counter() - start, out
 
 
-_BATCHING = _Batching()
+_WAYS = _Ways()
 
 
-def batching_choice(bundle: ModelBundle) -> dict[tuple, bool]:
-    """What was decided for `bundle`'s model so far: {(device, precision, pass sizes, sample shape):
-    True for one forward over the concatenated passes, False for one forward each}."""
-    return _BATCHING.choice(bundle)
+def batching_choice(bundle: ModelBundle) -> dict[tuple, str]:
+    """The way chosen for `bundle`'s network so far: {(device, precision, pass sizes, sample shape, torch
+    threads): "joint" (one forward over the concatenated passes), "split" (one forward each) or "cores"
+    (slices side by side on the CPU's cores)}."""
+    return {key[1:]: way for key, way in _WAYS.choice(bundle.model).items()}
 
 
 def predict(
@@ -192,6 +313,29 @@ def classifier_log_probs(
     classifier = bundle.classifier
     if classifier is None:
         raise ValueError(f"The model {bundle.name!r} has no classifier.")
+    ways: dict[str, Callable[[], tuple]] = {"joint": lambda: _classify(bundle, x, t, labels, with_grad)}
+    if _spreadable(bundle, len(x)):
+        ways["cores"] = lambda: _classify_on_cores(bundle, x, t, labels, with_grad)
+    key = ("classifier", bundle.device.type, bundle.precision, (len(x),), tuple(x.shape[1:]),
+           torch.get_num_threads(), with_grad)
+    return _WAYS.run(bundle, classifier, key, ways)
+
+
+def _classify(bundle: ModelBundle, x: Tensor, t: Tensor, labels: Tensor, with_grad: bool
+              ) -> tuple[Tensor, Tensor | None]:
+    """log p(k | x_t) and, when `with_grad`, the target's gradient; on CUDA replayed from a CUDA graph
+    (forward and gradient recorded together) where the classifier allows it (`core.cuda_graphs`)."""
+    if bundle.device.type == "cuda":
+        out = GRAPHS.call(bundle.classifier, ("classify", bundle.precision, with_grad),
+                          lambda *a: tuple(v for v in _classify_eager(bundle, *a, with_grad) if v is not None),
+                          (x, t, labels))
+        return out[0], out[1] if with_grad else None
+    return _classify_eager(bundle, x, t, labels, with_grad)
+
+
+def _classify_eager(bundle: ModelBundle, x: Tensor, t: Tensor, labels: Tensor, with_grad: bool
+                    ) -> tuple[Tensor, Tensor | None]:
+    classifier = bundle.classifier
     if not with_grad:
         with _tuned(bundle), _autocast(bundle):
             logits = classifier(x, t).float()
@@ -203,3 +347,14 @@ def classifier_log_probs(
         log_probs = logits.log_softmax(dim=-1)
         (grad,) = torch.autograd.grad(log_probs.gather(1, labels[:, None]).sum(), x_in)
     return log_probs.detach(), grad.float()
+
+
+def _classify_on_cores(bundle: ModelBundle, x: Tensor, t: Tensor, labels: Tensor, with_grad: bool
+                       ) -> tuple[Tensor, Tensor | None]:
+    """`_classify` on one slice of the batch per CPU thread, side by side (each sample's log p and gradient
+    depend on that sample alone)."""
+    slices = _slices(len(x), torch.get_num_threads())
+    outputs = _cpu_workers(len(slices)).map(
+        [lambda a=a, b=b: _classify(bundle, x[a:b], t[a:b], labels[a:b], with_grad) for a, b in slices])
+    log_probs = torch.cat([lp for lp, _ in outputs])
+    return log_probs, torch.cat([g for _, g in outputs]) if with_grad else None

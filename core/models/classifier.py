@@ -25,6 +25,8 @@ POOLS = ("adaptive", "attention", "spatial", "spatial_v2")
 class EncoderUNetModel(nn.Module):
     """Half a UNet ending in a pooled classification head (see the module docstring)."""
 
+    cuda_graph_safe = True  # no host reads of tensor values: fit for core.cuda_graphs
+
     def __init__(self, image_size: int, in_channels: int, model_channels: int, out_channels: int,
                  num_res_blocks: int, attention_resolutions: Sequence[int], dropout: float = 0.0,
                  channel_mult: Sequence[float] = (1, 2, 4, 8), conv_resample: bool = True,

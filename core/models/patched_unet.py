@@ -33,6 +33,8 @@ class PatchedUNet(nn.Module):
     name the ᾱ_t used, which must be the model's own.
     """
 
+    cuda_graph_safe = True  # no host reads of tensor values: fit for core.cuda_graphs
+
     def __init__(self, image_size: int, in_channels: int, model_channels: int, out_channels: int,
                  num_res_blocks: int, attention_resolutions: Sequence[int] = (), patch: int = 2,
                  parametrization: str = "eps", schedule: str = "linear", num_timesteps: int = 1000, **unet):
