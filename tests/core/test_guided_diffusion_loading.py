@@ -225,7 +225,10 @@ class _Recorder(torch.nn.Module):
 
 
 @pytest.mark.parametrize("sampler,steps", [("ddim", "ddim4"), ("ddpm", "3,2")])
-def test_sampling_feeds_original_timesteps_to_model_and_classifier(files, sampler, steps):
+def test_sampling_feeds_original_timesteps_to_model_and_classifier(files, sampler, steps, monkeypatch):
+    # One torch thread: each pass is one forward of the whole batch (on more threads a step may be sliced
+    # over the cores, core.guidance._Ways), so every call sees the step's t for both samples.
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     folder = files[0]
     bundle = load_checkpoint(folder / "model.pt", folder / "classifier.pt", flags=FLAGS, device="cpu")
     bundle.model, bundle.classifier = _Recorder(bundle.model), _Recorder(bundle.classifier)
