@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import gc
 import os
 import sys
 import tempfile
@@ -111,6 +112,29 @@ class GuiWatchdog:
             print(f"    {n:4d}  {stack}")
 
 
+class GcTimer:
+    """Times the interpreter's garbage collections (every thread waits for them: they hold the GIL)."""
+
+    def __init__(self):
+        self.pauses: list[tuple[int, float]] = []
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], 1000 * (time.perf_counter() - self._start)))
+
+    def report(self) -> None:
+        for generation in range(3):
+            times = [ms for g, ms in self.pauses if g == generation]
+            if times:
+                print(f"  garbage collections of generation {generation}: {len(times)}, longest {max(times):.1f} ms, "
+                      f"total {sum(times):.1f} ms")
+        self.pauses.clear()
+
+
 class SlotTimer:
     """Wraps methods of objects in place and records (calls, total ms, max ms) per method."""
 
@@ -152,6 +176,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     watchdog = GuiWatchdog() if profile is not None else None
+    collections = GcTimer() if profile is not None else None
     if watchdog is not None:
         timer.timeout.connect(watchdog.tick)
         watchdog.start()
@@ -195,6 +220,8 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     if profile is not None:
         profile.report()
         watchdog.report()
+        collections.report()
+        gc.callbacks.remove(collections._callback)
     return figures
 
 

@@ -5,6 +5,7 @@ the engine and the default model in the background (`models.ModelLoader`).
 """
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -37,6 +38,15 @@ FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesce
 GUIDANCE_DOCK_WIDTH = 440  # px: room for the maps of one sample beside the batch
 POINTS_GUIDANCE_DOCK_WIDTH = 330  # px on 2-D models (toggles and two plots): the square panes get the rest
 PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
+
+
+def settle_garbage() -> None:
+    """Collect what is garbage now, then move every surviving object out of the collector's sight: the engine's,
+    Qt's and the model's objects live on, and a full collection over them during a run stalled every thread,
+    the GUI's too, for ~100 ms (bench/ui_latency.py --profile). Later full collections scan only newer objects."""
+    gc.unfreeze()  # the objects of a model loaded before are collected if they are garbage now
+    gc.collect()
+    gc.freeze()
 
 
 class MainWindow(QMainWindow):
@@ -301,6 +311,7 @@ class MainWindow(QMainWindow):
         self.model_panel.select_key(self.loader.key)
         self.plots.set_notes(prob="" if caps and caps.has_classifier else "no classifier")
         self.guidance.set_model(caps is None or caps.is_points, bool(caps and caps.has_classifier))
+        settle_garbage()  # after a load, not during the runs that follow
         if self.settings_note:
             self.statusBar().showMessage(self.settings_note)
             self.settings_note = None
@@ -500,7 +511,7 @@ class MainWindow(QMainWindow):
         self._frame_timer.stop()
         self._refresh_timer.stop()
         self._refresh_parts = []
-        self.guidance.field.set_live(False)
+        self.guidance.set_live(False)
         self._result = result
         traj = self.worker.trajectory
         self.guidance.refresh()
@@ -522,7 +533,7 @@ class MainWindow(QMainWindow):
         if self.sender() is not self.worker:
             return
         self._running = False
-        self.guidance.field.set_live(False)
+        self.guidance.set_live(False)
         self.run_panel.show_done("failed")
         self._update_enabled()
         self.show_error(message)

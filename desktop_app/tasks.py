@@ -97,6 +97,9 @@ class SerialTasks(QObject):
         self._pending: list[tuple[Any, Future]] = []
         self._closed = False
         self._finished.connect(self._deliver)
+        # The helper thread starts now: started by the first submit (mid-run), its start waited for the
+        # GIL with the GUI thread blocked (120 ms under load, bench/ui_latency.py --profile).
+        self._pool.submit(lambda: None)
 
     def submit(self, tag: Any, fn: Callable[[], Any]) -> bool:
         """Queue `fn`; False (and nothing runs) once `close` has been called."""

@@ -116,6 +116,7 @@ class GuidanceViews(QObject):
         self.marker.setZValue(20)
         xt_pane.addItem(self.marker)
         self.run: Any = None
+        self.live = False  # a run being sampled (`set_live`)
         self.points_mode = True
         self.index = -1
         self._num_steps = 0
@@ -155,6 +156,7 @@ class GuidanceViews(QObject):
         """Follow `run` (a live Recorder, `live`, or a RunResult); `bundle` computes its arrow fields (None: the
         run's model is not loaded)."""
         self.run = run
+        self.live = live
         self.index = -1
         self._num_steps = run.num_steps
         request = run.request
@@ -201,10 +203,23 @@ class GuidanceViews(QObject):
             self.stack.set_cursor(index)
         else:
             self.maps.show_step(index)
-        at, probs = _latest(tracks, V.CLASS_PROBS, index)
+        if not self.live:  # a live run's bars follow with its curves (`refresh`), not at every frame
+            self._show_bars(index)
+        self.twin.set_cursor(index)
+
+    def _show_bars(self, index: int) -> None:
+        at, probs = _latest(self.run.tracks, V.CLASS_PROBS, index)
+        sample = self.sample
         self.bars.show_probs(None if probs is None else np.asarray(probs)[min(sample, len(probs) - 1)],
                              None if at == index else at)
-        self.twin.set_cursor(index)
+
+    def set_live(self, live: bool) -> None:
+        """While a run is being sampled, the bars and the arrow fields are redrawn a few times a second;
+        afterwards at every step shown."""
+        self.live = live
+        self.field.set_live(live)
+        if not live and self.index >= 0:
+            self._show_bars(self.index)
 
     def refresh(self) -> None:
         """Redraw the curves over the steps recorded so far (throttled by the caller while running)."""
@@ -220,6 +235,8 @@ class GuidanceViews(QObject):
             self.twin.set_tracks(run.tracks, n)
         if self.points_mode and self.stack.isVisible():
             self.stack.set_probs(list(run.tracks.get(V.CLASS_PROBS, ()))[:n])
+        if self.live and self.index >= 0:
+            self._show_bars(self.index)
 
     # --- clicking a tile of the image grid --------------------------------------------------------
 
