@@ -156,23 +156,29 @@ def heads_for(channels: int, num_heads: int, num_head_channels: int) -> int:
 
 
 def qkv_attention(qkv: Tensor, num_heads: int, legacy: bool) -> Tensor:
-    """Multi-head self-attention over positions. qkv: (B, 3·H·c, T) → (B, H·c, T).
+    """Multi-head self-attention over positions, token-major. qkv: (B, T, 3·H·c) → (B, T, H·c).
 
     legacy (guided-diffusion's default order): channels are laid out per head as [q|k|v], i.e. split
-    heads first; the new order lays out [q of all heads | k | v]. Each head: v·softmax(qᵀk/√c)ᵀ.
+    heads first; the new order lays out [q of all heads | k | v]. Each head: softmax(q·kᵀ/√c)·v.
     """
-    b, width, length = qkv.shape
+    b, length, width = qkv.shape
     c = width // (3 * num_heads)
     if legacy:
-        q, k, v = qkv.reshape(b, num_heads, 3 * c, length).split(c, dim=2)
+        q, k, v = qkv.reshape(b, length, num_heads, 3 * c).transpose(1, 2).split(c, dim=-1)
     else:
-        q, k, v = (part.reshape(b, num_heads, c, length) for part in qkv.chunk(3, dim=1))
+        q, k, v = (part.reshape(b, length, num_heads, c).transpose(1, 2) for part in qkv.chunk(3, dim=-1))
     # scaled_dot_product_attention picks a fused kernel (flash or memory-efficient, CPU and CUDA) only
     # for (B, heads, T, c) inputs whose last dimension is contiguous; anything else takes the slow
-    # reference path that materialises every T×T weight matrix.
-    q, k, v = (part.transpose(2, 3).contiguous() for part in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v).transpose(2, 3)
-    return out.reshape(b, num_heads * c, length)
+    # reference path that materialises every T×T weight matrix. Token-major q, k, v are such views as
+    # they are, with no copies.
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+    return out.reshape(b, length, num_heads * c)
+
+
+def pointwise(conv: nn.Conv1d, tokens: Tensor) -> Tensor:
+    """A 1×1 Conv1d (its weights and keys kept: guided-diffusion's layout) applied to token-major
+    (B, T, C_in) → (B, T, C_out): one matrix product over the channels, no convolution set-up."""
+    return F.linear(tokens, conv.weight[:, :, 0], conv.bias)
 
 
 class AttentionBlock(nn.Module):
@@ -190,8 +196,9 @@ class AttentionBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, *spatial = x.shape
         x = x.reshape(b, c, -1)
-        h = qkv_attention(self.qkv(self.norm(x)), self.num_heads, self.legacy)
-        return (x + self.proj_out(h)).reshape(b, c, *spatial)
+        tokens = self.norm(x).transpose(1, 2)
+        h = qkv_attention(pointwise(self.qkv, tokens), self.num_heads, self.legacy)
+        return (x + pointwise(self.proj_out, h).transpose(1, 2)).reshape(b, c, *spatial)
 
 
 class AttentionPool2d(nn.Module):
@@ -212,5 +219,5 @@ class AttentionPool2d(nn.Module):
         x = x.reshape(b, c, -1)
         x = torch.cat([x.mean(dim=-1, keepdim=True), x], dim=-1)
         x = x + self.positional_embedding[None].to(x.dtype)
-        x = qkv_attention(self.qkv_proj(x), self.num_heads, legacy=False)
-        return self.c_proj(x)[:, :, 0]
+        x = qkv_attention(pointwise(self.qkv_proj, x.transpose(1, 2)), self.num_heads, legacy=False)
+        return pointwise(self.c_proj, x[:, 0])  # the mean token's output only

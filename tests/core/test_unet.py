@@ -149,8 +149,9 @@ def test_attention_orders_match_their_channel_layouts():
     expect_legacy = torch.cat([reference(*legacy[h].split(c)) for h in range(heads)])
     q, k, v = (part.reshape(heads, c, length) for part in qkv[0].chunk(3))
     expect_new = torch.cat([reference(q[h], k[h], v[h]) for h in range(heads)])
-    torch.testing.assert_close(qkv_attention(qkv, heads, legacy=True)[0], expect_legacy)
-    torch.testing.assert_close(qkv_attention(qkv, heads, legacy=False)[0], expect_new)
+    tokens = qkv.transpose(1, 2)  # token-major, as the blocks hand it over
+    torch.testing.assert_close(qkv_attention(tokens, heads, legacy=True)[0].T, expect_legacy)
+    torch.testing.assert_close(qkv_attention(tokens, heads, legacy=False)[0].T, expect_new)
     assert not torch.allclose(expect_legacy, expect_new)
 
 
@@ -283,7 +284,7 @@ def test_attention_hands_the_fused_kernels_the_layout_they_need(monkeypatch):
         return sdpa(q, k, v, *args, **kwargs)
 
     monkeypatch.setattr(unet_blocks.F, "scaled_dot_product_attention", spy)
-    qkv = torch.randn(2, 3 * 2 * 8, 10)
+    qkv = torch.randn(2, 10, 3 * 2 * 8)
     for legacy in (True, False):
-        assert qkv_attention(qkv, 2, legacy).shape == (2, 16, 10)
+        assert qkv_attention(qkv, 2, legacy).shape == (2, 10, 16)
     assert seen == [[(4, 1)] * 3] * 2
