@@ -214,7 +214,8 @@ class _Ways:
     is kept without a measurement for modules without weights (the analytic toys) and where it takes
     under `QUICK_S`: nothing to gain. Otherwise, the first time a key comes up, every way runs once to
     warm up and then `ROUNDS` times, in turn, and another way replaces "joint" for the module's life only
-    if it beats it by `MARGIN` in every round (the fastest such way by its best time). The margin keeps
+    if its best time beats joint's best by `MARGIN` (the fastest such way; best times, because other
+    programs on the machine only ever add time to a round). The margin keeps
     runs of the same request in different processes (e.g. torchrun ranks) on the same way unless the
     difference is real. The step that measures returns the result of the way chosen, so every step of a
     run takes the same way.
@@ -239,16 +240,12 @@ class _Ways:
         for name in others:
             _timed(bundle, ways[name])  # its warm-up
         best = dict.fromkeys(ways, float("inf"))
-        beats = dict.fromkeys(others, True)
         outs = {}
         for _ in range(self.ROUNDS):
-            seconds = {}
             for name, way in ways.items():
-                seconds[name], outs[name] = _timed(bundle, way)
-                best[name] = min(best[name], seconds[name])
-            for name in others:
-                beats[name] = beats[name] and seconds[name] * self.MARGIN < seconds["joint"]
-        faster = [name for name in others if beats[name]]
+                seconds, outs[name] = _timed(bundle, way)
+                best[name] = min(best[name], seconds)
+        faster = [name for name in others if best[name] * self.MARGIN < best["joint"]]
         known[key] = min(faster, key=best.__getitem__) if faster else "joint"
         return outs[known[key]]
 
