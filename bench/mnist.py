@@ -2,8 +2,10 @@
 
 16 digits (labels 0…9, 0…5), 50 DDIM steps, on the CPU, for: no guidance, CFG (w = 2: one batched
 forward of 32), classifier guidance (s = 2: the classifier's gradient at every step) and both.
-Each figure is the median of `--repeats` runs after one warm-up run; the CPU load at the start is
-printed because the figures scale with it. Usage: python bench/mnist.py [--threads N] [--repeats R]
+Each figure is the median of `--repeats` runs after one warm-up run, with the CPU time the process used
+per run (÷ wall time: the cores it kept busy) and the way the engine runs the passes of a step
+(core.guidance.batching_choice: joint, split, or cores = slices side by side on single-threaded workers);
+the CPU load at the start is printed because the figures scale with it. Usage: python bench/mnist.py [--threads N] [--repeats R]
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 import torch
 
 from core import Guidance, SamplingRequest, final_sample, load_model
+from core.guidance import batching_choice
 
 SETTINGS = {
     "none": Guidance(),
@@ -41,13 +44,16 @@ def main() -> None:
         request = SamplingRequest(model=bundle.name, sampler="ddim", steps="ddim50", guidance=guidance,
                                   label=labels, seed=0, batch=16)
         final_sample(request, bundle)  # warm-up
-        times = []
+        times, cpu = [], []
         for _ in range(args.repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             final_sample(request, bundle)
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        ways = "/".join(sorted(set(batching_choice(bundle).values())))
         print(f"16 digits, 50 DDIM steps, {name:<15} median {statistics.median(times):6.2f} s "
-              f"(min {min(times):.2f}, max {max(times):.2f})")
+              f"(min {min(times):.2f}, max {max(times):.2f}), CPU {statistics.median(cpu):.2f} s; ways so far: {ways}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import queue
+import statistics
 import threading
 import time
 import weakref
@@ -214,8 +215,10 @@ class _Ways:
     is kept without a measurement for modules without weights (the analytic toys) and where it takes
     under `QUICK_S`: nothing to gain. Otherwise, the first time a key comes up, every way runs once to
     warm up and then `ROUNDS` times, in turn, and another way replaces "joint" for the module's life only
-    if its best time beats joint's best by `MARGIN` (the fastest such way; best times, because other
-    programs on the machine only ever add time to a round). The margin keeps
+    if its median time beats joint's by `MARGIN` (the fastest such way). Medians, because a run lasts many
+    steps: how much a way suffers from other programs on the machine counts (on a busy 2-core CPU one
+    forward on 2 threads is typically ten times slower than its best, slices on single-threaded workers
+    barely slower). The margin keeps
     runs of the same request in different processes (e.g. torchrun ranks) on the same way unless the
     difference is real. The step that measures returns the result of the way chosen, so every step of a
     run takes the same way.
@@ -239,14 +242,15 @@ class _Ways:
         others = [name for name in ways if name != "joint"]
         for name in others:
             _timed(bundle, ways[name])  # its warm-up
-        best = dict.fromkeys(ways, float("inf"))
+        rounds: dict[str, list[float]] = {name: [] for name in ways}
         outs = {}
         for _ in range(self.ROUNDS):
             for name, way in ways.items():
                 seconds, outs[name] = _timed(bundle, way)
-                best[name] = min(best[name], seconds)
-        faster = [name for name in others if best[name] * self.MARGIN < best["joint"]]
-        known[key] = min(faster, key=best.__getitem__) if faster else "joint"
+                rounds[name].append(seconds)
+        typical = {name: statistics.median(times) for name, times in rounds.items()}
+        faster = [name for name in others if typical[name] * self.MARGIN < typical["joint"]]
+        known[key] = min(faster, key=typical.__getitem__) if faster else "joint"
         return outs[known[key]]
 
     def choice(self, module: nn.Module | None) -> dict[tuple, str]:
