@@ -108,13 +108,15 @@ class FieldOverlay(QObject):
         self._tasks.done.connect(self._on_field)
         self._tasks.failed.connect(self._on_failed)
         plot.getViewBox().sigRangeChangedManually.connect(self._on_view_moved)
+        if hasattr(plot, "plane_changed"):  # a PointPane fitted to its samples
+            plot.plane_changed.connect(self._on_view_moved)
 
     def _grid(self) -> tuple[np.ndarray, float]:
         (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
         return V.plane_grid((x0, x1), (y0, y1), GRID)
 
     def _on_view_moved(self, *_args: Any) -> None:
-        """Panned or zoomed: the fields so far cover another part of the plane."""
+        """Panned, zoomed or fitted to the samples: the fields so far cover another part of the plane."""
         self.points, self.spacing = self._grid()
         self._generation += 1
         self.fields = {}

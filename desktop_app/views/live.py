@@ -30,6 +30,9 @@ EXACT_DECODE_TIP = ("Decode x̂0 with the model's VAE at every step of the next 
                     "previewed through a fast latent→RGB map, and x̂0 is decoded for the frames on screen within "
                     "7 % of the sampling time; the final image is always fully decoded.")
 POINT_RANGE = 2.0  # the 2-D panes show [−2, 2]² (the built-in data lie within ±1.5; the narrow side of a pane)
+# Half-widths the 2-D panes grow through when a run's samples leave the plane (x̂0 overshoots under strong guidance).
+POINT_EXTENTS = (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0)
+EXTENT_QUANTILE = 0.98  # the share of samples the plane grows to hold (a few far outliers do not zoom it out)
 
 
 class FrameSource(Protocol):
@@ -92,13 +95,16 @@ def _legend_dot(rgb: tuple[int, int, int], alpha: int, size: float, edge: tuple[
 class PointPane(pg.PlotWidget):
     """A titled 2-D scatter: the training data, pale and labelled (`show_data` toggles it), under the
     current point cloud of samples, coloured by class with a dark rim so they stand out from it.
-    `labelled=False` leaves the legend out (a pane beside one that has it)."""
+    `labelled=False` leaves the legend out (a pane beside one that has it). `plane_changed` when the app
+    (not the mouse) moved the visible plane."""
+
+    plane_changed = Signal()
 
     def __init__(self, title: str, parent: QWidget | None = None, labelled: bool = True):
         super().__init__(parent, background="w")
         self.setTitle(title, color="#333", size="11pt")
         self.setAspectLocked(True)
-        self.setRange(xRange=(-POINT_RANGE, POINT_RANGE), yRange=(-POINT_RANGE, POINT_RANGE), padding=0)
+        self.show_extent(POINT_RANGE)
         self.disableAutoRange()
         self.setMenuEnabled(False)
         cache_axes(self.getPlotItem())
@@ -123,6 +129,11 @@ class PointPane(pg.PlotWidget):
         self.outside.hide()
         self.addItem(self.outside, ignoreBounds=True)
         self.getViewBox().sigRangeChanged.connect(self._say_outside)
+
+    def show_extent(self, extent: float) -> None:
+        """Show the plane [−extent, extent]² (the narrow side of the pane)."""
+        self.setRange(xRange=(-extent, extent), yRange=(-extent, extent), padding=0)
+        self.plane_changed.emit()
 
     def _say_outside(self, *_args: Any) -> None:
         """Say how many samples lie beyond the visible plane (x̂0 overshoots under strong guidance), and
@@ -166,6 +177,19 @@ class PointPane(pg.PlotWidget):
 
 OUT_OF_VIEW = 0.25  # a pane says so when at least this share of its samples lies beyond the view
 SIDE_ARROWS = {"left": "◀", "right": "▶", "below": "▼", "above": "▲"}
+
+
+def extent_for(points: np.ndarray | None, at_least: float) -> float:
+    """The smallest of POINT_EXTENTS, not below `at_least`, whose plane holds EXTENT_QUANTILE of the finite
+    points' coordinates (the largest when none does)."""
+    if points is None or not len(points):
+        return at_least
+    coords = np.abs(np.asarray(points, np.float64))
+    coords = coords[np.isfinite(coords).all(axis=1)]
+    if not len(coords):
+        return at_least
+    need = float(np.quantile(coords.max(axis=1), EXTENT_QUANTILE))
+    return next((e for e in POINT_EXTENTS if e >= max(need, at_least)), POINT_EXTENTS[-1])
 
 
 def outside_text(points: np.ndarray | None, view: Any) -> str:
@@ -226,6 +250,7 @@ class LiveViews(QWidget):
         self.point_panes = (PointPane(XT_TITLE, labelled=False), PointPane(X0_TITLE))  # x_t: arrows, no legend
         for pane, key in zip((*self.image_panes, *self.point_panes), ("xt", "x0", "xt", "x0")):
             pane.setToolTip(CAPTIONS[key].tooltip())
+        self.extent = POINT_RANGE  # the 2-D panes' half-width, fitted to the samples on screen (_fit_plane)
         self.point_panes[1].setXLink(self.point_panes[0])
         self.point_panes[1].setYLink(self.point_panes[0])
         self.image_panes[1].view.setXLink(self.image_panes[0].view)
@@ -312,6 +337,9 @@ class LiveViews(QWidget):
         self.clear()
 
     def clear(self) -> None:
+        if self.extent != POINT_RANGE:
+            self.extent = POINT_RANGE
+            self.point_panes[0].show_extent(POINT_RANGE)
         for pane in self.image_panes:
             pane.show_image(None)
         for pane in self.point_panes:
@@ -342,6 +370,7 @@ class LiveViews(QWidget):
     def _show(self, frame: Any) -> None:
         self.shown_index = frame.index
         if self.points_mode:
+            self._fit_plane(frame.x0)
             self.point_panes[0].show_points(frame.xt)
             self.point_panes[1].show_points(frame.x0)
         else:
@@ -352,6 +381,16 @@ class LiveViews(QWidget):
         else:
             self.step_label.setText(step_text(frame.index, frame.num_steps, frame.timestep, frame.noise_level))
         self.step_shown.emit(frame.index)
+
+    def _fit_plane(self, x0: np.ndarray | None) -> None:
+        """Size the (linked) 2-D panes to hold the x̂0 cloud on screen: grow at once when it leaves the plane
+        (it overshoots under strong guidance), shrink only once half the plane would hold it, so that
+        stepping back and forth does not zoom in and out at every step. (x_t is not fitted: its early
+        noise would zoom every run out, and most of it lies on the usual plane anyway.)"""
+        need = extent_for(x0, POINT_RANGE)
+        if need > self.extent or 2 * need <= self.extent:
+            self.extent = need
+            self.point_panes[0].show_extent(need)
 
     def _on_index(self, value: int) -> None:
         self.following = value == self.player.count() - 1

@@ -2,12 +2,14 @@
 as large as the centre allows, the guidance dock is narrow for 2-D models, labels and titles fit."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PySide6.QtGui import QFontMetrics
 
 from desktop_app.views.guidance_plots import NAME_AXIS_WIDTH, ClassBars
-from desktop_app.views.live import outside_text
+from desktop_app.views.live import POINT_RANGE, LiveViews, extent_for, outside_text
 
 from .conftest import LOAD_TIMEOUT_MS, tiny_bundle
 from .test_views import run_to_end
@@ -90,3 +92,43 @@ def test_a_model_switch_leaves_no_stale_curve_in_any_plot(qtbot, window):
     assert len(guidance.twin.curve_data("xt")[0]) == 0 and len(guidance.twin.curve_data("x0")[0]) == 0
     assert len(guidance.bars.shown) == 0 and len(guidance.bars.bars.opts["width"]) == 0
     assert guidance.field.arrows("score_arrows").shape == (0, 2) and guidance.field.arrows("guidance").shape == (0, 2)
+
+
+def test_the_planes_fit_the_samples_without_zooming_at_every_step(qtbot):
+    views = LiveViews()
+    qtbot.addWidget(views)
+    views.resize(900, 600)
+    views.show()
+    views.set_points_mode(True)
+
+    def frame(index: int, height: float) -> SimpleNamespace:
+        x0 = np.column_stack([np.linspace(-0.5, 0.5, 200), np.full(200, height)])
+        return SimpleNamespace(index=index, xt=np.zeros((200, 2)), x0=x0, num_steps=4, timestep=None,
+                               noise_level=0.5)
+
+    class Frames(list):
+        def frame(self, index: int) -> SimpleNamespace:
+            return self[index]
+
+    def half_width() -> float:  # the plane's narrow side, as both linked panes show it
+        (x0, x1), (y0, y1) = views.point_panes[1].viewRange()
+        return min(x1 - x0, y1 - y0) / 2
+
+    frames = Frames([frame(0, 0.5), frame(1, 5.7), frame(2, 3.2), frame(3, 1.0)])
+    views.begin(frames, 4)
+    views.new_frame(frames[0])
+    assert half_width() == pytest.approx(POINT_RANGE)
+    with qtbot.waitSignal(views.point_panes[0].plane_changed):  # the arrow fields follow the plane
+        views.new_frame(frames[1])  # x̂0 overshoots under strong guidance: the plane grows to show it
+    assert half_width() == pytest.approx(6.0) and views.point_panes[0].viewRange() == views.point_panes[1].viewRange()
+    assert not views.point_panes[1].outside.isVisible()
+    views.new_frame(frames[2])  # would fit a plane of 4: not worth a zoom
+    assert half_width() == pytest.approx(6.0)
+    views.new_frame(frames[3])  # half the plane holds them: back to the usual plane
+    assert half_width() == pytest.approx(POINT_RANGE)
+    views.player.set_index(1)  # scrubbing to a step shows its samples
+    assert half_width() == pytest.approx(6.0)
+    views.begin(Frames(frames[:1]), 4)  # the next run starts on the usual plane
+    assert half_width() == pytest.approx(POINT_RANGE)
+    outliers = np.concatenate([np.zeros((99, 2)), [[40.0, 0.0]]])
+    assert extent_for(outliers, POINT_RANGE) == POINT_RANGE  # one far point is not worth zooming out for
