@@ -7,10 +7,13 @@ library, as in the app): 2-D models with DDPM, 1000 steps, batch 2000, CFG w=3; 
   - the largest gap between ticks of a 10 ms QTimer on the GUI thread during the run (target ≤ 20 ms),
     with the median and 99th percentile;
   - the time from Start to the first frame painted;
-  - frames painted vs steps run (coalescing drops frames the GUI had no time for).
+  - frames painted vs steps run (coalescing drops frames the GUI had no time for);
+  - for the four largest gaps, how the GUI thread spent them (Linux schedstat): on a core (its own work),
+    waiting for a core (the machine is busy), or blocked (waiting for the GIL or a lock).
 With --profile it also says where the GUI thread was when a tick came late: a watchdog thread
-samples the GUI thread's Python stack whenever no tick has arrived for 30 ms, and the slowest GUI
-slots are timed one by one.
+samples the GUI thread's Python stack (and the sampling thread's) whenever no tick has arrived for 30 ms,
+the slowest GUI slots and every view's paint are timed one by one, and each of the largest gaps lists the
+slots and paints that ran in it.
 Usage: python bench/ui_latency.py [--models toy-gmm,mnist-cfg] [--steps 1000] [--batch 2000] [--repeat N]
                                   [--profile] [--switch-interval S]
 """
@@ -60,6 +63,18 @@ def wait_for(app: QApplication, signal, timeout_s: float = 120.0) -> list:
     return got
 
 
+def thread_schedstat() -> tuple[float, float]:
+    """(ms on a core, ms waiting for a core) of the calling thread so far, from Linux's schedstat; (nan, nan)
+    elsewhere. Between two ticks of the GUI timer, the rest of the wall time is time the thread was blocked:
+    waiting for the GIL (or a lock), not for the machine."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            on_cpu, waiting, _ = f.read().split()
+        return int(on_cpu) / 1e6, int(waiting) / 1e6
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+
+
 def idle_gaps(app: QApplication, seconds: float) -> np.ndarray:
     """Gaps (ms) between 10 ms ticks while nothing runs: what the machine itself allows."""
     ticks: list[float] = []
@@ -82,6 +97,7 @@ class GuiWatchdog:
         self.gui_id = threading.get_ident()
         self.last_tick = time.perf_counter()
         self.stacks: collections.Counter = collections.Counter()
+        self.others: collections.Counter = collections.Counter()  # where the sampling thread was meanwhile
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -99,17 +115,28 @@ class GuiWatchdog:
         while not self._stop.wait(0.005):
             if time.perf_counter() - self.last_tick < self.late_s:
                 continue
-            frame = sys._current_frames().get(self.gui_id)
-            if frame is None:
+            frames = sys._current_frames()
+            if self.gui_id not in frames:
                 continue
-            lines = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)[-4:]]
-            self.stacks[" < ".join(reversed(lines))] += 1
+            self.stacks[self._where(frames[self.gui_id])] += 1
+            sampling = [t.ident for t in threading.enumerate() if t.name == "sampling"]
+            if sampling and sampling[0] in frames:
+                self.others[self._where(frames[sampling[0]])] += 1
+
+    @staticmethod
+    def _where(frame) -> str:
+        lines = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)[-4:]]
+        return " < ".join(reversed(lines))
 
     def report(self, top: int = 6) -> None:
         total = sum(self.stacks.values())
         print(f"  GUI thread late (no tick for 30 ms): {total} samples of 5 ms; where it was:")
         for stack, n in self.stacks.most_common(top):
             print(f"    {n:4d}  {stack}")
+        if self.others:
+            print("  meanwhile the sampling thread was at:")
+            for stack, n in self.others.most_common(top):
+                print(f"    {n:4d}  {stack}")
 
 
 class GcTimer:
@@ -136,31 +163,48 @@ class GcTimer:
 
 
 class SlotTimer:
-    """Wraps methods of objects in place and records (calls, total ms, max ms) per method."""
+    """Wraps methods of objects in place and records (calls, total ms, max ms) per method, and each outermost
+    call's (start, end, name) on the GUI thread, to say what ran in the largest gaps."""
 
     def __init__(self):
         self.stats: dict[str, list[float]] = {}
+        self.calls: list[tuple[float, float, str]] = []
+        self._depth = 0
 
-    def wrap(self, obj, *names: str) -> None:
+    def wrap(self, obj, *names: str, by_instance: bool = False) -> None:
+        """by_instance: name each call by its instance's class (a base class's method, e.g. every view's paint)."""
         for name in names:
             original = getattr(obj, name)
             key = f"{obj.__name__ if isinstance(obj, type) else type(obj).__name__}.{name}"
             self.stats.setdefault(key, [0, 0.0, 0.0])
 
             @functools.wraps(original)
-            def timed(*args, _original=original, _key=key, **kwargs):
+            def timed(*args, _original=original, _key=key, _name=name, **kwargs):
                 t = time.perf_counter()
+                self._depth += 1
                 try:
                     return _original(*args, **kwargs)
                 finally:
-                    ms = 1000 * (time.perf_counter() - t)
+                    self._depth -= 1
+                    end = time.perf_counter()
+                    ms = 1000 * (end - t)
+                    if by_instance:
+                        _key = f"{type(args[0]).__name__}.{_name}"
+                        self.stats.setdefault(_key, [0, 0.0, 0.0])
+                    if self._depth == 0:
+                        self.calls.append((t, end, _key))
                     row = self.stats[_key]
                     row[0] += 1
                     row[1] += ms
                     row[2] = max(row[2], ms)
             setattr(obj, name, timed)
 
+    def within(self, start: float, end: float) -> str:
+        """The outermost timed calls that ended between `start` and `end`, with their ms."""
+        return " ".join(f"{key}:{1000 * (b - a):.0f}" for a, b, key in self.calls if start < b <= end) or "-"
+
     def report(self) -> None:
+        self.calls.clear()
         print("  GUI slots (calls, total ms, max ms):")
         for key, (n, total, worst) in sorted(self.stats.items(), key=lambda kv: -kv[1][2]):
             if n:
@@ -172,9 +216,16 @@ class SlotTimer:
 def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None) -> dict | None:
     """One run from Start until the library has recorded it; prints and returns its gap figures (ms)."""
     ticks: list[float] = []
+    sched: dict[float, tuple[float, float]] = {}  # tick → the GUI thread's (cpu, runqueue) ms so far
+
+    def tick() -> None:
+        now = time.perf_counter()
+        ticks.append(now)
+        sched[now] = thread_schedstat()
+
     timer = QTimer()
     timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.timeout.connect(tick)
     watchdog = GuiWatchdog() if profile is not None else None
     collections = GcTimer() if profile is not None else None
     if watchdog is not None:
@@ -186,6 +237,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     win.results.run_recorded.connect(recorded.append)
     timer.start()
     start = time.perf_counter()
+    sched[start] = thread_schedstat()
     if not win.start_run():
         print(f"{label}: could not start: {win.last_error}")
         return None
@@ -194,6 +246,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     if not recorded:  # the run file and PNGs are written off the GUI thread; the GUI takes the entry back
         wait_for(app, win.results.run_recorded, 60)
     end = time.perf_counter()
+    sched[end] = thread_schedstat()
     timer.stop()
     if watchdog is not None:
         watchdog.stop()
@@ -217,6 +270,17 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     worst = np.argsort(gaps)[::-1][:4]
     print("  largest gaps (ms, ending at ms after Start): "
           + ", ".join(f"{gaps[i]:.0f} @ {1000 * stamps[i + 1]:.0f}" for i in worst))
+    marks = [start, *ticks, end]
+    parts = []
+    for i in worst:
+        (cpu0, queue0), (cpu1, queue1) = sched[marks[i]], sched[marks[i + 1]]
+        cpu, queue = cpu1 - cpu0, queue1 - queue0
+        parts.append(f"{gaps[i]:.0f} = {cpu:.0f} on a core + {queue:.0f} waiting for one + {gaps[i] - cpu - queue:.0f} "
+                     "blocked")
+    print("  where the GUI thread's time went in them (blocked: the GIL or a lock): " + "; ".join(parts))
+    if profile is not None:
+        for i in worst:
+            print(f"    in the {gaps[i]:.0f} ms gap: {profile.within(marks[i], marks[i + 1])}")
     if profile is not None:
         profile.report()
         watchdog.report()
@@ -279,9 +343,18 @@ def main() -> int:
 
     profile = None
     if args.profile:  # wrapped on the classes, before the window connects its slots
+        import pyqtgraph as pg
+
         from desktop_app import results_controller, tasks
         from desktop_app.panels import run_panel
-        from desktop_app.views import field_arrows, guidance_dock, guidance_plots, live as views, point_cloud
+        from desktop_app.views import (
+            field_arrows,
+            guidance_dock,
+            guidance_maps,
+            guidance_plots,
+            live as views,
+            point_cloud,
+        )
 
         profile = SlotTimer()
         profile.wrap(MainWindow, "_paint_latest", "_on_finished", "start_run")
@@ -295,6 +368,8 @@ def main() -> int:
         profile.wrap(field_arrows.FieldOverlay, "show_step", "_on_field")
         profile.wrap(tasks.SerialTasks, "_deliver")
         profile.wrap(run_panel.RunPanel, "show_progress")
+        profile.wrap(pg.GraphicsView, "paintEvent", by_instance=True)
+        profile.wrap(guidance_maps.ColourScale, "paintEvent")
     win = MainWindow(settings=QSettings(os.path.join(scratch, "studio.ini"), QSettings.Format.IniFormat))
     win.resize(1500, 950)
     win.show()

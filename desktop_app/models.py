@@ -26,6 +26,8 @@ def _import_engine() -> tuple[list[Any], list[str]]:
     from core import list_models
     from core.device import available_devices
 
+    from .run import worker  # noqa: F401  imported here, off the GUI thread: the first Start held the GIL for it
+
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     return list_models(), available_devices()
 

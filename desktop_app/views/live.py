@@ -161,9 +161,10 @@ class PointPane(pg.PlotWidget):
 
     def set_colors(self, colors: np.ndarray | None) -> None:
         """Colours of the cloud's points: (B, 3) uint8, one RGB for all (3,), or None (dark grey)."""
-        if colors is not None and np.ndim(colors) == 2 and len(np.unique(colors, axis=0)) == 1:
-            colors = np.asarray(colors)[0]
-        self.colors = None if colors is None else np.asarray(colors)
+        colors = None if colors is None else np.asarray(colors)
+        if colors is not None and colors.ndim == 2 and len(colors) and (colors == colors[0]).all():
+            colors = colors[0]  # one colour for all (found by a comparison: np.unique sorted every row at Start)
+        self.colors = colors
 
     def show_points(self, points: np.ndarray | None) -> None:
         """Paint the cloud (B, 2); None clears it."""
