@@ -9,7 +9,8 @@ library, as in the app): 2-D models with DDPM, 1000 steps, batch 2000, CFG w=3; 
   - the time from Start to the first frame painted;
   - frames painted vs steps run (coalescing drops frames the GUI had no time for);
   - for the four largest gaps, how the GUI thread spent them (Linux schedstat): on a core (its own work),
-    waiting for a core (the machine is busy), or blocked (waiting for the GIL or a lock).
+    waiting for a core (the machine is busy), or off the cores (the timer's own wait until the next tick,
+    and any wait for the GIL or a lock).
 With --profile it also says where the GUI thread was when a tick came late: a watchdog thread
 samples the GUI thread's Python stack (and the sampling thread's) whenever no tick has arrived for 30 ms,
 the slowest GUI slots and every view's paint are timed one by one, and each of the largest gaps lists the
@@ -65,8 +66,8 @@ def wait_for(app: QApplication, signal, timeout_s: float = 120.0) -> list:
 
 def thread_schedstat() -> tuple[float, float]:
     """(ms on a core, ms waiting for a core) of the calling thread so far, from Linux's schedstat; (nan, nan)
-    elsewhere. Between two ticks of the GUI timer, the rest of the wall time is time the thread was blocked:
-    waiting for the GIL (or a lock), not for the machine."""
+    elsewhere. Between two ticks of the GUI timer, the rest of the wall time the thread was off the cores:
+    asleep until the tick is due, or waiting for the GIL (or a lock); not for the machine."""
     try:
         with open("/proc/thread-self/schedstat") as f:
             on_cpu, waiting, _ = f.read().split()
@@ -276,8 +277,9 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
         (cpu0, queue0), (cpu1, queue1) = sched[marks[i]], sched[marks[i + 1]]
         cpu, queue = cpu1 - cpu0, queue1 - queue0
         parts.append(f"{gaps[i]:.0f} = {cpu:.0f} on a core + {queue:.0f} waiting for one + {gaps[i] - cpu - queue:.0f} "
-                     "blocked")
-    print("  where the GUI thread's time went in them (blocked: the GIL or a lock): " + "; ".join(parts))
+                     "off")
+    print("  the GUI thread's time in them (off: asleep until the tick, or waiting for the GIL or a lock): "
+          + "; ".join(parts))
     if profile is not None:
         for i in worst:
             print(f"    in the {gaps[i]:.0f} ms gap: {profile.within(marks[i], marks[i + 1])}")
