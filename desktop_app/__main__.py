@@ -88,6 +88,9 @@ def _join_background_threads(timeout: float) -> bool:
     a finished save, an idle pool shut down); one still inside a long native call (loading a large
     model) is left to the interpreter's normal exit.
     """
+    from .tasks import close_lanes
+
+    close_lanes()
     deadline = time.monotonic() + timeout
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
     for thread in others:

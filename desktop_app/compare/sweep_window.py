@@ -69,7 +69,7 @@ class SweepRunner(ThreadedJob):
     failed = Signal(str)
 
     def __init__(self, spec: SweepSpec, bundle: ModelBundle, parent: QObject | None = None):
-        super().__init__("sweep", parent)
+        super().__init__("sweep", parent, lane=True)
         self.spec, self.bundle = spec, bundle
         self.cancel = threading.Event()
 

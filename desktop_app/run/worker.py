@@ -72,7 +72,7 @@ class SamplingWorker(ThreadedJob):
         exact_decode: a latent model's x̂0 decoded by its VAE at every step, instead of for the frames
         the GUI will paint within 7 % of the sampling time (`core.latent_preview`).
         pace: watch mode, at most this many steps per second (None or 0: as fast as the model goes)."""
-        super().__init__("sampling", parent)
+        super().__init__("sampling", parent, lane=True)
         self.request = request
         self.bundle = bundle
         self.exact_curves = exact_curves

@@ -1,0 +1,67 @@
+"""Jobs off the GUI thread: sampling keeps one thread across runs (CUDA's per-thread caches survive), other
+jobs get a thread each; a failing job does not end its lane; quitting lets the kept threads end."""
+from __future__ import annotations
+
+import threading
+
+from desktop_app.tasks import ThreadedJob, close_lanes
+
+from .conftest import RUN_TIMEOUT_MS
+
+
+class Job(ThreadedJob):
+    def __init__(self, name: str, lane: bool, fail: bool = False, gate: threading.Event | None = None):
+        super().__init__(name, lane=lane)
+        self.fail, self.gate, self.thread = fail, gate, None
+
+    def _run(self) -> None:
+        self.thread = threading.current_thread()
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail:
+            raise RuntimeError("this job fails")
+
+
+def run(job: Job) -> Job:
+    job.start()
+    assert job.wait(10) and not job.is_running()
+    return job
+
+
+def test_jobs_of_a_lane_share_one_kept_thread_and_others_get_their_own():
+    first, failing = run(Job("test-lane", True)), run(Job("test-lane", True, fail=True))
+    second = run(Job("test-lane", True))
+    assert first.thread is failing.thread is second.thread  # the failure did not end the lane
+    assert first.thread.name == "test-lane" and first.thread.is_alive()  # kept, waiting for the next job
+    own = [run(Job("test-own", False)) for _ in range(2)]
+    assert own[0].thread is not own[1].thread and first.thread not in (own[0].thread, own[1].thread)
+
+
+def test_a_job_waits_its_turn_and_says_it_is_running_until_it_ends():
+    gate = threading.Event()
+    held, queued = Job("test-turns", True, gate=gate), Job("test-turns", True)
+    assert queued.wait(0) and not queued.is_running()  # never started: nothing to wait for
+    held.start()
+    queued.start()
+    assert held.is_running() and queued.is_running() and not queued.wait(0.2)
+    gate.set()
+    assert queued.wait(10) and held.wait(0) and queued.thread is held.thread
+
+
+def test_closing_the_lanes_ends_their_threads_and_a_later_job_starts_a_new_one():
+    first = run(Job("test-close", True))
+    close_lanes()
+    first.thread.join(10)
+    assert not first.thread.is_alive()
+    later = run(Job("test-close", True))
+    assert later.thread is not first.thread and later.thread.name == "test-close" and later.thread.is_alive()
+
+
+def test_the_windows_runs_sample_on_one_kept_thread(qtbot, window):
+    idents = []
+    for _ in range(2):
+        window.session.update(steps="3", batch_points=20)
+        with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+            window.start_run()
+        idents.append(window.worker.ran_on)
+    assert idents[0] is idents[1] and idents[0].name == "sampling"
