@@ -23,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -93,14 +94,39 @@ def _count(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass
+class Setup:
+    """A random Stable Diffusion pipeline of a preset's shapes and our bundle of the very same modules, with
+    the request both sides sample (this bench and bench/latent_previews.py)."""
+
+    name: str
+    preset: dict
+    steps: int
+    device: torch.device
+    precision: str
+    dtype: torch.dtype
+    card: str
+    pipe: object
+    info: PipelineInfo
+    bundle: object
+    request: SamplingRequest
+    build_seconds: float
+
+
+def parse_args(description: str, per: str) -> argparse.Namespace:
+    """The options both SD benches take; `per` names what --repeats counts ("side", "way")."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--preset", choices=("auto", *PRESETS), default="auto")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3, help="measured runs per side (after one warm-up)")
+    parser.add_argument("--repeats", type=int, default=3, help=f"measured runs per {per} (after one warm-up)")
     parser.add_argument("--steps", type=int, default=0, help="override the preset's step count")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def setup(args: argparse.Namespace) -> Setup:
+    """Build the preset's pipeline on the device (sd15 on CUDA, small elsewhere, unless --preset says), fp16
+    on CUDA and fp32 elsewhere, and our bundle over its modules."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -110,7 +136,6 @@ def main() -> None:
     precision = "fp16" if device.type == "cuda" else "fp32"
     dtype = torch.float16 if precision == "fp16" else torch.float32
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         pipe = build_pipeline(preset, Path(tmp), device, dtype)
@@ -119,12 +144,23 @@ def main() -> None:
                             {"all": Weights((), None, count)})
         parts = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer}
         bundle = build_bundle(f"random-{name}", info, parts, dict(pipe.scheduler.config), {}, device, precision)
-        print(f"{name}: UNet {_count(pipe.unet):.0f} M, VAE {_count(pipe.vae):.0f} M, text encoder "
-              f"{_count(pipe.text_encoder):.0f} M parameters; {preset['size']}×{preset['size']}, {steps} DDIM steps, "
-              f"CFG γ = {GAMMA}, {precision} on {card}; built in {time.perf_counter() - start:.1f}s")
+        seconds = time.perf_counter() - start
     size = preset["size"]
     request = SamplingRequest(name, steps=str(steps), seed=0, batch=1, prompt=PROMPT, negative_prompt=NEGATIVE,
                               width=size, height=size, guidance=Guidance("cfg", weight=GAMMA - 1))
+    return Setup(name, preset, steps, device, precision, dtype, card, pipe, info, bundle, request, seconds)
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], "side")
+    bench = setup(args)
+    name, preset, steps, device, precision, dtype, card = (bench.name, bench.preset, bench.steps, bench.device,
+                                                           bench.precision, bench.dtype, bench.card)
+    pipe, info, bundle, request = bench.pipe, bench.info, bench.bundle, bench.request
+    print(f"{name}: UNet {_count(pipe.unet):.0f} M, VAE {_count(pipe.vae):.0f} M, text encoder "
+          f"{_count(pipe.text_encoder):.0f} M parameters; {preset['size']}×{preset['size']}, {steps} DDIM steps, "
+          f"CFG γ = {GAMMA}, {precision} on {card}; built in {bench.build_seconds:.1f}s")
+    size = preset["size"]
     x_t = next(sample(request, bundle)).x
     state = {}
 

@@ -16,10 +16,8 @@ with a classifier, which Stable Diffusion has not). Both include the final decod
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,11 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from diffusers_speed import GAMMA, NEGATIVE, PRESETS, PROMPT, build_pipeline  # noqa: E402
+from diffusers_speed import GAMMA, parse_args, setup  # noqa: E402
 
-from core import Guidance, SamplingRequest, sample  # noqa: E402
-from core.diffusers.files import Weights  # noqa: E402
-from core.diffusers.loader import PipelineInfo, build_bundle  # noqa: E402
+from core import SamplingRequest, sample  # noqa: E402
 from core.recording import Recorder  # noqa: E402
 
 PAINT_INTERVAL = 0.033  # the window paints at most ~30 frames a second (desktop_app.main_window)
@@ -65,33 +61,12 @@ def app_worker(request: SamplingRequest, bundle, exact: bool, decoded: list[int]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=("auto", *PRESETS), default="auto")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3, help="measured runs per way (after one warm-up)")
-    parser.add_argument("--steps", type=int, default=0, help="override the preset's step count")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    name = args.preset if args.preset != "auto" else ("sd15" if device.type == "cuda" else "small")
-    preset = PRESETS[name]
-    steps = args.steps or preset["steps"]
-    precision = "fp16" if device.type == "cuda" else "fp32"
-    dtype = torch.float16 if precision == "fp16" else torch.float32
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    with tempfile.TemporaryDirectory() as tmp:
-        pipe = build_pipeline(preset, Path(tmp), device, dtype)
-        count = sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
-        info = PipelineInfo(Path(f"random {name}"), "StableDiffusionPipeline", "sd", {},
-                            {"all": Weights((), None, count)})
-        parts = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer}
-        bundle = build_bundle(f"random-{name}", info, parts, dict(pipe.scheduler.config), {}, device, precision)
-    size = preset["size"]
-    request = SamplingRequest(name, steps=str(steps), seed=0, batch=1, prompt=PROMPT, negative_prompt=NEGATIVE,
-                              width=size, height=size, guidance=Guidance("cfg", weight=GAMMA - 1))
-    print(f"{name}: {size}×{size}, {steps} DDIM steps, CFG γ = {GAMMA}, batch 1, {precision} on {card}")
+    args = parse_args(__doc__.splitlines()[0], "way")
+    bench = setup(args)
+    request, bundle, device, steps = bench.request, bench.bundle, bench.device, bench.steps
+    size = bench.preset["size"]
+    print(f"{bench.name}: {size}×{size}, {steps} DDIM steps, CFG γ = {GAMMA}, batch 1, {bench.precision} on "
+          f"{bench.card}")
     decoded: dict[str, list[tuple[int, float]]] = {"app": [], "exact": []}
     ways = {"sampler": lambda: sampler_only(request, bundle),
             "app": lambda: app_worker(request, bundle, False, decoded["app"]),
@@ -116,7 +91,7 @@ def main() -> None:
     print(f"  app / sampler   : {best['app'] / best['sampler']:.3f}   (goal ≤ 1.10 on GPU)")
     print(f"  exact / sampler : {best['exact'] / best['sampler']:.3f}   (what 'VAE-decode x₀ every step' costs)")
     if device.type == "cuda":
-        print(f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB ({card})")
+        print(f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB ({bench.card})")
 
 
 if __name__ == "__main__":
