@@ -6,7 +6,6 @@ on the GUI thread through a queued signal, so slots may touch widgets.
 from __future__ import annotations
 
 import os
-import queue
 import sys
 import threading
 import traceback
@@ -29,67 +28,34 @@ def describe_error(exc: BaseException, context: str = "") -> str:
     return f"{context}{text}"
 
 
-class _Lane:
-    """One long-lived daemon thread that runs the jobs given to it in turn.
-
-    Sampling runs on a kept thread rather than a new one per run: CUDA's libraries keep per-thread state
-    (cuDNN's benchmarked convolution plans among it) that a new thread builds again. On an H100, a 30-step
-    Stable-Diffusion-sized run took 3.0–4.2 s on a new thread each time, 1.4 s on a kept one.
-    """
-
-    def __init__(self, name: str):
-        self.name = name
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, daemon=True, name=self.name)
-                self._thread.start()
-            self._jobs.put(job)
-
-    def close(self) -> None:
-        """End the thread once the jobs given so far are done (a later job starts a new one)."""
-        self._jobs.put(None)
-
-    def _serve(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                with self._lock:
-                    if self._jobs.empty():
-                        self._thread = None
-                        return
-                continue
-            try:
-                job()
-            except Exception:  # a job's own failure must not end the lane
-                traceback.print_exc()
-
-
-_LANES: dict[str, _Lane] = {}
+# Kept job threads by name: one-thread pools (as SerialTasks uses). Sampling runs on a kept thread rather
+# than a new one per run: CUDA's libraries keep per-thread state (cuDNN's benchmarked convolution plans among
+# it) that a new thread builds again. On an H100, a 30-step Stable-Diffusion-sized run took 3.0–4.2 s on a new
+# thread each time, 1.4 s on a kept one.
+_LANES: dict[str, ThreadPoolExecutor] = {}
 _LANES_LOCK = threading.Lock()
 
 
-def _lane(name: str) -> _Lane:
+def _lane(name: str) -> ThreadPoolExecutor:
     with _LANES_LOCK:
-        return _LANES.setdefault(name, _Lane(name))
+        if name not in _LANES:
+            _LANES[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return _LANES[name]
 
 
 def close_lanes() -> None:
-    """Let every kept job thread end once its jobs are done (quitting)."""
+    """Let every kept job thread end once its jobs are done (quitting); a later job starts a new one."""
     with _LANES_LOCK:
-        for lane in _LANES.values():
-            lane.close()
+        for pool in _LANES.values():
+            pool.shutdown(wait=False)
+        _LANES.clear()
 
 
 class ThreadedJob(QObject):
     """A QObject whose `_run` executes once off the GUI thread; its signals reach the GUI thread.
 
-    thread_name: the daemon thread's name. lane: run on the kept thread of that name (`_Lane`), after the
-    jobs given to it before, instead of on a thread of its own.
+    thread_name: the thread's name. lane: run on the kept thread of that name (`_lane`), after the jobs given
+    to it before, instead of on a daemon thread of its own.
     """
 
     def __init__(self, thread_name: str, parent: QObject | None = None, *, lane: bool = False):
@@ -112,6 +78,8 @@ class ThreadedJob(QObject):
         self.ran_on = threading.current_thread()
         try:
             self._run()
+        except Exception:  # said here, on either kind of thread; a kept thread goes on to its next job
+            traceback.print_exc()
         finally:
             self._ended.set()
 
