@@ -17,6 +17,7 @@ from core import guidance_views as V
 from core.images import PALETTE
 
 from .captions import CAPTIONS
+from .plots import IDLE_STEPS
 from .point_cloud import cache_axes
 
 TOP_CLASSES = 10
@@ -124,6 +125,7 @@ class ClassStack(pg.PlotWidget):
         self.addItem(self.cursor)
         self.bands: np.ndarray = np.zeros((0, 0))
         self._means: dict[int, np.ndarray] = {}  # step → mean p(k | x_t) over the batch, computed once
+        self.set_steps(IDLE_STEPS)
 
     def begin(self, num_steps: int) -> None:
         self.set_steps(num_steps)
@@ -192,6 +194,7 @@ class TwinDistance(pg.PlotWidget):
                                  name="x̂0")
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=CURSOR_PEN)
         self.addItem(self.cursor)
+        self.set_steps(IDLE_STEPS)
 
     def begin(self, num_steps: int) -> None:
         self.set_steps(num_steps)

@@ -29,6 +29,9 @@ def free_width(label: pg.LabelItem) -> None:
     label.updateMin = without_min_width
 
 
+
+IDLE_STEPS = 50  # the step axes' span before any run (a run then sets its own)
+
 class StepPlots(pg.GraphicsLayoutWidget):
     """Three stacked plots over the step index, each with a cursor at the step on screen.
 
@@ -51,7 +54,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
             plot = self.addPlot(row=0, col=col)
             free_width(plot.titleLabel)
             plot.setToolTip(CAPTIONS[key].tooltip())
-            plot.setXRange(0, 50, padding=0.02)
+            plot.setXRange(0, IDLE_STEPS, padding=0.02)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setMenuEnabled(False)
             cache_axes(plot)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QFontMetrics
 
-from desktop_app.views.guidance_plots import NAME_AXIS_WIDTH, ClassBars
+from desktop_app.views.guidance_plots import NAME_AXIS_WIDTH, ClassBars, ClassStack, TwinDistance
 from desktop_app.views.live import POINT_RANGE, LiveViews, extent_for, outside_text
+from desktop_app.views.plots import IDLE_STEPS
 
 from .conftest import LOAD_TIMEOUT_MS, tiny_bundle
 from .test_views import run_to_end
@@ -132,3 +133,13 @@ def test_the_planes_fit_the_samples_without_zooming_at_every_step(qtbot):
     assert half_width() == pytest.approx(POINT_RANGE)
     outliers = np.concatenate([np.zeros((99, 2)), [[40.0, 0.0]]])
     assert extent_for(outliers, POINT_RANGE) == POINT_RANGE  # one far point is not worth zooming out for
+
+
+def test_before_any_run_the_step_axes_span_whole_steps(qtbot):
+    stack, twin = ClassStack(), TwinDistance()
+    for widget in (stack, twin):
+        qtbot.addWidget(widget)
+        widget.resize(300, 200)
+        widget.show()
+        low, high = widget.plot.viewRange()[0]
+        assert low < 0 < IDLE_STEPS < high < IDLE_STEPS + 2  # 0 … 50, not pyqtgraph's empty ±500 × 0.001
