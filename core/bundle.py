@@ -181,6 +181,8 @@ class ModelBundle:
     classifier_config: ClassifierConfig | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
+    #: the network's forward compiled for the CPU (`core.compiled.attach`), used in its place where it fits
+    compiled: Any = field(default=None, repr=False)
 
     #: the precisions each device type runs (others: fp32 only)
     PRECISIONS_ON: ClassVar[Mapping[str, tuple[str, ...]]] = {"cuda": ("fp32", "fp16", "bf16")}
@@ -297,6 +299,7 @@ class ModelBundle:
     def to(self, device: torch.device | str) -> "ModelBundle":
         """Move the networks to `device` (in place) and return self."""
         self.device = torch.device(device)
+        self.compiled = None  # compiled for where the network was
         self.model.to(self.device)
         if self.classifier is not None:
             self.classifier.to(self.device)

@@ -70,13 +70,17 @@ def _tuned(bundle: ModelBundle) -> Iterator[None]:
 
 
 def network_output(bundle: ModelBundle, x: Tensor, t: Tensor, y: CondBatch) -> tuple[Tensor, Tensor | None]:
-    """(ε, v) of one forward; v is None unless the model learns sigma. Both float32. On CUDA the forward
-    is replayed from a CUDA graph where the network allows it (`core.cuda_graphs`)."""
+    """(ε, v) of one forward; v is None unless the model learns sigma. Both float32. The bundle's compiled
+    forward runs in the network's place where it has one (`core.compiled`); on CUDA the forward is replayed
+    from a CUDA graph where the network allows it (`core.cuda_graphs`)."""
     def forward(x: Tensor, t: Tensor, *y: Tensor) -> tuple[Tensor]:
         with _tuned(bundle), _autocast(bundle):
             return (bundle.model(x, t, *y).float(),)
 
-    if bundle.device.type == "cuda" and (y is None or isinstance(y, Tensor)):
+    compiled = bundle.compiled
+    if compiled is not None and compiled.accepts(x, t, y):
+        out = compiled(x, t, y)
+    elif bundle.device.type == "cuda" and (y is None or isinstance(y, Tensor)):
         inputs = (x, t) if y is None else (x, t, y)
         (out,) = GRAPHS.call(bundle.model, ("forward", bundle.precision), forward, inputs)
     else:
@@ -96,10 +100,11 @@ def network_outputs(
     ways: dict[str, Callable[[], list]] = {"joint": lambda: _joint_outputs(bundle, t, passes)}
     if len(passes) > 1:
         ways["split"] = lambda: [network_output(bundle, x, t, y) for x, y in passes]
-    if _spreadable(bundle, len(passes) * len(t)):
+    compiled = bundle.compiled is not None
+    if _spreadable(bundle, len(passes) * len(t)) and not compiled:  # a compiled forward runs one call at a time
         ways["cores"] = lambda: _cores_outputs(bundle, t, passes)
     key = ("model", bundle.device.type, bundle.precision, tuple(len(x) for x, _ in passes),
-           tuple(passes[0][0].shape[1:]), torch.get_num_threads())
+           tuple(passes[0][0].shape[1:]), torch.get_num_threads(), compiled)
     return _WAYS.run(bundle, bundle.model, key, ways)
 
 
@@ -270,7 +275,7 @@ _WAYS = _Ways()
 
 def batching_choice(bundle: ModelBundle) -> dict[tuple, str]:
     """The way chosen for `bundle`'s network so far: {(device, precision, pass sizes, sample shape, torch
-    threads): "joint" (one forward over the concatenated passes), "split" (one forward each) or "cores"
+    threads, compiled forward or not): "joint" (one forward over the concatenated passes), "split" (one forward each) or "cores"
     (slices side by side on the CPU's cores)}."""
     return {key[1:]: way for key, way in _WAYS.choice(bundle.model).items()}
 

@@ -258,6 +258,7 @@ class MainWindow(QMainWindow):
         if running and self.worker.wait(CLOSE_WAIT_S):
             QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)  # its `finished`: recorded
         self.guidance.field.close(CLOSE_WAIT_S)
+        self.loader.compiler.stop()
         self.views.play_button.setChecked(False)
         self.results.shutdown()
         self.save_state()

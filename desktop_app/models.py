@@ -11,6 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from .compiling import NetworkCompiler, prepare
 from .session import ModelCaps, Session
 from .tasks import BackgroundTask
 
@@ -32,13 +33,24 @@ def _import_engine() -> tuple[list[Any], list[str]]:
     return list_models(), available_devices()
 
 
-def _load_file(path: str, classifier_path: str | None, flags: str, device: str, precision: str) -> tuple[Any, Any]:
-    """(bundle, plan): any model file or folder the Open-model dialog takes, through the same plan it
-    shows (core.model_plan); a plan with an error raises it as one readable sentence."""
+def _load_file(path: str, classifier_path: str | None, flags: str, device: str, precision: str
+               ) -> tuple[Any, Any, bool]:
+    """(bundle, plan, whether compiling its network is worth starting): any model file or folder the
+    Open-model dialog takes, through the same plan it shows (core.model_plan); a plan with an error raises
+    it as one readable sentence. The network's compiled forward is attached when it is on disk."""
     from core.model_plan import open_planned, plan_open
 
     plan = plan_open(path, classifier_path or None, flags)
-    return open_planned(plan, device=device, precision=precision), plan
+    bundle = open_planned(plan, device=device, precision=precision)
+    return bundle, plan, prepare(bundle)
+
+
+def _load_builtin(key: str, device: str, precision: str) -> tuple[Any, bool]:
+    """(bundle, whether compiling its network is worth starting): a built-in model, or a file by path."""
+    from core import load_model
+
+    bundle = load_model(key, device=device, precision=precision)
+    return bundle, prepare(bundle)
 
 
 class ModelLoader(QObject):
@@ -63,6 +75,8 @@ class ModelLoader(QObject):
         self._file_sources: dict[str, tuple[str, str | None, str]] = {}
         self._task: BackgroundTask | None = None
         self._backdrop_task: BackgroundTask | None = None
+        self.compiler = NetworkCompiler(self)
+        self.compiler.status.connect(self.status)
 
     @property
     def busy(self) -> bool:
@@ -127,10 +141,8 @@ class ModelLoader(QObject):
             self.load_file(*self._file_sources[key], apply_sampling=False)
             return
         s = self.session.settings
-        from core import load_model
-
-        self._run(lambda: load_model(key, device=s.device, precision=s.precision),
-                  lambda bundle: self.use_bundle(bundle, key),
+        self._run(lambda: _load_builtin(key, s.device, s.precision),
+                  lambda found: self.use_bundle(found[0], key, compile=found[1]),
                   f"Loading {key} on {s.device}…", f"Could not load {key}: ")
 
     def load_file(self, path: str, classifier_path: str | None = None, flags: str = "",
@@ -141,13 +153,13 @@ class ModelLoader(QObject):
         s = self.session.settings
         name = Path(path).name
 
-        def done(found: tuple[Any, Any]) -> None:
-            bundle, plan = found
+        def done(found: tuple[Any, Any, bool]) -> None:
+            bundle, plan, wanted = found
             self._file_sources[path] = (path, classifier_path, flags)
             if path not in {row[0] for row in self._file_rows}:
                 self._file_rows.append((path, f"{bundle.name} — {name}", path))
                 self._emit_rows()
-            self.use_bundle(bundle, path, source=path)
+            self.use_bundle(bundle, path, source=path, compile=wanted and not classifier_path and not flags.strip())
             if apply_sampling and plan.sampling:
                 self.session.apply_sampling(plan.sampling)
                 self.status.emit(f"{bundle.name} ready; from the flags: " + "; ".join(plan.applied))
@@ -164,13 +176,17 @@ class ModelLoader(QObject):
         if self.key:
             self.load(self.key)
 
-    def use_bundle(self, bundle: Any, key: str, source: str | None = None) -> None:
+    def use_bundle(self, bundle: Any, key: str, source: str | None = None, compile: bool = False) -> None:
+        """Make `bundle` the current model. compile: start compiling its network for this CPU in the
+        background (`compiling.NetworkCompiler`; the loaders say whether that is worth it)."""
         self.bundle = bundle
         self.key = key
         caps = ModelCaps.from_bundle(bundle, source)
         self.session.set_caps(caps)
-        self.status.emit(f"{bundle.name} ready on {bundle.device} ({bundle.precision}).")
+        fast = " with its network compiled for this CPU" if getattr(bundle, "compiled", None) is not None else ""
+        self.status.emit(f"{bundle.name} ready on {bundle.device} ({bundle.precision}){fast}.")
         self.loaded.emit(bundle.name)
+        self.compiler.consider(bundle, key, compile)
         if caps.is_points:
             self._start_backdrop(bundle)
 

@@ -95,13 +95,15 @@ class ThreadedJob(QObject):
 
 
 class BackgroundTask(ThreadedJob):
-    """`fn()` in a daemon thread; `done(result)` or `failed(message)` afterwards, on the GUI thread."""
+    """`fn()` in a daemon thread (or on the kept thread `thread_name` with `lane`: after the jobs given to it
+    before); `done(result)` or `failed(message)` afterwards, on the GUI thread."""
 
     done = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, fn: Callable[[], Any], context: str = "", parent: QObject | None = None):
-        super().__init__("background-task", parent)
+    def __init__(self, fn: Callable[[], Any], context: str = "", parent: QObject | None = None, *,
+                 thread_name: str = "background-task", lane: bool = False):
+        super().__init__(thread_name, parent, lane=lane)
         self._fn = fn
         self._context = context
 

@@ -25,7 +25,7 @@ import torch
 
 from resources import MODELS
 
-from .. import distributed, metrics
+from .. import compiled, distributed, metrics
 from ..data import load_dataset
 from ..netfile import load_network
 from ..registry import load_model
@@ -124,6 +124,7 @@ def run(args) -> int:
     values = parse_values(args.values)
     with distributed.joined(args.device) as world:
         bundle = load_model(args.model, world.device, args.precision)
+        compiled.attach(bundle)  # the network compiled for this CPU, if `python -m core compile` made it
         if bundle.config.num_classes < 1:
             raise ValueError(f"{bundle.name!r} is unconditional; the sweep needs requested labels to score.")
         judge, info = load_network(args.judge, role="judge")

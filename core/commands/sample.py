@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import distributed
+from .. import compiled, distributed
 from ..device import free_memory
 from ..images import grid, points_image, to_uint8
 from ..infotext import format_infotext
@@ -111,6 +111,7 @@ def run(args) -> int:
     check_output(args.out)
     with distributed.joined(args.device) as world:
         bundle = load_model(args.model, world.device, args.precision)
+        compiled.attach(bundle)  # the network compiled for this CPU, if `python -m core compile` made it
         check_memory(args.num, min(chunk, args.num), bundle, base)
         if world.is_main and world.size > 1 and chunk >= args.num:
             print(f"note: {args.num} samples make one batch, so one rank does all the work; "

@@ -34,6 +34,7 @@ class PatchedUNet(nn.Module):
     """
 
     cuda_graph_safe = True  # no host reads of tensor values: fit for core.cuda_graphs
+    compilable = True  # no data-dependent control flow: torch.export traces it (core.compiled)
 
     def __init__(self, image_size: int, in_channels: int, model_channels: int, out_channels: int,
                  num_res_blocks: int, attention_resolutions: Sequence[int] = (), patch: int = 2,

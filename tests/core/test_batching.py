@@ -54,7 +54,7 @@ def test_a_model_whose_double_batch_costs_more_runs_its_passes_apart(threads):
     steps = cfg_run(bundle)
     # Step 1 measured: joint, split (warm-up), then three rounds of both; every later step: two forwards of 4.
     assert model.batches == [8, 4, 4] + [8, 4, 4] * 3 + [4, 4] * 3
-    assert batching_choice(bundle) == {("cpu", "fp32", (4, 4), (2,), 1): "split"}
+    assert batching_choice(bundle) == {("cpu", "fp32", (4, 4), (2,), 1, False): "split"}
     joint = cfg_run(bundle_of(Costed(0.0, 0.0)))  # the same model, quick: one forward every step
     for a, b in zip(steps, joint):
         torch.testing.assert_close(a.x, b.x)
@@ -68,7 +68,7 @@ def test_a_model_that_costs_per_call_keeps_one_forward_and_quick_or_analytic_one
     quick = Costed(0.0, 0.0)
     bundle = bundle_of(quick)
     cfg_run(bundle)
-    assert quick.batches == [8] * 4 and batching_choice(bundle) == {("cpu", "fp32", (4, 4), (2,), 1): "joint"}
+    assert quick.batches == [8] * 4 and batching_choice(bundle) == {("cpu", "fp32", (4, 4), (2,), 1, False): "joint"}
     analytic = Costed(0.01, 0.0)
     del analytic.weight
     analytic.weight = 0.5
@@ -83,7 +83,7 @@ def test_on_two_cpu_threads_slices_run_side_by_side_on_single_threaded_workers(t
     steps = cfg_run(bundle)
     # Step 1 measured joint, split and cores (warm-ups, three rounds); every later step: two slices of 4.
     assert model.batches == [8, 4, 4, 4, 4] + [8, 4, 4, 4, 4] * 3 + [4, 4] * 3
-    assert batching_choice(bundle) == {("cpu", "fp32", (4, 4), (2,), 2): "cores"}
+    assert batching_choice(bundle) == {("cpu", "fp32", (4, 4), (2,), 2, False): "cores"}
     for a, b in zip(steps, cfg_run(bundle_of(Costed(0.0, 0.0)))):
         torch.testing.assert_close(a.x, b.x)
     assert torch.get_num_threads() == 2  # the workers' single thread did not become the caller's

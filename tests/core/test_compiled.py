@@ -1,0 +1,119 @@
+"""The CPU's compiled forwards (core/compiled.py): one real AOTInductor compile of a small patched UNet per
+test session (tests/conftest.py), then what uses it, what refuses a package and what happens when compiling
+fails."""
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+import torch
+
+from core import Guidance, SamplingRequest, compiled, final_sample
+from core.checkpoints import save_bundle
+from core.cli import main
+from core.guidance import network_output
+
+from ..compiled_fixtures import small_unet_bundle
+
+small_bundle = small_unet_bundle
+
+
+@pytest.fixture
+def cache(compiled_package, monkeypatch):
+    """(cache folder holding small_bundle()'s package, the package's path)."""
+    monkeypatch.setenv(compiled.CACHE_ENV, str(compiled_package.parent.parent))
+    return compiled_package.parent.parent, compiled_package
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def test_the_package_reproduces_the_network_at_every_batch_size(cache):
+    bundle = small_bundle()
+    assert compiled.package_path(bundle) == cache[1] and cache[1].is_file()
+    assert not compiled.wanted(bundle)
+    assert compiled.attach(bundle) and bundle.compiled.path == cache[1]
+    with torch.inference_mode():
+        for batch in (1, 5, 16):
+            inputs = compiled.example_inputs(bundle, batch)
+            eager = bundle.model(*inputs)
+            assert eager.abs().max() > 0.1
+            assert relative_error(bundle.compiled(*inputs), eager) < 1e-5
+
+
+def test_a_run_uses_the_compiled_forward_and_gives_the_eager_runs_samples(cache):
+    bundle = small_bundle()
+    request = SamplingRequest(model=bundle.name, sampler="ddim", steps="ddim10", seed=3, batch=6,
+                              guidance=Guidance(kind="cfg", weight=2.0), label=(0, 1, 2, 0, 1, 2))
+    eager = final_sample(request, bundle).x
+    assert compiled.attach(bundle)
+    calls = []
+    runner = bundle.compiled.runner
+    bundle.compiled.runner = lambda *args: calls.append(len(args[0])) or runner(*args)
+    fast = final_sample(request, bundle).x
+    # every step: both CFG passes, in one forward or two (the first step times both ways)
+    assert set(calls) <= {6, 12} and sum(calls) >= 10 * 12
+    assert relative_error(fast, eager) < 1e-4 and not torch.equal(fast, eager)
+
+
+def test_a_call_that_needs_gradients_runs_eagerly(cache):
+    bundle = small_bundle()
+    assert compiled.attach(bundle)
+    x, t, y = compiled.example_inputs(bundle, 2)
+    x.requires_grad_(True)
+    assert not bundle.compiled.accepts(x, t, y)
+    eps, _ = network_output(bundle, x, t, y)
+    eps.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert not bundle.compiled.accepts(x.detach(), t.float(), y)  # timesteps not as compiled: eager too
+
+
+def test_other_weights_or_a_damaged_package_run_eagerly(cache, tmp_path, monkeypatch, caplog):
+    other = small_bundle()
+    with torch.no_grad():
+        next(other.model.parameters())[0] += 1.0
+    assert compiled.package_path(other) != cache[1]
+    assert compiled.wanted(other) and not compiled.attach(other) and other.compiled is None
+
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
+    bundle = small_bundle()
+    damaged = compiled.package_path(bundle)
+    damaged.parent.mkdir(parents=True)
+    shutil.copyfile(cache[1], damaged)
+    with open(damaged, "r+b") as fh:
+        fh.truncate(damaged.stat().st_size // 2)
+    with caplog.at_level(logging.WARNING, logger="core.compiled"):
+        assert not compiled.attach(bundle)
+    assert bundle.compiled is None and "runs eagerly" in caplog.text
+    request = SamplingRequest(model=bundle.name, steps="ddim5", batch=2, label=(1, 2))
+    assert torch.isfinite(final_sample(request, bundle).x).all()
+
+
+def test_moving_the_bundle_drops_its_compiled_forward(cache):
+    bundle = small_bundle()
+    assert compiled.attach(bundle)
+    bundle.to("cpu")
+    assert bundle.compiled is None
+
+
+def test_a_failed_compile_is_one_line_and_not_tried_again(tmp_path, monkeypatch, capsys):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Compiler g++ not found\nsecond line")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", no_compiler)
+    bundle = small_bundle("my-unet")
+    path = save_bundle(bundle, tmp_path / "my-unet.safetensors")
+    assert main(["compile", "--model", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Could not compile my-unet: RuntimeError: Compiler g++ not found" in err
+    package = compiled.package_path(bundle)
+    assert not package.exists() and not list(package.parent.glob("*.pt2"))
+    assert "g++ not found" in compiled.failure_note(package).read_text()
+    assert not compiled.wanted(bundle)
+
+
+def test_the_command_refuses_networks_it_cannot_compile(capsys):
+    assert main(["compile", "--model", "toy-gmm"]) == 2
+    assert "cannot be compiled" in capsys.readouterr().err
