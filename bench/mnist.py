@@ -42,9 +42,9 @@ def main() -> None:
     params = sum(p.numel() for p in bundle.model.parameters())
     print(f"{bundle.name}: {params:,} parameters; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    if not compiled.package_path(bundle).is_file():
+    if not compiled.library_path(bundle).is_file():
         start = time.perf_counter()
-        compiled.compile_package(bundle)
+        compiled.compile_network(bundle)
         print(f"compiled the network for this CPU in {time.perf_counter() - start:.1f} s (once; kept in "
               f"{compiled.cache_dir()})", flush=True)
     labels = tuple(i % 10 for i in range(16))

@@ -338,7 +338,7 @@ def precompile(names: list[str]) -> None:
         bundle = load_model(name, "cpu")
         if compiled.wanted(bundle):
             start = time.perf_counter()
-            compiled.compile_package(bundle)
+            compiled.compile_network(bundle)
             print(f"compiled {name}'s network for this CPU in {time.perf_counter() - start:.0f} s (once)")
 
 

@@ -1,10 +1,10 @@
 """Compiling the current model's network for this CPU in the background, once (core/compiled.py).
 
 After a model has loaded on the CPU, `NetworkCompiler.consider` starts `python -m core compile --background`
-for it in a separate, low-priority process when its network qualifies and has no package yet: compiling
+for it in a separate, low-priority process when its network qualifies and has no compiled library yet: compiling
 takes half a minute or more of Python and C++ compiler work, which in the app's own process would hold the
 GUI thread's interpreter lock and in a thread of it could not be stopped. When the process has finished,
-the package is attached to the bundle on the sampling thread (between runs), and the status line says
+the library is attached to the bundle on the sampling thread (between runs), and the status line says
 so. Until then, and wherever compiling is impossible (no C++ compiler, a packaged app), runs use the
 network as it is. A model switch or quitting ends the process. GUIDANCE_STUDIO_COMPILE=0 turns this off.
 """
@@ -29,7 +29,7 @@ def enabled() -> bool:
 
 
 def prepare(bundle: Any) -> bool:
-    """Off the GUI thread, after a load: attach the network's package if it is there; True when compiling
+    """Off the GUI thread, after a load: attach the network's compiled library if it is there; True when compiling
     it is worth starting (it qualifies and has none yet). Nothing in a packaged app, which leaves out what
     compiled networks need (sympy among it)."""
     if getattr(sys, "frozen", False):
@@ -40,7 +40,7 @@ def prepare(bundle: Any) -> bool:
 
 
 class NetworkCompiler(QObject):
-    """Signals: status(text) for the status line, attached(bundle name) once a run will use the package."""
+    """Signals: status(text) for the status line, attached(bundle name) once a run will use the compiled network."""
 
     status = Signal(str)
     attached = Signal(str)

@@ -16,9 +16,9 @@ def isolated_data_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def compiled_package(tmp_path_factory):
-    """The package of tests/compiled_fixtures.small_unet_bundle()'s network, compiled once per session into a
-    cache folder of its own: its path (tests copy it where they need it)."""
+def compiled_library(tmp_path_factory):
+    """The compiled library of tests/compiled_fixtures.small_unet_bundle()'s network, built once per session
+    into a cache folder of its own: its path (tests copy it where they need it)."""
     import shutil
 
     from core import compiled
@@ -32,4 +32,4 @@ def compiled_package(tmp_path_factory):
         mp.setenv(compiled.CACHE_ENV, str(tmp_path_factory.mktemp("compiled-cache")))
         bundle = small_unet_bundle()
         assert compiled.wanted(bundle)
-        return compiled.compile_package(bundle)
+        return compiled.compile_network(bundle)

@@ -1,9 +1,9 @@
 """Compiling the current model's network in the background (desktop_app/compiling.py), in the real window.
 
 The compile command is replaced by a short Python script that does what `python -m core compile` leaves
-behind (the session's package, compiled once by tests/conftest.py, copied to the model's package path), so
-that what is tested is the app's side: starting the process, attaching the package between runs, runs
-that use it, the status line, a failed compile, and a model switch that ends the process."""
+behind (the session's compiled library, built once by tests/conftest.py, copied to the model's library
+path), so that what is tested is the app's side: starting the process, attaching the library between runs,
+runs that use it, the status line, a failed compile, and a model switch that ends the process."""
 from __future__ import annotations
 
 import sys
@@ -16,13 +16,15 @@ from core.checkpoints import save_bundle
 from ..compiled_fixtures import small_unet_bundle
 from .conftest import LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS
 
-# What a successful `python -m core compile --background --model KEY` leaves: the model's package.
+# What a successful `python -m core compile --background --model KEY` leaves: the model's compiled library.
 FAKE_COMPILE = """
 import shutil, sys
+from pathlib import Path
 from core import compiled, load_model
-source, key = sys.argv[1], sys.argv[-1]
-path = compiled.package_path(load_model(key, "cpu"))
+source, key = Path(sys.argv[1]), sys.argv[-1]
+path = compiled.library_path(load_model(key, "cpu"))
 path.parent.mkdir(parents=True, exist_ok=True)
+shutil.copyfile(compiled.checksum_path(source), compiled.checksum_path(path))
 shutil.copyfile(source, path)
 print("compiled")
 """
@@ -41,9 +43,9 @@ def open_model(qtbot, window, path):
 
 
 def test_a_model_is_compiled_in_the_background_and_its_runs_take_the_compiled_forward(
-        qtbot, window, compiling, compiled_package):
+        qtbot, window, compiling, compiled_library):
     compiler = window.loader.compiler
-    compiler.command = [sys.executable, "-c", FAKE_COMPILE, str(compiled_package)]
+    compiler.command = [sys.executable, "-c", FAKE_COMPILE, str(compiled_library)]
     statuses = []
     compiler.status.connect(statuses.append)
     with qtbot.waitSignal(compiler.attached, timeout=LOAD_TIMEOUT_MS) as attached:
@@ -51,7 +53,7 @@ def test_a_model_is_compiled_in_the_background_and_its_runs_take_the_compiled_fo
         assert bundle.compiled is None and compiler.process is not None
         assert "Compiling my-unet's network for this CPU in the background" in statuses[-1]
     assert attached.args == ["my-unet"] and compiler.process is None
-    assert bundle.compiled is not None and bundle.compiled.path == compiled.package_path(bundle)
+    assert bundle.compiled is not None and bundle.compiled.path == compiled.library_path(bundle)
     assert "compiled for this CPU" in window.statusBar().currentMessage()
 
     calls = []
@@ -62,7 +64,7 @@ def test_a_model_is_compiled_in_the_background_and_its_runs_take_the_compiled_fo
         window.run_panel.start_button.click()
     assert finished.args[0].completed and sum(calls) >= 8 * 8  # every step: both CFG passes of 4 images
 
-    # Opened again (its package is on disk now): attached while loading, no process.
+    # Opened again (its library is on disk now): attached while loading, no process.
     window.loader.load("toy-gmm")
     qtbot.waitUntil(lambda: window.bundle.name == "toy-gmm", timeout=LOAD_TIMEOUT_MS)
     again = open_model(qtbot, window, compiling)

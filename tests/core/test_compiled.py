@@ -1,10 +1,13 @@
 """The CPU's compiled forwards (core/compiled.py): one real AOTInductor compile of a small patched UNet per
-test session (tests/conftest.py), then what uses it, what refuses a package and what happens when compiling
+test session (tests/conftest.py), then what uses it, what refuses a library and what happens when compiling
 fails."""
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
+import threading
+import time
 
 import pytest
 import torch
@@ -20,19 +23,19 @@ small_bundle = small_unet_bundle
 
 
 @pytest.fixture
-def cache(compiled_package, monkeypatch):
-    """(cache folder holding small_bundle()'s package, the package's path)."""
-    monkeypatch.setenv(compiled.CACHE_ENV, str(compiled_package.parent.parent))
-    return compiled_package.parent.parent, compiled_package
+def cache(compiled_library, monkeypatch):
+    """(cache folder holding small_bundle()'s compiled library, the library's path)."""
+    monkeypatch.setenv(compiled.CACHE_ENV, str(compiled_library.parent.parent))
+    return compiled_library.parent.parent, compiled_library
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def test_the_package_reproduces_the_network_at_every_batch_size(cache):
+def test_the_library_reproduces_the_network_at_every_batch_size(cache):
     bundle = small_bundle()
-    assert compiled.package_path(bundle) == cache[1] and cache[1].is_file()
+    assert compiled.library_path(bundle) == cache[1] and cache[1].is_file()
     assert not compiled.wanted(bundle)
     assert compiled.attach(bundle) and bundle.compiled.path == cache[1]
     with torch.inference_mode():
@@ -70,23 +73,26 @@ def test_a_call_that_needs_gradients_runs_eagerly(cache):
     assert not bundle.compiled.accepts(x.detach(), t.float(), y)  # timesteps not as compiled: eager too
 
 
-def test_other_weights_or_a_damaged_package_run_eagerly(cache, tmp_path, monkeypatch, caplog):
+def test_other_weights_or_a_damaged_library_run_eagerly(cache, tmp_path, monkeypatch, caplog):
     other = small_bundle()
     with torch.no_grad():
         next(other.model.parameters())[0] += 1.0
-    assert compiled.package_path(other) != cache[1]
+    assert compiled.library_path(other) != cache[1]
     assert compiled.wanted(other) and not compiled.attach(other) and other.compiled is None
 
     monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
     bundle = small_bundle()
-    damaged = compiled.package_path(bundle)
+    damaged = compiled.library_path(bundle)
     damaged.parent.mkdir(parents=True)
     shutil.copyfile(cache[1], damaged)
+    shutil.copyfile(compiled.checksum_path(cache[1]), compiled.checksum_path(damaged))
+    assert compiled.attach(bundle)  # a whole copy is fine
+    bundle = small_bundle()
     with open(damaged, "r+b") as fh:
-        fh.truncate(damaged.stat().st_size // 2)
+        fh.truncate(damaged.stat().st_size // 2)  # loading this one would end the process with SIGBUS
     with caplog.at_level(logging.WARNING, logger="core.compiled"):
         assert not compiled.attach(bundle)
-    assert bundle.compiled is None and "runs eagerly" in caplog.text
+    assert bundle.compiled is None and "runs eagerly" in caplog.text and "checksum" in caplog.text
     request = SamplingRequest(model=bundle.name, steps="ddim5", batch=2, label=(1, 2))
     assert torch.isfinite(final_sample(request, bundle).x).all()
 
@@ -108,8 +114,8 @@ def test_a_failed_compile_is_one_line_and_not_tried_again(tmp_path, monkeypatch,
     assert main(["compile", "--model", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Could not compile my-unet: RuntimeError: Compiler g++ not found" in err
-    package = compiled.package_path(bundle)
-    assert not package.exists() and not list(package.parent.glob("*.pt2"))
+    package = compiled.library_path(bundle)
+    assert [p.name for p in package.parent.iterdir()] == [compiled.failure_note(package).name]
     assert "g++ not found" in compiled.failure_note(package).read_text()
     assert not compiled.wanted(bundle)
 
@@ -117,3 +123,32 @@ def test_a_failed_compile_is_one_line_and_not_tried_again(tmp_path, monkeypatch,
 def test_the_command_refuses_networks_it_cannot_compile(capsys):
     assert main(["compile", "--model", "toy-gmm"]) == 2
     assert "cannot be compiled" in capsys.readouterr().err
+
+
+def test_other_threads_run_while_the_compiled_forward_computes(cache):
+    """The GUI thread paints while the sampler's thread is inside a forward: the compiled call lets the
+    interpreter lock go (torch's own Python binding of the same library would hold it throughout)."""
+    bundle = small_bundle()
+    assert compiled.attach(bundle)
+    inputs = compiled.example_inputs(bundle, 2048)
+    with torch.inference_mode():
+        bundle.compiled(*inputs)
+        start = time.perf_counter()
+        bundle.compiled(*inputs)
+        one_forward = time.perf_counter() - start
+
+    def forwards():
+        with torch.inference_mode():
+            for _ in range(5):
+                bundle.compiled(*inputs)
+
+    worker = threading.Thread(target=forwards)
+    worker.start()
+    ticks = [time.perf_counter()]
+    while worker.is_alive():
+        time.sleep(0.0005)
+        ticks.append(time.perf_counter())
+    worker.join()
+    longest = max(b - a for a, b in itertools.pairwise(ticks))
+    assert one_forward > 0.005 and len(ticks) > 10
+    assert longest < 0.7 * one_forward  # a held lock shows as a gap of at least one whole forward
