@@ -70,6 +70,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.plots["prob"].setYRange(0, 1, padding=0.06)
         self.plots["noise"].setYRange(0, 1, padding=0.06)
         self.plots["norm"].setYRange(0, 1, padding=0.02)
+        self._norm_top = 0.0  # the guidance-term plot's y-axis top (`_fit_norm`)
 
     def set_steps(self, num_steps: int) -> None:
         """Fix every x axis to 0..num_steps, so curves grow left to right during a run. Steps are whole
@@ -81,7 +82,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
                 axis.setTickSpacing(major=1, minor=1)
             else:
                 axis.setTickSpacing()  # pyqtgraph's own choice: whole numbers at this range
-        self.plots["norm"].enableAutoRange(axis="y")
+        self._norm_top = 0.0
 
     def set_notes(self, prob: str = "", norm: str = "") -> None:
         """A grey remark after a plot's title when it has nothing to draw (e.g. 'no classifier')."""
@@ -109,6 +110,20 @@ class StepPlots(pg.GraphicsLayoutWidget):
                 self._retitle(key)
             dots = dict(symbol="o", symbolSize=5, symbolPen=None, symbolBrush=self.curves[key].opts["pen"].color())
             self.curves[key].setData(steps[ok], values[ok], **(dots if sampled else {"symbol": None}))
+        self._fit_norm(norm)
+
+    def _fit_norm(self, norm: np.ndarray) -> None:
+        """The guidance-term plot's y axis spans 0 to a round number above the largest value so far (1, 2 or 5
+        times a power of ten), so that it changes a few times in a run rather than at every update: each change
+        redraws the axis and its labels, the largest part of a repaint of the plots."""
+        values = np.asarray(norm, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        largest = float(values.max()) if len(values) else 0.0
+        if largest <= self._norm_top and largest > self._norm_top / 10 or largest <= 0:
+            return
+        power = 10.0 ** np.floor(np.log10(largest))
+        self._norm_top = next(m * power for m in (1, 2, 5, 10) if largest <= m * power)
+        self.plots["norm"].setYRange(0, self._norm_top, padding=0.02)
 
     def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.curves[key].getData()

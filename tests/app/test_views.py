@@ -148,3 +148,28 @@ def test_training_data_is_pale_and_labelled_under_rimmed_samples(qtbot, window):
     assert pale(pixels) > 500 and pale(on_screen(qtbot, window, pane).astype(int)) < 50
     window.views.data_box.setChecked(True)
     assert pane.backdrop.isVisible() and pane.legend.isVisible()
+
+
+def test_the_guidance_term_axis_moves_only_to_round_numbers(qtbot):
+    """The ‖Δε‖ plot's y axis grows to 1, 2 or 5 × 10^k above the largest value so far (a few redraws of the
+    axis per run, not one per update), and starts again for a new run."""
+    from desktop_app.views.plots import StepPlots
+
+    plots = StepPlots()
+    qtbot.addWidget(plots)
+    plots.set_steps(100)
+    nan = np.full(101, np.nan)
+    tops = []
+    for known, largest in ((5, 0.3), (10, 0.45), (20, 1.7), (30, 1.9), (40, 4.2)):
+        norm = nan.copy()
+        norm[1:known] = np.linspace(0.01, largest, known - 1)
+        plots.set_curves(nan, norm, nan)
+        low, high = plots.plots["norm"].viewRange()[1]
+        assert low <= 0 <= largest <= high
+        tops.append(high / 1.02)  # the range's 2 % padding
+    np.testing.assert_allclose(tops, [0.5, 0.5, 2, 2, 5], rtol=1e-3)
+    plots.set_steps(100)
+    norm = nan.copy()
+    norm[1:4] = 0.03
+    plots.set_curves(nan, norm, nan)
+    np.testing.assert_allclose(plots.plots["norm"].viewRange()[1][1] / 1.02, 0.05, rtol=1e-3)
