@@ -70,15 +70,26 @@ def compilable(bundle: Any) -> bool:
             and bool(getattr(type(bundle.model), "compilable", False)))
 
 
+_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network → (tensor versions, digest)
+
+
 def _digest(bundle: Any) -> str:
+    """A digest of what decides the compiled code and constants; kept per network while no tensor of it has
+    changed (hashing a large checkpoint's weights takes about a second)."""
+    state = bundle.model.state_dict()
+    versions = (bundle.config.to_json(), tuple(t._version for t in state.values()))
+    known = _DIGESTS.get(bundle.model)
+    if known is not None and known[0] == versions:
+        return known[1]
     h = hashlib.sha256()
     for part in (FORMAT, torch.__version__, torch.backends.cpu.get_cpu_capability(),
                  type(bundle.model).__qualname__, bundle.config.to_json()):
         h.update(str(part).encode() + b"\0")
-    for name, tensor in bundle.model.state_dict().items():
+    for name, tensor in state.items():
         h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\0".encode())
         h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:20]
+    _DIGESTS[bundle.model] = (versions, h.hexdigest()[:20])
+    return _DIGESTS[bundle.model][1]
 
 
 def library_path(bundle: Any) -> Path:

@@ -91,9 +91,11 @@ class ColourScale(QWidget):
         painter.drawImage(bar, image)
         painter.setPen(QColor("#333"))
         top, middle, bottom = self.labels()
-        painter.drawText(QRectF(24, 2, 60, 16), Qt.AlignmentFlag.AlignLeft, top)
-        painter.drawText(QRectF(24, bar.center().y() - 8, 60, 16), Qt.AlignmentFlag.AlignLeft, middle)
-        painter.drawText(QRectF(24, bar.bottom() - 14, 60, 16), Qt.AlignmentFlag.AlignLeft, bottom)
+        width = max(self.width() - 26, 30)  # labels use the widget's width; a long one wraps onto lines
+        painter.drawText(QRectF(24, 2, width, 16), Qt.AlignmentFlag.AlignLeft, top)
+        painter.drawText(QRectF(24, bar.center().y() - 24, width, 48),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap, middle)
+        painter.drawText(QRectF(24, bar.bottom() - 14, width, 16), Qt.AlignmentFlag.AlignLeft, bottom)
         painter.end()
 
 

@@ -75,8 +75,9 @@ def test_a_call_that_needs_gradients_runs_eagerly(cache):
 
 def test_other_weights_or_a_damaged_library_run_eagerly(cache, tmp_path, monkeypatch, caplog):
     other = small_bundle()
+    assert compiled.library_path(other) == cache[1]
     with torch.no_grad():
-        next(other.model.parameters())[0] += 1.0
+        next(other.model.parameters())[0] += 1.0  # in place, after its digest was taken
     assert compiled.library_path(other) != cache[1]
     assert compiled.wanted(other) and not compiled.attach(other) and other.compiled is None
 
