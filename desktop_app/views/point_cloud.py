@@ -7,6 +7,8 @@ each in one call per colour (the technique ScatterPlotItem uses for painting).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
@@ -141,3 +143,42 @@ def cache_axes(plot: pg.PlotItem) -> None:
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
         axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)
+        remember_tick_layouts(axis)
+
+
+TICK_LAYOUTS_KEPT = 12  # per axis: the few planes and step ranges a view moves between
+
+
+def remember_tick_layouts(axis: pg.AxisItem) -> None:
+    """Keep the axis's last few drawings (its ticks and labels, recorded as a QPicture: laying them out measures
+    every label's text, 4 ms an axis) by everything they are drawn from, so that an axis returning to a range
+    it has shown draws at once. The 2-D panes move between a few fixed planes (the noise's at Start, the
+    samples' as they settle) at every run; each move redrew four axes from scratch."""
+    draw = axis.paint
+    kept: dict[tuple, Any] = {}
+
+    def drawing_key() -> tuple:
+        view = axis.linkedView()
+        seen = None if view is None else view.mapRectToItem(axis, view.boundingRect()).getRect()
+        transform = axis.sceneTransform()  # where the axis sits (pixel rounding of ticks depends on it)
+        return (tuple(axis.range), axis.orientation, axis.geometry().getRect(), seen,
+                (transform.m11(), transform.m22(), transform.dx(), transform.dy()), axis.grid, axis.scale,
+                axis.autoSIPrefixScale, repr(sorted(axis.style.items(), key=lambda kv: kv[0])),
+                repr(axis._tickLevels), repr(getattr(axis, "_tickSpacing", None)), axis.labelText,
+                axis.pen().color().rgba(), axis.tickPen().color().rgba(), axis.textPen().color().rgba())
+
+    def paint(painter: Any, option: Any, widget: Any) -> None:
+        key = None
+        if axis.picture is None:  # the axis changed: draw it again, or take the drawing it had then
+            try:
+                key = drawing_key()
+            except Exception:  # noqa: BLE001 — an exception must not leave a paint (Qt would abort): draw anew
+                key = None
+            axis.picture = kept.get(key)
+        draw(painter, option, widget)
+        if key is not None and key not in kept:
+            if len(kept) >= TICK_LAYOUTS_KEPT:
+                kept.pop(next(iter(kept)))
+            kept[key] = axis.picture
+
+    axis.paint = paint

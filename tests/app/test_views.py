@@ -3,6 +3,7 @@ earlier run, and a clean slate when another model is loaded."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QPoint
 from PySide6.QtGui import QImage
 
@@ -173,3 +174,26 @@ def test_the_guidance_term_axis_moves_only_to_round_numbers(qtbot):
     norm[1:4] = 0.03
     plots.set_curves(nan, norm, nan)
     np.testing.assert_allclose(plots.plots["norm"].viewRange()[1][1] / 1.02, 0.05, rtol=1e-3)
+
+
+def test_an_axis_returning_to_a_range_draws_from_its_kept_drawing(qtbot):
+    """The 2-D panes move between a few planes every run; an axis lays out its ticks and labels once per
+    range it shows (views/point_cloud.remember_tick_layouts), and a different range gets its own drawing."""
+    from desktop_app.views.live import PointPane
+
+    pane = PointPane("x_t")
+    qtbot.addWidget(pane)
+    pane.resize(400, 400)
+    pane.show()
+    qtbot.waitExposed(pane)
+    axis = pane.getPlotItem().getAxis("bottom")
+    laid_out, pictures = [], []
+    layout = axis.generateDrawSpecs
+    axis.generateDrawSpecs = lambda painter: laid_out.append(tuple(axis.range)) or layout(painter)
+    for extent in (2.0, 4.0, 2.0, 4.0, 2.0):
+        pane.show_extent(extent)
+        pane.grab()  # paints
+        pictures.append(axis.picture)
+    assert len(laid_out) == 2 and laid_out[1][1] / laid_out[0][1] == pytest.approx(2.0, rel=1e-3)
+    assert pictures[0] is pictures[2] is pictures[4] and pictures[1] is pictures[3]
+    assert pictures[0] is not pictures[1]
