@@ -77,13 +77,14 @@ def _digest(bundle: Any) -> str:
     """A digest of what decides the compiled code and constants; kept per network while no tensor of it has
     changed (hashing a large checkpoint's weights takes about a second)."""
     state = bundle.model.state_dict()
-    versions = (bundle.config.to_json(), tuple(t._version for t in state.values()))
+    config = bundle.config.to_json()
+    versions = (config, tuple(t._version for t in state.values()))
     known = _DIGESTS.get(bundle.model)
     if known is not None and known[0] == versions:
         return known[1]
     h = hashlib.sha256()
     for part in (FORMAT, torch.__version__, torch.backends.cpu.get_cpu_capability(),
-                 type(bundle.model).__qualname__, bundle.config.to_json()):
+                 type(bundle.model).__qualname__, config):
         h.update(str(part).encode() + b"\0")
     for name, tensor in state.items():
         h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\0".encode())
@@ -259,7 +260,7 @@ def attach(bundle: Any) -> bool:
 def wanted(bundle: Any) -> bool:
     """Whether compiling `bundle`'s network is worth starting: it qualifies, has no library yet, and has
     not failed to compile with this torch."""
-    if not compilable(bundle) or getattr(bundle, "compiled", None) is not None:
+    if not compilable(bundle) or bundle.compiled is not None:
         return False
     path = library_path(bundle)
     return not path.is_file() and not failure_note(path).is_file()

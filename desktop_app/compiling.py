@@ -22,17 +22,21 @@ from .tasks import BackgroundTask
 ENV_SWITCH = "GUIDANCE_STUDIO_COMPILE"
 
 
+def packaged() -> bool:
+    """A packaged app: no interpreter to run the command, rarely a compiler, and without what compiled
+    networks need (sympy among it)."""
+    return bool(getattr(sys, "frozen", False))
+
+
 def enabled() -> bool:
-    """Off in a packaged app (no interpreter to run the command, rarely a compiler) and when the
-    environment says 0."""
-    return not getattr(sys, "frozen", False) and os.environ.get(ENV_SWITCH, "1") != "0"
+    """Off in a packaged app and when the environment says 0."""
+    return not packaged() and os.environ.get(ENV_SWITCH, "1") != "0"
 
 
 def prepare(bundle: Any) -> bool:
     """Off the GUI thread, after a load: attach the network's compiled library if it is there; True when compiling
-    it is worth starting (it qualifies and has none yet). Nothing in a packaged app, which leaves out what
-    compiled networks need (sympy among it)."""
-    if getattr(sys, "frozen", False):
+    it is worth starting (it qualifies and has none yet). Nothing in a packaged app."""
+    if packaged():
         return False
     from core import compiled
 

@@ -183,7 +183,7 @@ class ModelLoader(QObject):
         self.key = key
         caps = ModelCaps.from_bundle(bundle, source)
         self.session.set_caps(caps)
-        fast = " with its network compiled for this CPU" if getattr(bundle, "compiled", None) is not None else ""
+        fast = " with its network compiled for this CPU" if bundle.compiled is not None else ""
         self.status.emit(f"{bundle.name} ready on {bundle.device} ({bundle.precision}){fast}.")
         self.loaded.emit(bundle.name)
         self.compiler.consider(bundle, key, compile)

@@ -143,13 +143,13 @@ def cache_axes(plot: pg.PlotItem) -> None:
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
         axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)
-        remember_tick_layouts(axis)
+        remember_axis_drawings(axis)
 
 
-TICK_LAYOUTS_KEPT = 12  # per axis: the few planes and step ranges a view moves between
+AXIS_DRAWINGS_KEPT = 12  # per axis: the few planes and step ranges a view moves between
 
 
-def remember_tick_layouts(axis: pg.AxisItem) -> None:
+def remember_axis_drawings(axis: pg.AxisItem) -> None:
     """Keep the axis's last few drawings (its ticks and labels, recorded as a QPicture: laying them out measures
     every label's text, 4 ms an axis) by everything they are drawn from, so that an axis returning to a range
     it has shown draws at once. The 2-D panes move between a few fixed planes (the noise's at Start, the
@@ -177,7 +177,7 @@ def remember_tick_layouts(axis: pg.AxisItem) -> None:
             axis.picture = kept.get(key)
         draw(painter, option, widget)
         if key is not None and key not in kept:
-            if len(kept) >= TICK_LAYOUTS_KEPT:
+            if len(kept) >= AXIS_DRAWINGS_KEPT:
                 kept.pop(next(iter(kept)))
             kept[key] = axis.picture
 

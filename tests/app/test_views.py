@@ -178,7 +178,7 @@ def test_the_guidance_term_axis_moves_only_to_round_numbers(qtbot):
 
 def test_an_axis_returning_to_a_range_draws_from_its_kept_drawing(qtbot):
     """The 2-D panes move between a few planes every run; an axis lays out its ticks and labels once per
-    range it shows (views/point_cloud.remember_tick_layouts), and a different range gets its own drawing."""
+    range it shows (views/point_cloud.remember_axis_drawings), and a different range gets its own drawing."""
     from desktop_app.views.live import PointPane
 
     pane = PointPane("x_t")
