@@ -72,6 +72,47 @@ class PathTrace:
         return self.positions[:, : index + 1]
 
 
+SETTLED_STEPS = 32  # a path layer redraws its settled part (cached as a picture) once per this many steps
+
+
+class PathLayer:
+    """NaN-separated polylines that grow by a step per frame, drawn as two curves: the steps up to the last
+    multiple of SETTLED_STEPS, cached in device pixels (Qt redraws it only when it changes or the view
+    moves), and the short tail after it. Stroking all of eight 1000-step paths at every frame was the
+    largest part of painting the x_t pane (2–5 ms a frame, bench/ui_latency.py)."""
+
+    def __init__(self, plot: pg.PlotWidget, pen: Any, z: float):
+        self.settled = pg.PlotCurveItem(pen=pen, connect="finite")
+        self.settled.setCacheMode(self.settled.CacheMode.DeviceCoordinateCache)
+        self.tail = pg.PlotCurveItem(pen=pen, connect="finite")
+        self._key: tuple | None = None
+        for item in (self.settled, self.tail):
+            item.setZValue(z)
+            plot.addItem(item)
+
+    def show(self, trace: np.ndarray | None, key: Any = None) -> None:
+        """trace (S, k+1, 2): S paths over steps 0 … k; `key` names the steps' source (the same key and
+        length: the same settled steps). None clears."""
+        if trace is None or not trace.size:
+            self._key = None
+            self.settled.setData([], [])
+            self.tail.setData([], [])
+            return
+        split = (trace.shape[1] - 1) // SETTLED_STEPS * SETTLED_STEPS
+        if (key, split) != self._key or key is None:
+            self._key = (key, split)
+            settled = polylines(trace[:, : split + 1])
+            self.settled.setData(settled[:, 0], settled[:, 1])
+        tail = polylines(trace[:, split:])
+        self.tail.setData(tail[:, 0], tail[:, 1])
+
+    def data(self) -> np.ndarray:
+        """The vertices drawn, (M, 2) with NaN separators, settled part first (tests)."""
+        parts = [item.getData() for item in (self.settled, self.tail)]
+        return np.concatenate([np.stack([x, y], axis=1) for x, y in parts if x is not None and len(x)]
+                              or [np.zeros((0, 2))])
+
+
 class FieldOverlay(QObject):
     """Arrow layers and paths on a 2-D `pg.PlotWidget`. `field_ready(k)` when update k's field has arrived."""
 
@@ -83,10 +124,12 @@ class FieldOverlay(QObject):
         self.points, self.spacing = self._grid()
         self.model_arrows = pg.PlotCurveItem(pen=MODEL_PEN, connect="pairs")
         self.guidance_arrows = pg.PlotCurveItem(pen=GUIDANCE_PEN, connect="pairs")
-        self.paths = pg.PlotCurveItem(pen=PATH_PEN, connect="finite")
-        self.selected_path = pg.PlotCurveItem(pen=SELECTED_PEN, connect="finite")
-        for z, item in enumerate((self.paths, self.selected_path, self.model_arrows, self.guidance_arrows)):
-            item.setZValue(5 + z)
+        self.paths = PathLayer(plot, PATH_PEN, 5)
+        self.selected_path = PathLayer(plot, SELECTED_PEN, 6)
+        for z, item in enumerate((self.model_arrows, self.guidance_arrows)):
+            # changed at most a few times a second while a run is live: kept as pictures in between
+            item.setCacheMode(item.CacheMode.DeviceCoordinateCache)
+            item.setZValue(7 + z)
             plot.addItem(item)
         self.show = {"score_arrows": True, "guidance_arrows": True, "paths": True}
         self.run: Any = None
@@ -153,8 +196,10 @@ class FieldOverlay(QObject):
         self.clear()
 
     def clear(self) -> None:
-        for item in (self.model_arrows, self.guidance_arrows, self.paths, self.selected_path):
+        for item in (self.model_arrows, self.guidance_arrows):
             item.setData([], [])
+        for layer in (self.paths, self.selected_path):
+            layer.show(None)
 
     def set_visible(self, key: str, on: bool) -> None:
         """Toggle one layer: score_arrows, guidance_arrows or paths."""
@@ -189,18 +234,16 @@ class FieldOverlay(QObject):
     def _draw_paths(self, index: int) -> None:
         track = self.run.tracks["xt"]
         if not self.show["paths"] or not len(track):
-            self.paths.setData([], [])
-            self.selected_path.setData([], [])
+            self.paths.show(None)
+            self.selected_path.show(None)
             return
         batch = len(track[0])
         chosen = np.unique(np.linspace(0, batch - 1, min(PATHS, batch)).round().astype(int))
         own = min(self.sample, batch - 1)
         others = chosen[chosen != own]
         trace = self._trace.upto(self.run, np.append(others, own), index)
-        lines = polylines(trace[:-1])
-        self.paths.setData(lines[:, 0], lines[:, 1])
-        mine = polylines(trace[-1:])
-        self.selected_path.setData(mine[:, 0], mine[:, 1])
+        self.paths.show(trace[:-1], self._trace.key)
+        self.selected_path.show(trace[-1:], self._trace.key)
 
     def _draw_arrows(self, k: int) -> None:
         field = self.fields.get(k)

@@ -52,6 +52,7 @@ class PointCloudItem(pg.GraphicsObject):
         self._groups: list[tuple[tuple[int, int, int], int, np.ndarray]] = []
         self._dots: dict[tuple, QPixmap] = {}
         self._rect = QRectF()
+        self._pad: tuple[float, float] | None = None  # the dots' size in data units, while the view's scale holds
         self._fragments = PrimitiveArray(QPainter.PixmapFragment, 10) if PrimitiveArray is not None else None
 
     def set_points(self, points: np.ndarray | None, colors: np.ndarray | None = None,
@@ -81,11 +82,19 @@ class PointCloudItem(pg.GraphicsObject):
         return [rgb for rgb, _, _ in self._groups]
 
     def boundingRect(self) -> QRectF:
-        # Grow by the dots' size in data units so the outermost dots are repainted too.
-        px, py = self.pixelVectors()
-        pad_x = 0.0 if px is None else self.size * abs(px.x()) + self.size * abs(py.x())
-        pad_y = 0.0 if py is None else self.size * abs(px.y()) + self.size * abs(py.y())
+        # Grow by the dots' size in data units so the outermost dots are repainted too. The scene asks
+        # a dozen times a frame, and pyqtgraph's pixelVectors costs ~0.1 ms: kept until the view changes.
+        if self._pad is None:
+            px, py = self.pixelVectors()
+            if px is None:
+                return QRectF(self._rect)
+            self._pad = (self.size * (abs(px.x()) + abs(py.x())), self.size * (abs(px.y()) + abs(py.y())))
+        pad_x, pad_y = self._pad
         return self._rect.adjusted(-pad_x, -pad_y, pad_x, pad_y)
+
+    def viewTransformChanged(self) -> None:
+        super().viewTransformChanged()
+        self._pad = None
 
     def dataBounds(self, axis: int, frac: float = 1.0, orthoRange=None):
         if self._rect.isNull():

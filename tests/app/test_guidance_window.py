@@ -16,6 +16,21 @@ from .guided_bundle import guided_image_bundle
 from .test_window import run_to_end
 
 
+def drawn_paths(vertices: np.ndarray) -> list[np.ndarray]:
+    """A path layer's vertices (settled part, then tail; NaN rows between paths) → each path's points once."""
+    paths: dict[tuple, list] = {}
+    for piece in np.split(vertices, np.flatnonzero(np.isnan(vertices[:, 0]))):
+        piece = piece[np.isfinite(piece[:, 0])]
+        if len(piece):
+            start = tuple(piece[0])
+            joined = next((key for key, pts in paths.items() if np.array_equal(pts[-1], piece[0])), None)
+            if joined is None:
+                paths[start] = list(piece)
+            else:
+                paths[joined].extend(piece[1:])
+    return [np.array(points) for points in paths.values()]
+
+
 def test_image_run_shows_maps_twin_and_class_bars(qtbot, window):
     window.set_bundle(guided_image_bundle())
     window.session.update(guidance="both", weight=3.0, scale=2.0, class_index=1, steps="12", batch_images=4,
@@ -77,8 +92,11 @@ def test_toy_gmm_arrows_point_along_the_analytic_score(qtbot, window):
     assert cosine.min() > 0.999
     assert len(field.arrows("guidance_arrows")) == len(segments) * 6
     # The paths: 8 samples from x_T to frame 7; the twin's x̂0 cloud is drawn on the x̂0 pane.
-    x, _ = field.paths.getData()
-    assert np.isfinite(x).sum() + len(field.selected_path.getData()[0]) - 1 >= 8 * 8
+    track = np.stack([np.asarray(field.run.tracks["xt"][i], np.float64) for i in range(8)], axis=1)  # (B, 8, 2)
+    drawn = [path for layer in (field.paths, field.selected_path) for path in drawn_paths(layer.data())]
+    assert len(drawn) == 8
+    for path in drawn:  # each is one sample's x_T … x_7, vertex for vertex
+        assert any(np.array_equal(path, track[b]) for b in range(len(track)))
     assert window.guidance.twin_cloud.group_colors == [TWIN_COLOR]
     window.guidance.panel.toggles["score_arrows"].setChecked(False)
     assert len(field.arrows("score_arrows")) == 0 and len(field.arrows("guidance_arrows")) > 0
