@@ -80,6 +80,11 @@ class MainWindow(QMainWindow):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._refresh_next)
+        # A started run's worker begins in the event-loop turn after Start's own repaint: begun at once, its
+        # thread took a core and the interpreter lock while the GUI thread painted the new run's empty plots.
+        self._launch_timer = QTimer(self)
+        self._launch_timer.setSingleShot(True)
+        self._launch_timer.timeout.connect(self._launch_worker)
         self.loader = ModelLoader(self.session, self)
         self.create_widgets()
         self.create_actions()
@@ -251,6 +256,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop a running worker (it ends within one step) and hand its stopped run to the library now,
         let the results finish saving, and save the window state: every thread has ended afterwards."""
+        self._launch_timer.stop()  # a run not begun yet never begins
         running = self.worker is not None and self.worker.is_running()
         if running:
             self.worker.stop()
@@ -407,9 +413,13 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Sampling {request.batch} × {self.bundle.name} ({request.sampler.upper()}, "
                                      f"{request.steps} steps) on {self.bundle.device}…")
         self._running = True
-        worker.start()
         self._update_enabled()
+        self._launch_timer.start(0)  # a timer: it fires after the turn's posted repaint, not before
         return True
+
+    def _launch_worker(self) -> None:
+        if self.worker is not None and self._running and not self.worker.started:
+            self.worker.start()
 
     def stop_run(self) -> None:
         """Ask the worker to stop after the current step; `run_finished` follows with completed=False."""
@@ -534,6 +544,8 @@ class MainWindow(QMainWindow):
         if self.sender() is not self.worker:
             return
         self._running = False
+        if self.first_frame_at is None:  # the panes still show what was there before Start
+            self.views.clear()
         self.guidance.set_live(False)
         self.run_panel.show_done("failed")
         self._update_enabled()

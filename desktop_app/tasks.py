@@ -83,6 +83,10 @@ class ThreadedJob(QObject):
         finally:
             self._ended.set()
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     def is_running(self) -> bool:
         return self._started and not self._ended.is_set()
 

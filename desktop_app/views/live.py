@@ -316,7 +316,9 @@ class LiveViews(QWidget):
     # --- runs ------------------------------------------------------------------------------------
 
     def begin(self, source: FrameSource, num_steps: int) -> None:
-        """A new run: follow its newest frame; the scrubber grows with the steps recorded."""
+        """A new run: follow its newest frame; the scrubber grows with the steps recorded. The panes and
+        their plane stay as they are until the run's first frame (its x_T, at once) replaces them: cleared
+        first, both were repainted for nothing in Start's own turn."""
         self.player.play_button.setChecked(False)
         self.source = source
         self.following = True
@@ -325,7 +327,6 @@ class LiveViews(QWidget):
         self.player.set_elapsed(None)
         self._num_steps = num_steps
         self.player.set_enabled(True)
-        self.clear()
 
     def reset(self) -> None:
         """No run on screen (another model was loaded): empty panes, scrubber and replay disabled."""
@@ -356,11 +357,14 @@ class LiveViews(QWidget):
             self._show(frame)
 
     def finish(self, num_frames: int) -> None:
-        """The run ended with `num_frames` frames: show the last one unless the user scrubbed away."""
+        """The run ended with `num_frames` frames: show the last one unless the user scrubbed away (2-D points
+        already on screen are not drawn again; a latent model's last images are its full decode, so they are)."""
         self.player.set_count(num_frames, follow=self.following)
         elapsed = getattr(self.source, "elapsed", None)
         self.player.set_elapsed(elapsed() if callable(elapsed) else None)
-        self.show_step(self.player.index())
+        index = self.player.index()
+        if not (self.points_mode and index == self.shown_index):
+            self.show_step(index)
 
     def show_step(self, index: int) -> None:
         """Show recorded step `index` from the source (scrubbing, replay)."""

@@ -114,9 +114,11 @@ def test_step_through_pauses_steps_and_runs_to_a_step(qtbot, window):
     window.start_run()
     panel.pause_button.click()  # Pause: the run holds after the step in progress
     worker = window.worker
-    qtbot.waitUntil(lambda: worker.held_at is not None, timeout=RUN_TIMEOUT_MS)
+    # held after the step in progress, and the GUI has heard of it
+    qtbot.waitUntil(lambda: worker.held_at is not None and panel.pause_button.text() == "Resume",
+                    timeout=RUN_TIMEOUT_MS)
     held = worker.held_at
-    assert panel.pause_button.text() == "Resume" and window.is_running()
+    assert window.is_running()
     with qtbot.waitSignal(worker.held, timeout=RUN_TIMEOUT_MS) as one:
         panel.step_button.click()
     assert one.args[0] == held + 1

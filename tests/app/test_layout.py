@@ -129,7 +129,9 @@ def test_the_planes_fit_the_samples_without_zooming_at_every_step(qtbot):
     assert half_width() == pytest.approx(POINT_RANGE)
     views.player.set_index(1)  # scrubbing to a step shows its samples
     assert half_width() == pytest.approx(6.0)
-    views.begin(Frames(frames[:1]), 4)  # the next run starts on the usual plane
+    views.begin(Frames(frames[:1]), 4)  # the next run: the plane stays until its first frame …
+    assert half_width() == pytest.approx(6.0)
+    views.new_frame(frames[0])  # … whose samples fit the usual plane
     assert half_width() == pytest.approx(POINT_RANGE)
     outliers = np.concatenate([np.zeros((99, 2)), [[40.0, 0.0]]])
     assert extent_for(outliers, POINT_RANGE) == POINT_RANGE  # one far point is not worth zooming out for
