@@ -85,6 +85,10 @@ class MainWindow(QMainWindow):
         self._launch_timer = QTimer(self)
         self._launch_timer.setSingleShot(True)
         self._launch_timer.timeout.connect(self._launch_worker)
+        self._finish_parts: list[Any] = []  # what is left of ending a run, one per event-loop turn (_on_finished)
+        self._finish_timer = QTimer(self)
+        self._finish_timer.setSingleShot(True)
+        self._finish_timer.timeout.connect(self._finish_next)
         self.loader = ModelLoader(self.session, self)
         self.create_widgets()
         self.create_actions()
@@ -262,7 +266,8 @@ class MainWindow(QMainWindow):
             self.worker.stop()
         self.hide()  # gone for the user at once; what follows finishes the run's saving
         if running and self.worker.wait(CLOSE_WAIT_S):
-            QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)  # its `finished`: recorded
+            QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)  # its `finished` …
+        self._finish_now()  # … and `run_finished`: recorded
         self.guidance.field.close(CLOSE_WAIT_S)
         self.loader.compiler.stop()
         self.views.play_button.setChecked(False)
@@ -516,19 +521,19 @@ class MainWindow(QMainWindow):
             self.plots.set_cursor(index)
 
     def _on_finished(self, result: Any) -> None:
+        """The run ended: its last frame, progress and buttons now; its guidance views and curves each in a turn
+        of their own after that repaint (together they held the GUI thread ~30 ms at the end of every run);
+        `run_finished` once they are drawn. With a later run, a reopened one or another model on screen by then
+        they are not drawn, but the signal always comes (the library records the run on it)."""
         if self.sender() is not self.worker:
             return
         self._running = False
         self._frame_timer.stop()
         self._refresh_timer.stop()
         self._refresh_parts = []
-        self.guidance.set_live(False)
         self._result = result
         traj = self.worker.trajectory
-        self.guidance.refresh()
         self.views.finish(len(traj))
-        self.plots.set_curves(*traj.curves())
-        self.plots.set_cursor(self.views.shown_index)
         steps = len(traj) - 1
         self.run_panel.show_progress(steps, traj.num_steps, result.seconds)
         if result.completed:
@@ -538,7 +543,32 @@ class MainWindow(QMainWindow):
         self.run_panel.show_done(text)
         self.statusBar().showMessage(f"{self.bundle.name}: {text}")
         self._update_enabled()
-        self.run_finished.emit(result)
+
+        def guidance() -> None:
+            if not self._running:  # (a run started since keeps its live pacing)
+                self.guidance.set_live(False)
+            if self.views.source is traj:
+                self.guidance.refresh()
+
+        def curves() -> None:
+            if self.views.source is traj:
+                self.plots.set_curves(*traj.curves())
+                self.plots.set_cursor(self.views.shown_index)
+
+        self._finish_parts += [guidance, curves, lambda: self.run_finished.emit(result)]
+        self._finish_timer.start(0)
+
+    def _finish_next(self) -> None:
+        if self._finish_parts:
+            self._finish_parts.pop(0)()
+        if self._finish_parts:
+            self._finish_timer.start(0)
+
+    def _finish_now(self) -> None:
+        """Do what is left of ending a run at once (closing the window)."""
+        self._finish_timer.stop()
+        while self._finish_parts:
+            self._finish_parts.pop(0)()
 
     def _on_failed(self, message: str) -> None:
         if self.sender() is not self.worker:

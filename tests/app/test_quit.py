@@ -66,3 +66,15 @@ def test_the_app_ends_through_the_normal_teardown(tmp_path):
                           timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "normal teardown"  # os._exit skips atexit handlers
+
+
+def test_closing_as_a_run_ends_still_saves_it(qtbot, window):
+    """The end of a run is drawn over a few event-loop turns before `run_finished`; a window closed in between
+    records the run all the same."""
+    window.session.update(steps="5", batch_points=20)
+    ended = []
+    window.start_run()
+    window.worker.finished.connect(lambda result: (ended.append(result), window.close()))  # after the window's slot
+    qtbot.waitUntil(lambda: bool(ended), timeout=RUN_TIMEOUT_MS)
+    entries = window.results.library.list()
+    assert [(e.model, e.completed) for e in entries] == [(window.bundle.name, True)]

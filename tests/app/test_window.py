@@ -287,3 +287,25 @@ def test_sampled_curves_say_so_and_exact_curves_fill_every_step(qtbot, window):
     assert steps.tolist() == list(range(1, 31)) and np.isfinite(prob).all()
     assert "sampled" not in window.plots.plots["prob"].titleLabel.text
     assert window.plots.curves["prob"].opts["symbol"] is None
+
+
+def test_a_start_as_the_last_run_ends_gets_none_of_its_curves(qtbot, window):
+    """The end of a run is drawn over a few turns before `run_finished`; a run started in between keeps its own
+    (empty) plots and guidance views, and the ended run still reaches the library."""
+    window.set_bundle(tiny_bundle((2,), delay=0.02, name="slow"))
+    window.session.update(steps="12", batch_points=10)
+    window.start_run()
+    first = window.worker
+    recorded = []
+    window.results.run_recorded.connect(recorded.append)
+    finished = []
+    window.run_finished.connect(finished.append)
+    window.session.update(steps="400")
+    first.finished.connect(lambda _result: window.start_run())  # right after the window's own slot
+    qtbot.waitUntil(lambda: bool(finished), timeout=RUN_TIMEOUT_MS)
+    assert finished[0].num_steps == 12 and window.is_running() and window.worker is not first
+    assert window.views.source is window.worker.trajectory
+    assert all(len(window.plots.curve_data(key)[0]) < 12 for key in ("prob", "norm", "noise"))  # not the 13 of run 1
+    qtbot.waitUntil(lambda: len(recorded) == 1, timeout=RUN_TIMEOUT_MS)
+    assert recorded[0].request.steps == "12"
+    window.stop_run()
