@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -122,6 +122,7 @@ class PointPane(pg.PlotWidget):
         self.legend.addItem(_legend_dot((90, 90, 90), SAMPLE_ALPHA, 8, SAMPLE_EDGE), "samples")
         self.legend.setVisible(False)  # until there is training data to name
         self.labelled = labelled
+        self._after_paint: list[Any] = []
         self.points: np.ndarray | None = None
         self.colors: np.ndarray | None = None
         self.outside = pg.TextItem(color="#8a5a00", anchor=(1, 0), fill=LEGEND_BRUSH)  # samples out of view
@@ -129,6 +130,16 @@ class PointPane(pg.PlotWidget):
         self.outside.hide()
         self.addItem(self.outside, ignoreBounds=True)
         self.getViewBox().sigRangeChanged.connect(self._say_outside)
+
+    def after_paint(self, callback: Any) -> None:
+        """Call `callback` once this pane has next painted, in an event-loop turn of its own."""
+        self._after_paint.append(callback)
+
+    def paintEvent(self, event: Any) -> None:
+        super().paintEvent(event)
+        for callback in self._after_paint:
+            QTimer.singleShot(0, callback)
+        self._after_paint.clear()
 
     def show_extent(self, extent: float) -> None:
         """Show the plane [−extent, extent]² (the narrow side of the pane)."""
@@ -395,7 +406,12 @@ class LiveViews(QWidget):
         need = extent_for(x0, POINT_RANGE)
         if need > self.extent or 2 * need <= self.extent:
             self.extent = need
-            self.point_panes[0].show_extent(need)
+            xt_pane, x0_pane = self.point_panes
+            if xt_pane.isVisible() and x0_pane.updatesEnabled():
+                # Both panes are drawn anew on another plane (~20 ms together): x̂0 in a turn after x_t.
+                x0_pane.setUpdatesEnabled(False)
+                xt_pane.after_paint(lambda: x0_pane.setUpdatesEnabled(True))
+            xt_pane.show_extent(need)
 
     def _on_index(self, value: int) -> None:
         self.following = value == self.player.count() - 1

@@ -141,7 +141,7 @@ LEFT_AXIS_WIDTH = 44  # px: room for labels like "-0.75" or "1e+03"
 
 
 def cache_axes(plot: pg.PlotItem) -> None:
-    """Render `plot`'s axes into a cached pixmap: a new frame then blits them instead of replaying
+    """Render `plot`'s axes and title into cached pixmaps: a new frame then blits them instead of replaying
     their tick labels (which dominated the GUI thread's time per frame).
 
     The left axis gets a fixed width: left to size itself by its tick labels, a new label width
@@ -153,6 +153,8 @@ def cache_axes(plot: pg.PlotItem) -> None:
         axis = plot.getAxis(name)
         axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)
         remember_axis_drawings(axis)
+    title = plot.titleLabel.item  # rich text, laid out again at every repaint it is part of (a plane change)
+    title.setCacheMode(title.CacheMode.DeviceCoordinateCache)
 
 
 AXIS_DRAWINGS_KEPT = 12  # per axis: the few planes and step ranges a view moves between

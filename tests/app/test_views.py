@@ -176,6 +176,28 @@ def test_the_guidance_term_axis_moves_only_to_round_numbers(qtbot):
     np.testing.assert_allclose(plots.plots["norm"].viewRange()[1][1] / 1.02, 0.05, rtol=1e-3)
 
 
+def test_the_step_axes_are_set_only_when_the_span_changes(qtbot):
+    """A run of as many steps as the last leaves the step axes (and their drawings) alone; another span, or a
+    short run's whole-number ticks, sets them."""
+    from desktop_app.views.plots import StepPlots
+
+    plots = StepPlots()
+    qtbot.addWidget(plots)
+    plots.show()
+    plots.set_steps(100)
+    axes = [plot.getAxis("bottom") for plot in plots.plots.values()]
+    qtbot.waitUntil(lambda: all(axis.picture is not None for axis in axes))  # drawn
+    assert all(plot.viewRange()[0] == pytest.approx([-2, 102]) for plot in plots.plots.values())
+    drawings = [axis.picture for axis in axes]
+    plots.set_steps(100)
+    assert [axis.picture for axis in axes] == drawings  # nothing to draw again
+    plots.set_steps(4)
+    assert all(plot.viewRange()[0] == pytest.approx([-0.08, 4.08]) for plot in plots.plots.values())
+    assert all(axis.picture is None and axis._tickSpacing == [(1, 0), (1, 0)] for axis in axes)
+    plots.set_steps(100)
+    assert all(axis._tickSpacing is None for axis in axes)
+
+
 def test_an_axis_returning_to_a_range_draws_from_its_kept_drawing(qtbot):
     """The 2-D panes move between a few planes every run; an axis lays out its ticks and labels once per
     range it shows (views/point_cloud.remember_axis_drawings), and a different range gets its own drawing."""
