@@ -99,7 +99,8 @@ class StepPlots(pg.GraphicsLayoutWidget):
         remarks = "; ".join(text for text in (self.notes[key], self.sampled[key]) if text)
         title = self.titles[key] + f"<br><span style='font-size:8pt; color:#999'>{remarks or '&nbsp;'}</span>"
         plot = self.plots[key]
-        plot.setTitle(title, color="#333", size="10pt")
+        if plot.titleLabel.text != title:  # (set again, it is laid out and drawn again)
+            plot.setTitle(title, color="#333", size="10pt")
 
     def set_curves(self, prob: np.ndarray, norm: np.ndarray, noise: np.ndarray) -> None:
         for key, values in (("prob", prob), ("norm", norm), ("noise", noise)):
@@ -138,7 +139,8 @@ class StepPlots(pg.GraphicsLayoutWidget):
 
     def clear_curves(self) -> None:
         for key, curve in self.curves.items():
-            curve.setData([], [])
+            if len(self.curve_data(key)[0]):
+                curve.setData([], [])
             if self.sampled[key]:
                 self.sampled[key] = ""
                 self._retitle(key)
