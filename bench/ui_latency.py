@@ -8,6 +8,7 @@ for the CPU (core/compiled.py) are compiled first, as the app would have done in
   - the largest gap between ticks of a 10 ms QTimer on the GUI thread during the run (target ≤ 20 ms),
     with the median and 99th percentile;
   - the time from Start to the first frame painted;
+  - how many gaps exceeded 20 ms, and the GUI thread's time on a core during the run (per frame painted);
   - frames painted vs steps run (coalescing drops frames the GUI had no time for);
   - for the four largest gaps, how the GUI thread spent them (Linux schedstat): on a core (its own work),
     waiting for a core (the machine is busy), or off the cores (the timer's own wait until the next tick,
@@ -261,13 +262,17 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     ticks = [t for t in ticks if start <= t <= end]
     gaps = np.diff([start, *ticks, end]) * 1000
     first = (win.first_frame_at - start) * 1000 if win.first_frame_at else float("nan")
-    figures = {"max": gaps.max(), "p99": np.percentile(gaps, 99), "median": np.median(gaps)}
+    figures = {"max": gaps.max(), "p99": np.percentile(gaps, 99), "median": np.median(gaps),
+               "over": int((gaps > 20).sum()), "ticks": len(gaps)}
     print(f"{label}")
     print(f"  run: {len(result) - 1} steps in {finished_at - start:.2f} s on {result.device}, recorded "
           f"{1000 * (end - finished_at):.0f} ms later; frames painted: {len(shown)}")
     print(f"  GUI timer (10 ms) gaps: max {figures['max']:.1f} ms, p99 {figures['p99']:.1f} ms, "
           f"median {figures['median']:.1f} ms  (target max ≤ 20 ms)")
     print(f"  Start → first frame on screen: {first:.1f} ms")
+    (cpu0, _), (cpu1, _) = sched[start], sched[end]
+    print(f"  gaps over 20 ms: {figures['over']} of {figures['ticks']}; the GUI thread's time on a core: "
+          f"{cpu1 - cpu0:.0f} ms, {(cpu1 - cpu0) / max(len(shown), 1):.1f} ms per frame painted")
     stamps = np.array([start, *ticks, end]) - start
     worst = np.argsort(gaps)[::-1][:4]
     print("  largest gaps (ms, ending at ms after Start): "
@@ -417,9 +422,10 @@ def main() -> int:
             figures = measure(app, win, label, profile)
             if figures is not None:
                 summary.append((label.split(":")[0], figures, os.getloadavg()[0]))
-    print("summary (ms): model, max, p99, median, 1-min load average after the run")
+    print("summary (ms): model, max, p99, median, gaps over 20 ms, 1-min load average after the run")
     for name, figures, load in summary:
-        print(f"  {name:16s} {figures['max']:7.1f} {figures['p99']:7.1f} {figures['median']:7.1f}   load {load:.2f}")
+        print(f"  {name:16s} {figures['max']:7.1f} {figures['p99']:7.1f} {figures['median']:7.1f} "
+              f"{figures['over']:5d}/{figures['ticks']:<5d} load {load:.2f}")
     win.close()
     return 0
 
