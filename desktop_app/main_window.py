@@ -29,6 +29,7 @@ from .panels import GuidancePanel, ModelPanel, PromptPanel, RunPanel, SamplerPan
 from .panels.widgets import set_quietly
 from .results_controller import ResultsController
 from .session import Session
+from .tasks import Turns
 from .views.guidance_dock import GuidanceViews
 from .views.live import LiveViews, class_colors
 from .views.plots import PlotsPane
@@ -76,19 +77,13 @@ class MainWindow(QMainWindow):
         self._frame_timer = QTimer(self)
         self._frame_timer.setSingleShot(True)
         self._frame_timer.timeout.connect(self._paint_latest)
-        self._refresh_parts: list[Any] = []  # the throttled redraws still to do, one per event-loop turn
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.timeout.connect(self._refresh_next)
+        self._refreshes = Turns(self)  # the throttled redraws of a live run still to do
         # A started run's worker begins in the event-loop turn after Start's own repaint: begun at once, its
         # thread took a core and the interpreter lock while the GUI thread painted the new run's empty plots.
         self._launch_timer = QTimer(self)
         self._launch_timer.setSingleShot(True)
         self._launch_timer.timeout.connect(self._launch_worker)
-        self._finish_parts: list[Any] = []  # what is left of ending a run, one per event-loop turn (_on_finished)
-        self._finish_timer = QTimer(self)
-        self._finish_timer.setSingleShot(True)
-        self._finish_timer.timeout.connect(self._finish_next)
+        self._finishing = Turns(self)  # what is left of ending a run (_on_finished)
         self.loader = ModelLoader(self.session, self)
         self.create_widgets()
         self.create_actions()
@@ -267,7 +262,7 @@ class MainWindow(QMainWindow):
         self.hide()  # gone for the user at once; what follows finishes the run's saving
         if running and self.worker.wait(CLOSE_WAIT_S):
             QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)  # its `finished` …
-        self._finish_now()  # … and `run_finished`: recorded
+        self._finishing.finish_now()  # … and `run_finished`: recorded
         self.guidance.field.close(CLOSE_WAIT_S)
         self.loader.compiler.stop()
         self.views.play_button.setChecked(False)
@@ -490,20 +485,12 @@ class MainWindow(QMainWindow):
             self.plots.set_steps(frame.num_steps)
             self.run_panel.set_steps(frame.num_steps)
         self.views.new_frame(frame)
-        if self._last_paint - self._last_plot >= PLOT_INTERVAL_S and not self._refresh_parts:
+        if self._last_paint - self._last_plot >= PLOT_INTERVAL_S and not self._refreshes:
             self._last_plot = self._last_paint
             # The curves, the guidance plots and the progress are redrawn in turns of their own, after the
             # frame is painted: done together with it they stalled the GUI thread for tens of milliseconds.
-            self._refresh_parts = [self._refresh_curves, self.guidance.refresh,
-                                   lambda: self._refresh_progress(frame)]
-            self._refresh_timer.start(0)
+            self._refreshes.add(self._refresh_curves, self.guidance.refresh, lambda: self._refresh_progress(frame))
         self.frame_shown.emit(frame.index)
-
-    def _refresh_next(self) -> None:
-        if self._refresh_parts:
-            self._refresh_parts.pop(0)()
-        if self._refresh_parts:
-            self._refresh_timer.start(0)
 
     def _refresh_curves(self) -> None:
         if self.worker is not None and self._running:
@@ -529,8 +516,7 @@ class MainWindow(QMainWindow):
             return
         self._running = False
         self._frame_timer.stop()
-        self._refresh_timer.stop()
-        self._refresh_parts = []
+        self._refreshes.cancel()
         self._result = result
         traj = self.worker.trajectory
         self.views.finish(len(traj))
@@ -555,20 +541,7 @@ class MainWindow(QMainWindow):
                 self.plots.set_curves(*traj.curves())
                 self.plots.set_cursor(self.views.shown_index)
 
-        self._finish_parts += [guidance, curves, lambda: self.run_finished.emit(result)]
-        self._finish_timer.start(0)
-
-    def _finish_next(self) -> None:
-        if self._finish_parts:
-            self._finish_parts.pop(0)()
-        if self._finish_parts:
-            self._finish_timer.start(0)
-
-    def _finish_now(self) -> None:
-        """Do what is left of ending a run at once (closing the window)."""
-        self._finish_timer.stop()
-        while self._finish_parts:
-            self._finish_parts.pop(0)()
+        self._finishing.add(guidance, curves, lambda: self.run_finished.emit(result))
 
     def _on_failed(self, message: str) -> None:
         if self.sender() is not self.worker:

@@ -1,4 +1,5 @@
 """Run a blocking call (importing torch, loading a model) in a thread; its outcome arrives as a signal.
+(`Turns` spreads GUI-thread work over event-loop turns.)
 
 Works under any Qt event loop (qasync's in the app, a plain one in tests). The result is delivered
 on the GUI thread through a queued signal, so slots may touch widgets.
@@ -12,7 +13,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 
 def describe_error(exc: BaseException, context: str = "") -> str:
@@ -49,6 +50,42 @@ def close_lanes() -> None:
         for pool in _LANES.values():
             pool.shutdown(wait=False)
         _LANES.clear()
+
+
+class Turns(QObject):
+    """GUI-thread work split into event-loop turns of its own: each part runs from a 0 ms timer, which fires
+    after the repaint the previous part posted, so no turn holds the window for the sum of them."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._parts: list[Callable[[], object]] = []
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._next)
+
+    def __bool__(self) -> bool:
+        """Whether parts are still to run."""
+        return bool(self._parts)
+
+    def add(self, *parts: Callable[[], object]) -> None:
+        self._parts.extend(parts)
+        self._timer.start(0)
+
+    def cancel(self) -> None:
+        self._timer.stop()
+        self._parts.clear()
+
+    def finish_now(self) -> None:
+        """Run what is left at once."""
+        self._timer.stop()
+        while self._parts:
+            self._parts.pop(0)()
+
+    def _next(self) -> None:
+        if self._parts:
+            self._parts.pop(0)()
+        if self._parts:
+            self._timer.start(0)
 
 
 class ThreadedJob(QObject):
