@@ -4,7 +4,9 @@ For each model named (default: toy-gmm, then the first built-in image model, or 
 net on 3×64×64 when none is installed) it samples with recording on (every run is stored in a private
 library, as in the app): 2-D models with DDPM, 1000 steps, batch 2000, CFG w=3; image models with DDIM,
 100 steps, batch 16, CFG w=3 on label 7 with the guidance maps on (the default). Networks the app compiles
-for the CPU (core/compiled.py) are compiled first, as the app would have done in the background. It prints:
+for the CPU (core/compiled.py) are compiled first, as the app would have done in the background. Start is
+pressed on a window that has drawn the model and settings just set (0.5 s later), as a person presses it.
+It prints:
   - the largest gap between ticks of a 10 ms QTimer on the GUI thread during the run (target ≤ 20 ms),
     with the median and 99th percentile;
   - the time from Start to the first frame painted;
@@ -76,6 +78,14 @@ def thread_schedstat() -> tuple[float, float]:
         return int(on_cpu) / 1e6, int(waiting) / 1e6
     except (OSError, ValueError):
         return float("nan"), float("nan")
+
+
+def settle(seconds: float) -> None:
+    """Let the window draw what was just changed (a model loaded, settings set) before Start is pressed, as
+    it has long done by the time a person presses it."""
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
 
 
 def idle_gaps(app: QApplication, seconds: float) -> np.ndarray:
@@ -419,6 +429,7 @@ def main() -> int:
         if label is None:
             continue
         for _ in range(args.repeat):
+            settle(0.5)
             figures = measure(app, win, label, profile)
             if figures is not None:
                 summary.append((label.split(":")[0], figures, os.getloadavg()[0]))

@@ -185,11 +185,15 @@ class SerialTasks(QObject):
         # GIL with the GUI thread blocked (120 ms under load, bench/ui_latency.py --profile).
         self._pool.submit(lambda: None)
 
-    def submit(self, tag: Any, fn: Callable[[], Any]) -> bool:
-        """Queue `fn`; False (and nothing runs) once `close` has been called."""
+    def submit(self, tag: Any, fn: Callable[[], Any], on: Callable[[Callable[[], Any]], Future | None] | None = None
+               ) -> bool:
+        """Queue `fn`; False (and nothing runs) once `close` has been called. `on`: another thread to run it on
+        (given `fn`, its Future, or None when it cannot take it; then the helper thread runs it)."""
         if self._closed:
             return False
-        future = self._pool.submit(fn)
+        future = on(fn) if on is not None else None
+        if future is None:
+            future = self._pool.submit(fn)
         self._pending.append((tag, future))
         future.add_done_callback(lambda f: _emit(self._finished, tag, f))
         return True

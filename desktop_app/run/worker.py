@@ -19,6 +19,10 @@ condition the GUI sets (`pause`, `step`, `run_to(k)`, `resume`), without the GUI
 Watch mode (`pace`, steps per second) slows a fast model down so a person can follow it: after each
 step the worker waits until 1/pace s have passed since the previous one (Stop ends the wait at once);
 that wait is not the run's own time either.
+
+Work the GUI wants done beside a live run (the arrow field for the step on screen) is handed to the
+worker (`submit`) and done on its thread between two steps, not on a third thread: on a 2-core machine a
+third thread busy beside the sampler took the core the GUI thread paints on.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ import dataclasses
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -96,6 +103,7 @@ class SamplingWorker(ThreadedJob):
         self._gate = threading.Condition()
         self._hold_at: int | None = None  # wait once a step index ≥ this is recorded; None: run freely
         self.held_at: int | None = None  # the step index the worker is waiting after, or None
+        self._jobs: list[tuple[Callable[[], Any], Future]] | None = []  # `submit`ted; None once the run has ended
 
     def stop(self) -> None:
         """Ask the run to end after the step in progress (a held run ends at once)."""
@@ -129,19 +137,54 @@ class SamplingWorker(ThreadedJob):
             self._hold_at = index
             self._gate.notify_all()
 
+    def _holding(self, index: int) -> bool:
+        return self._hold_at is not None and index >= self._hold_at and not self._cancel.is_set()
+
     def _wait_if_held(self, index: int) -> bool:
-        """Worker thread, between steps: wait while step `index` is at or past the hold point; whether it did."""
+        """Worker thread, between steps: wait while step `index` is at or past the hold point, doing what is
+        `submit`ted meanwhile; whether it waited."""
         with self._gate:
-            if self._hold_at is None or index < self._hold_at or self._cancel.is_set():
+            if not self._holding(index):
                 return False
             start = time.perf_counter()
             self.held_at = index
             _emit(self.held, index)
-            while self._hold_at is not None and index >= self._hold_at and not self._cancel.is_set():
-                self._gate.wait()
-            self.held_at = None
-            self.recorder.exclude(time.perf_counter() - start)
-            return True
+        while True:
+            self._do_jobs()
+            with self._gate:
+                if not self._holding(index):
+                    self.held_at = None
+                    break
+                if not self._jobs:
+                    self._gate.wait()
+        self.recorder.exclude(time.perf_counter() - start)
+        return True
+
+    # --- work beside the run ---------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[], Any]) -> Future | None:
+        """Run `fn` on the sampling thread after the step in progress (at once while held); its Future, or
+        None when the run has ended (the caller then runs it elsewhere). Its time is not the run's own."""
+        future: Future = Future()
+        with self._gate:
+            if self._jobs is None:
+                return None
+            self._jobs.append((fn, future))
+            self._gate.notify_all()
+        return future
+
+    def _do_jobs(self, last: bool = False) -> float:
+        """Worker thread: do what was submitted so far (and take no more if `last`); the seconds it took."""
+        with self._gate:
+            jobs, self._jobs = self._jobs or [], None if last else []
+        start = time.perf_counter()
+        for fn, future in jobs:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # noqa: BLE001 — reported to whoever submitted it
+                    future.set_exception(exc)
+        return time.perf_counter() - start
 
     def _keep_pace(self, since: float) -> None:
         """Watch mode, worker thread: wait until 1/pace s have passed since `since`."""
@@ -188,30 +231,40 @@ class SamplingWorker(ThreadedJob):
         return frame_will_show(start, self._step_seconds, ready_at, pending, self.paint_interval)
 
     def _run(self) -> None:
+        try:
+            outcome = self.finished, self._sample()
+        except Exception as exc:  # noqa: BLE001 — bad checkpoint, NaN, out of memory: a message, never a crash
+            traceback.print_exc()
+            outcome = self.failed, describe_error(exc, "Sampling failed: ")
+        finally:
+            self._do_jobs(last=True)  # what was asked beside the run is answered before its end is told
+        _emit(*outcome)
+
+    def _sample(self) -> Any:
+        """The run, step by step; its RunResult."""
         recorder = self.recorder
         budget = None if self.exact_curves else DiagnosticsBudget(shown=self._next_frame_shows)
         diagnostics = True if budget is None else budget
         last = paced_from = time.perf_counter()
-        try:
-            for step in sample(self.request, self.bundle, self._cancel, diagnostics=diagnostics, twin=self.twin):
-                if budget is not None:
-                    budget.observe(step)
-                index = recorder.add(step)
-                frame = self.trajectory.frame(index)
-                now = time.perf_counter()
-                self._step_seconds, last = now - last, now  # the rhythm at which frames come
-                self._publish(frame)
-                if not step.is_last and self.pace is not None:
-                    self._keep_pace(paced_from)
-                paced_from = time.perf_counter()
-                if not step.is_last and self._wait_if_held(index):
-                    last = time.perf_counter()  # the hold is not a step's time
-            completed = recorder.num_steps > 0 and len(recorder) == recorder.num_steps + 1
-            result = recorder.result(completed)
-            if self.exact_previews is not None:  # a latent run's result is its images, fully decoded
-                result = dataclasses.replace(result, samples=self.exact_previews.final_images())
-        except Exception as exc:  # bad checkpoint, NaN, out of memory: a message, never a crash
-            traceback.print_exc()
-            _emit(self.failed, describe_error(exc, "Sampling failed: "))
-            return
-        _emit(self.finished, result)
+        for step in sample(self.request, self.bundle, self._cancel, diagnostics=diagnostics, twin=self.twin):
+            if budget is not None:
+                budget.observe(step)
+            index = recorder.add(step)
+            frame = self.trajectory.frame(index)
+            now = time.perf_counter()
+            self._step_seconds, last = now - last, now  # the rhythm at which frames come
+            self._publish(frame)
+            if self._jobs:
+                aside = self._do_jobs()
+                recorder.exclude(aside)
+                last += aside  # nor the next step's
+            if not step.is_last and self.pace is not None:
+                self._keep_pace(paced_from)
+            paced_from = time.perf_counter()
+            if not step.is_last and self._wait_if_held(index):
+                last = time.perf_counter()  # the hold is not a step's time
+        completed = recorder.num_steps > 0 and len(recorder) == recorder.num_steps + 1
+        result = recorder.result(completed)
+        if self.exact_previews is not None:  # a latent run's result is its images, fully decoded
+            result = dataclasses.replace(result, samples=self.exact_previews.final_images())
+        return result

@@ -2,10 +2,11 @@
 
 At the step on screen, a grid of arrows over the visible part of the plane shows where the model's own
 prediction moves points (−ε, the score direction) and where guidance pushes them (−Δε), on one length
-scale, for the update that follows the points shown (the last update at the end). A few samples' paths trace x_T → … → x_t. Fields are
-computed from the model (`core.guidance_views.field_vectors`, the engine's own code path) on a helper
-thread, newest request first, and kept per step (until the view is panned or zoomed), so scrubbing back
-is instant and the GUI never waits.
+scale, for the update that follows the points shown (the last update at the end). A few samples' paths
+trace x_T → … → x_t. Fields are computed from the model (`core.guidance_views.field_vectors`, the
+engine's own code path) off the GUI thread, newest request first, and kept per step (until the view is
+panned or zoomed), so scrubbing back is instant and the GUI never waits: on a helper thread, or while a
+run is live on its sampling thread between two steps (`begin(..., beside=worker.submit)`).
 """
 from __future__ import annotations
 
@@ -143,6 +144,7 @@ class FieldOverlay(QObject):
         self._busy = False
         self._generation = 0
         self.live = False  # a run being sampled: fields are paced (LIVE_FIELD_INTERVAL_S)
+        self.beside: Any = None  # while live, the sampler's `submit` (fields computed between its steps)
         self._submitted_at = 0.0
         self._pace = QTimer(self)
         self._pace.setSingleShot(True)
@@ -168,11 +170,14 @@ class FieldOverlay(QObject):
 
     # --- runs ------------------------------------------------------------------------------------
 
-    def begin(self, run: Any, bundle: Any, live: bool = False) -> None:
+    def begin(self, run: Any, bundle: Any, live: bool = False, beside: Any = None) -> None:
         """Show `run` (tracks of 2-D points); fields come from `bundle`, or are unavailable when it is None
-        (the run's model is not the one loaded). `live`: the run is being sampled (see `set_live`)."""
+        (the run's model is not the one loaded). `live`: the run is being sampled (see `set_live`), by the
+        worker whose `submit` is `beside`: fields are then computed on its thread, between steps (a third
+        busy thread took the core the GUI thread paints on, on 2 cores: bench/ui_latency.py)."""
         self.run, self.bundle = run, bundle
         self.live = live
+        self.beside = beside if live else None
         self._generation += 1
         self.fields = {}
         self._wanted = None
@@ -185,6 +190,7 @@ class FieldOverlay(QObject):
         """While live, fields are computed at most every LIVE_FIELD_INTERVAL_S; afterwards at once."""
         self.live = live
         if not live:
+            self.beside = None
             self._pace.stop()
             self._next()
 
@@ -283,7 +289,8 @@ class FieldOverlay(QObject):
         self._submitted_at = time.perf_counter()
         self._busy = True
         request, bundle, points = self.run.request, self.bundle, self.points
-        self._tasks.submit((self._generation, k), lambda: V.field_vectors(request, bundle, points, k))
+        field = lambda: V.field_vectors(request, bundle, points, k)
+        self._tasks.submit((self._generation, k), field, on=self.beside)
 
     def _on_field(self, tag: tuple[int, int], field: Any) -> None:
         self._busy = False

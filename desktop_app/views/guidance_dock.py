@@ -152,9 +152,9 @@ class GuidanceViews(QObject):
         self.twin.begin(0)
         self.twin.hide()
 
-    def begin(self, run: Any, bundle: Any, live: bool = False) -> None:
+    def begin(self, run: Any, bundle: Any, live: bool = False, beside: Any = None) -> None:
         """Follow `run` (a live Recorder, `live`, or a RunResult); `bundle` computes its arrow fields (None: the
-        run's model is not loaded)."""
+        run's model is not loaded), on the thread of `beside` (a live run's `SamplingWorker.submit`) if given."""
         self.run = run
         self.live = live
         self.index = -1
@@ -169,7 +169,7 @@ class GuidanceViews(QObject):
         self.twin.begin(run.num_steps)
         if self.points_mode:
             self.field.begin(run, bundle if bundle is not None and bundle.name == run.model_name else None,
-                             live)
+                             live, beside)
             self.panel.field_note.setText(self.field.note)
             self.stack.begin(run.num_steps)
             self.twin_cloud.set_points(None)

@@ -129,6 +129,11 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self._norm_top = next(m * power for m in (1, 2, 5, 10) if largest <= m * power)
         self.plots["norm"].setYRange(0, self._norm_top, padding=0.02)
 
+    @property
+    def empty(self) -> bool:
+        """Whether no curve has anything to draw (no run is shown)."""
+        return not any(len(self.curve_data(key)[0]) for key in self.curves)
+
     def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.curves[key].getData()
         return (np.array([]), np.array([])) if x is None else (np.asarray(x), np.asarray(y))

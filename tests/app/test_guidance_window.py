@@ -169,3 +169,31 @@ def test_help_page_is_illustrated_with_the_windows_own_views(qtbot, window):
     image = page.browser.document().resource(page.browser.document().ResourceType.ImageResource.value,
                                              "view://section0")
     assert image is not None and not image.isNull()
+
+
+def test_a_live_runs_arrow_fields_are_computed_on_its_sampling_thread(qtbot, window, monkeypatch):
+    """While a run is live its fields are computed between its steps, on the sampling thread (a third busy
+    thread took the GUI thread's core on 2 cores); afterwards, scrubbing back, on the field helper thread."""
+    import threading
+
+    computed: list[tuple[str, int]] = []
+    field_vectors = V.field_vectors
+
+    def recorded(request, bundle, points, k):
+        computed.append((threading.current_thread().name, k))
+        return field_vectors(request, bundle, points, k)
+
+    monkeypatch.setattr(V, "field_vectors", recorded)
+    window.set_bundle(tiny_bundle((2,), delay=0.004, name="slow-points"))
+    window.session.update(steps="150", batch_points=10, guidance="none")
+    assert run_to_end(qtbot, window).completed
+    field = window.guidance.field
+    qtbot.waitUntil(lambda: 150 in field.fields, timeout=RUN_TIMEOUT_MS)  # the last update's, asked at the end
+    live = [(name, k) for name, k in computed if k < 150]
+    assert len(live) >= 2 and all(name.startswith("sampling") for name, _ in live)  # paced: a few a second
+    assert [k for _, k in live] == sorted(k for _, k in live)  # each for the step then on screen
+    count = len(computed)
+    window.views.show_step(3)
+    qtbot.waitUntil(lambda: 4 in field.fields, timeout=RUN_TIMEOUT_MS)
+    after = computed[count:]  # (with another plane, the step left is asked for again first)
+    assert after[-1][1] == 4 and all(name.startswith("serial-task") for name, _ in after)

@@ -95,6 +95,28 @@ def test_a_model_switch_leaves_no_stale_curve_in_any_plot(qtbot, window):
     assert guidance.field.arrows("score_arrows").shape == (0, 2) and guidance.field.arrows("guidance").shape == (0, 2)
 
 
+def test_empty_plots_span_the_run_the_settings_describe(qtbot, window):
+    """Before a run (a model just loaded) the step axes follow the settings, so Start finds them laid out;
+    a run's curves keep their own axes whatever the settings then say."""
+    plots = window.plots
+
+    def span() -> tuple[float, float]:
+        lows, highs = zip(*(plot.viewRange()[0] for plot in plots.plots.values()))
+        assert len(set(lows)) == 1 and len(set(highs)) == 1  # the three plots alike
+        return lows[0], highs[0]
+
+    window.session.update(sampler="ddpm", steps="300")
+    assert span() == pytest.approx((-6, 306))  # 0 … 300, padded 2 %
+    window.session.update(sampler="ddim", steps="ddim25")
+    assert span() == pytest.approx((-0.5, 25.5))
+    run_to_end(qtbot, window, steps="40", batch_points=50)
+    window.session.update(steps="300")
+    assert span() == pytest.approx((-0.8, 40.8))  # the run on screen keeps its axis
+    with qtbot.waitSignal(window.model_loaded, timeout=LOAD_TIMEOUT_MS):
+        window.loader.load("toy-scurve")
+    assert span() == pytest.approx((-6, 306))  # its curves gone, the axes span the next run
+
+
 def test_the_planes_fit_the_samples_without_zooming_at_every_step(qtbot):
     views = LiveViews()
     qtbot.addWidget(views)

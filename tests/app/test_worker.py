@@ -134,3 +134,53 @@ def test_the_frame_the_gui_will_paint_is_predicted_from_its_rhythm():
     assert not frame_will_show(10.0, 0.001, ready_at=10.0005, pending=True, interval=interval)
     assert not frame_will_show(10.0, 0.02, ready_at=10.01, pending=True, interval=interval)
     assert frame_will_show(10.0, 0.03, ready_at=10.01, pending=True, interval=interval)
+
+
+def test_work_submitted_beside_a_run_is_done_on_its_thread_between_steps(qtbot):
+    """The GUI's side work (an arrow field) runs on the sampling thread between two steps, while the run is
+    held too; once the run has ended, submit says no (the caller then runs it elsewhere)."""
+    import threading
+
+    from desktop_app.run.worker import SamplingWorker
+
+    worker = SamplingWorker(SamplingRequest(model="tiny", steps="40", batch=4), tiny_bundle((2,), delay=0.002))
+    done: list[tuple[int, int]] = []  # (thread, steps recorded) at each job
+
+    def job():
+        done.append((threading.get_ident(), len(worker.recorder)))
+        return len(done)
+
+    worker.pause()
+    worker.frame_ready.connect(worker.take_frame)
+    try:
+        with qtbot.waitSignal(worker.held, timeout=RUN_TIMEOUT_MS):
+            worker.start()
+        held = worker.held_at
+        assert worker.submit(job).result(timeout=10) == 1  # done while held, after step `held`
+        with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+            worker.resume()
+            for _ in range(5):
+                answer = worker.submit(job)
+                if answer is None:
+                    break
+                answer.result(timeout=10)
+    finally:
+        worker.stop()
+    sampler = {thread for thread, _ in done}
+    assert len(sampler) == 1 and sampler != {threading.get_ident()}  # one thread, not the GUI's
+    assert done[0][1] == held + 1
+    steps = [n for _, n in done]
+    assert steps == sorted(steps) and len(done) == 6 and steps[-1] < 41  # in turn, during the run, not at its end
+    assert worker.submit(job) is None  # the run has ended
+
+
+def test_work_still_queued_when_a_run_ends_is_answered_before_the_end(qtbot):
+    from desktop_app.run.worker import SamplingWorker
+
+    worker = SamplingWorker(SamplingRequest(model="tiny", steps="3", batch=4), tiny_bundle((2,)))
+    order: list[str] = []
+    answer = worker.submit(lambda: order.append("job") or 7)  # before the first step: done after it
+    worker.finished.connect(lambda _: order.append("finished"))
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+        worker.start()
+    assert answer.result(timeout=1) == 7 and order == ["job", "finished"]
