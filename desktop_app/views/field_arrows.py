@@ -73,43 +73,51 @@ class PathTrace:
         return self.positions[:, : index + 1]
 
 
-SETTLED_STEPS = 32  # a path layer redraws its settled part (cached as a picture) once per this many steps
+SETTLED_STEPS = (256, 32)  # the steps a path layer's cached parts end on: multiples of 256, then of 32
 
 
 class PathLayer:
-    """NaN-separated polylines that grow by a step per frame, drawn as two curves: the steps up to the last
-    multiple of SETTLED_STEPS, cached in device pixels (Qt redraws it only when it changes or the view
-    moves), and the short tail after it. Stroking all of eight 1000-step paths at every frame was the
-    largest part of painting the x_t pane (2–5 ms a frame, bench/ui_latency.py)."""
+    """NaN-separated polylines that grow by a step per frame, drawn as a few curves: the steps up to the last
+    multiple of 256, the steps from there to the last multiple of 32 (each cached in device pixels: Qt redraws
+    one only when it changes or the view moves), and the short tail after them. Stroking all of eight
+    1000-step paths at every frame was the largest part of painting the x_t pane (2–5 ms a frame), and so was
+    restroking them whole once per 32 steps late in a run (bench/ui_latency.py); now the long part is
+    restroked once per 256 steps, the rest covers at most 256."""
 
     def __init__(self, plot: pg.PlotWidget, pen: Any, z: float):
-        self.settled = pg.PlotCurveItem(pen=pen, connect="finite")
-        self.settled.setCacheMode(self.settled.CacheMode.DeviceCoordinateCache)
+        self.settled = [pg.PlotCurveItem(pen=pen, connect="finite") for _ in SETTLED_STEPS]
+        for item in self.settled:
+            item.setCacheMode(item.CacheMode.DeviceCoordinateCache)
         self.tail = pg.PlotCurveItem(pen=pen, connect="finite")
-        self._key: tuple | None = None
-        for item in (self.settled, self.tail):
+        self._spans: list[tuple | None] = [None] * len(SETTLED_STEPS)  # (key, first step, last step) each shows
+        for item in (*self.settled, self.tail):
             item.setZValue(z)
             plot.addItem(item)
 
     def show(self, trace: np.ndarray | None, key: Any = None) -> None:
         """trace (S, k+1, 2): S paths over steps 0 … k; `key` names the steps' source (the same key and
-        length: the same settled steps). None clears."""
+        span: the same steps). None clears."""
         if trace is None or not trace.size:
-            self._key = None
-            self.settled.setData([], [])
-            self.tail.setData([], [])
+            self._spans = [None] * len(SETTLED_STEPS)
+            for item in (*self.settled, self.tail):
+                item.setData([], [])
             return
-        split = (trace.shape[1] - 1) // SETTLED_STEPS * SETTLED_STEPS
-        if (key, split) != self._key or key is None:
-            self._key = (key, split)
-            settled = polylines(trace[:, : split + 1])
-            self.settled.setData(settled[:, 0], settled[:, 1])
-        tail = polylines(trace[:, split:])
+        last = trace.shape[1] - 1
+        start = 0
+        for n, (item, chunk) in enumerate(zip(self.settled, SETTLED_STEPS)):
+            end = max(start, last // chunk * chunk)
+            span = (key, start, end)
+            if span != self._spans[n] or key is None:
+                self._spans[n] = span
+                part = polylines(trace[:, start: end + 1]) if end > start else np.zeros((0, 2))
+                item.setData(part[:, 0], part[:, 1])
+            start = end
+        tail = polylines(trace[:, start:])
         self.tail.setData(tail[:, 0], tail[:, 1])
 
     def data(self) -> np.ndarray:
-        """The vertices drawn, (M, 2) with NaN separators, settled part first (tests)."""
-        parts = [item.getData() for item in (self.settled, self.tail)]
+        """The vertices drawn, (M, 2) with NaN separators, settled parts first (tests)."""
+        parts = [item.getData() for item in (*self.settled, self.tail)]
         return np.concatenate([np.stack([x, y], axis=1) for x, y in parts if x is not None and len(x)]
                               or [np.zeros((0, 2))])
 
