@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..tasks import Turns
 from .captions import CAPTIONS
 from .player import StepPlayer, step_text
 from .point_cloud import PointCloudItem, cache_axes
@@ -122,7 +123,6 @@ class PointPane(pg.PlotWidget):
         self.legend.addItem(_legend_dot((90, 90, 90), SAMPLE_ALPHA, 8, SAMPLE_EDGE), "samples")
         self.legend.setVisible(False)  # until there is training data to name
         self.labelled = labelled
-        self._after_paint: list[Any] = []
         self.points: np.ndarray | None = None
         self.colors: np.ndarray | None = None
         self.outside = pg.TextItem(color="#8a5a00", anchor=(1, 0), fill=LEGEND_BRUSH)  # samples out of view
@@ -130,16 +130,6 @@ class PointPane(pg.PlotWidget):
         self.outside.hide()
         self.addItem(self.outside, ignoreBounds=True)
         self.getViewBox().sigRangeChanged.connect(self._say_outside)
-
-    def after_paint(self, callback: Any) -> None:
-        """Call `callback` once this pane has next painted, in an event-loop turn of its own."""
-        self._after_paint.append(callback)
-
-    def paintEvent(self, event: Any) -> None:
-        super().paintEvent(event)
-        for callback in self._after_paint:
-            QTimer.singleShot(0, callback)
-        self._after_paint.clear()
 
     def show_extent(self, extent: float) -> None:
         """Show the plane [−extent, extent]² (the narrow side of the pane)."""
@@ -263,6 +253,7 @@ class LiveViews(QWidget):
         for pane, key in zip((*self.image_panes, *self.point_panes), ("xt", "x0", "xt", "x0")):
             pane.setToolTip(CAPTIONS[key].tooltip())
         self.extent = POINT_RANGE  # the 2-D panes' half-width, fitted to the samples on screen (_fit_plane)
+        self._paints = Turns(self)  # the 2-D panes' repaints, each in a turn of its own (_paint_in_later_turns)
         self.point_panes[1].setXLink(self.point_panes[0])
         self.point_panes[1].setYLink(self.point_panes[0])
         self.image_panes[1].view.setXLink(self.image_panes[0].view)
@@ -386,6 +377,7 @@ class LiveViews(QWidget):
     def _show(self, frame: Any) -> None:
         self.shown_index = frame.index
         if self.points_mode:
+            self._paint_in_later_turns()
             self._fit_plane(frame.x0)
             self.point_panes[0].show_points(frame.xt)
             self.point_panes[1].show_points(frame.x0)
@@ -406,12 +398,19 @@ class LiveViews(QWidget):
         need = extent_for(x0, POINT_RANGE)
         if need > self.extent or 2 * need <= self.extent:
             self.extent = need
-            xt_pane, x0_pane = self.point_panes
-            if xt_pane.isVisible() and x0_pane.updatesEnabled():
-                # Both panes are drawn anew on another plane (~20 ms together): x̂0 in a turn after x_t.
-                x0_pane.setUpdatesEnabled(False)
-                xt_pane.after_paint(lambda: x0_pane.setUpdatesEnabled(True))
-            xt_pane.show_extent(need)
+            self.point_panes[0].show_extent(need)
+
+    def _paint_in_later_turns(self) -> None:
+        """Paint the 2-D panes after this turn, each in an event-loop turn of its own: x_t once the loop has
+        seen to its timers and input, x̂0 after x_t's paint. Painted in the turn that took a frame, the two
+        and the frame's own work held the GUI thread 10–15 ms at once while the sampler ran (more on a plane
+        change, when both are drawn anew: bench/ui_latency.py)."""
+        xt_pane, x0_pane = self.point_panes
+        if self._paints or not xt_pane.isVisible():
+            return  # the paints of an earlier frame are still to come: they show this one
+        xt_pane.setUpdatesEnabled(False)
+        x0_pane.setUpdatesEnabled(False)
+        self._paints.add(lambda: xt_pane.setUpdatesEnabled(True), lambda: x0_pane.setUpdatesEnabled(True))
 
     def _on_index(self, value: int) -> None:
         self.following = value == self.player.count() - 1
