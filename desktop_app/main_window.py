@@ -86,6 +86,8 @@ class MainWindow(QMainWindow):
         self._finishing = Turns(self)  # what is left of ending a run (_on_finished)
         self.loader = ModelLoader(self.session, self)
         self.create_widgets()
+        # a frame's panes are painted first, then the throttled redraws or the end of a run, a turn each
+        self._refreshes.after = self._finishing.after = self.views.paints
         self.create_actions()
         self.create_menus()
         self.create_docks()

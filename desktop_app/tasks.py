@@ -54,10 +54,12 @@ def close_lanes() -> None:
 
 class Turns(QObject):
     """GUI-thread work split into event-loop turns of its own: each part runs from a 0 ms timer, which fires
-    after the repaint the previous part posted, so no turn holds the window for the sum of them."""
+    after the repaint the previous part posted, so no turn holds the window for the sum of them. `after`:
+    other Turns whose parts go first (their timers would otherwise fire in the same turn as these)."""
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None, after: Turns | None = None):
         super().__init__(parent)
+        self.after = after
         self._parts: list[Callable[[], object]] = []
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -82,6 +84,9 @@ class Turns(QObject):
             self._parts.pop(0)()
 
     def _next(self) -> None:
+        if self.after:  # its parts first, each in its turn: wait a turn
+            self._timer.start(0)
+            return
         if self._parts:
             self._parts.pop(0)()
         if self._parts:

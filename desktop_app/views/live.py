@@ -253,7 +253,7 @@ class LiveViews(QWidget):
         for pane, key in zip((*self.image_panes, *self.point_panes), ("xt", "x0", "xt", "x0")):
             pane.setToolTip(CAPTIONS[key].tooltip())
         self.extent = POINT_RANGE  # the 2-D panes' half-width, fitted to the samples on screen (_fit_plane)
-        self._paints = Turns(self)  # the 2-D panes' repaints, each in a turn of its own (_paint_in_later_turns)
+        self.paints = Turns(self)  # the 2-D panes' repaints, each in a turn of its own (_paint_in_later_turns)
         self.point_panes[1].setXLink(self.point_panes[0])
         self.point_panes[1].setYLink(self.point_panes[0])
         self.image_panes[1].view.setXLink(self.image_panes[0].view)
@@ -406,11 +406,11 @@ class LiveViews(QWidget):
         and the frame's own work held the GUI thread 10–15 ms at once while the sampler ran (more on a plane
         change, when both are drawn anew: bench/ui_latency.py)."""
         xt_pane, x0_pane = self.point_panes
-        if self._paints or not xt_pane.isVisible():
+        if self.paints or not xt_pane.isVisible():
             return  # the paints of an earlier frame are still to come: they show this one
         xt_pane.setUpdatesEnabled(False)
         x0_pane.setUpdatesEnabled(False)
-        self._paints.add(lambda: xt_pane.setUpdatesEnabled(True), lambda: x0_pane.setUpdatesEnabled(True))
+        self.paints.add(lambda: xt_pane.setUpdatesEnabled(True), lambda: x0_pane.setUpdatesEnabled(True))
 
     def _on_index(self, value: int) -> None:
         self.following = value == self.player.count() - 1

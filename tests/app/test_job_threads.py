@@ -2,6 +2,7 @@
 jobs get a thread each; a failing job does not end its lane; quitting lets the kept threads end."""
 from __future__ import annotations
 
+import itertools
 import threading
 
 from desktop_app.tasks import ThreadedJob, close_lanes
@@ -65,3 +66,25 @@ def test_the_windows_runs_sample_on_one_kept_thread(qtbot, window):
             window.start_run()
         idents.append(window.worker.ran_on)
     assert idents[0] is idents[1] and idents[0].name.startswith("sampling")
+
+
+def test_turns_run_each_part_in_a_turn_of_its_own_after_the_turns_they_follow(qtbot):
+    """A frame's pane paints go first, then the throttled redraws: parts of Turns made `after` others wait
+    until those have none left, though their own timer started first."""
+    from PySide6.QtCore import QTimer
+
+    from desktop_app.tasks import Turns
+
+    order: list[str] = []
+    panes = Turns()
+    redraws = Turns(after=panes)
+    redraws.add(lambda: order.append("curves"), lambda: order.append("progress"))
+    panes.add(lambda: order.append("x_t"), lambda: order.append("x0"))
+    ticks = QTimer()
+    ticks.timeout.connect(lambda: order.append("tick"))
+    ticks.start(0)  # a 0 ms timer of the event loop's own: it runs between the parts, not only after them
+    qtbot.waitUntil(lambda: "progress" in order, timeout=RUN_TIMEOUT_MS)
+    ticks.stop()
+    parts = [name for name in order if name != "tick"]
+    assert parts == ["x_t", "x0", "curves", "progress"]
+    assert all(order.index(a) + 1 < order.index(b) for a, b in itertools.pairwise(parts))  # a tick between
