@@ -55,7 +55,8 @@ def close_lanes() -> None:
 class Turns(QObject):
     """GUI-thread work split into event-loop turns of its own: each part runs from a 0 ms timer, which fires
     after the repaint the previous part posted, so no turn holds the window for the sum of them. `after`:
-    other Turns whose parts go first (their timers would otherwise fire in the same turn as these)."""
+    other Turns whose parts go first, and the repaint their last part posts (their timers would otherwise
+    fire in the same turn as these)."""
 
     def __init__(self, parent: QObject | None = None, after: Turns | None = None):
         super().__init__(parent)
@@ -68,6 +69,12 @@ class Turns(QObject):
     def __bool__(self) -> bool:
         """Whether parts are still to run."""
         return bool(self._parts)
+
+    @property
+    def busy(self) -> bool:
+        """Whether parts are still to run, or the turn after the last has not come yet (it comes after the
+        repaint the last part posted)."""
+        return self._timer.isActive()
 
     def add(self, *parts: Callable[[], object]) -> None:
         self._parts.extend(parts)
@@ -84,13 +91,12 @@ class Turns(QObject):
             self._parts.pop(0)()
 
     def _next(self) -> None:
-        if self.after:  # its parts first, each in its turn: wait a turn
+        if self.after is not None and self.after.busy:  # its parts and repaints first: wait a turn
             self._timer.start(0)
             return
         if self._parts:
             self._parts.pop(0)()
-        if self._parts:
-            self._timer.start(0)
+            self._timer.start(0)  # the next part's turn, or after the last, one that says its repaint is done
 
 
 class ThreadedJob(QObject):

@@ -18,6 +18,7 @@ import numpy as np
 from core.images import grid, rgb
 from core.runs import ELAPSED, NOISE, NORM, PROB, TIMESTEP, X0, X0_DECODED, XT
 
+CURVE_TRACKS = {"prob": PROB, "norm": NORM, "noise": NOISE}  # the per-step plots' curves: their tracks
 STANDARD = {XT, X0, X0_DECODED, TIMESTEP, NOISE, ELAPSED, PROB, NORM}
 
 
@@ -93,8 +94,12 @@ class Frames:
 
     def curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prob, guidance_norm, noise_level) over the steps recorded, float64 with NaN where unknown."""
-        prob, norm, noise = (self._numbers(name) for name in (PROB, NORM, NOISE))
+        prob, norm, noise = (self.curve(key) for key in CURVE_TRACKS)
         return prob, norm, noise
+
+    def curve(self, key: str) -> np.ndarray:
+        """One of `curves` by the per-step plots' name for it: prob, norm or noise."""
+        return self._numbers(CURVE_TRACKS[key])
 
     def _numbers(self, name: str) -> np.ndarray:
         values = self.source.tracks.get(name, ())[: len(self)]

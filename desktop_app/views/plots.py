@@ -13,6 +13,7 @@ CURVES = (  # key, title (with its caption line under it, `captions.CAPTIONS[key
     ("norm", CAPTIONS["norm"].titled("guidance term ‖Δε‖"), "#d62728"),
     ("noise", CAPTIONS["noise"].titled("noise level √(1−ᾱ<sub>t</sub>)"), "#555555"),
 )
+CURVE_KEYS = tuple(key for key, _, _ in CURVES)
 
 
 def free_width(label: pg.LabelItem) -> None:
@@ -103,18 +104,23 @@ class StepPlots(pg.GraphicsLayoutWidget):
             plot.setTitle(title, color="#333", size="10pt")
 
     def set_curves(self, prob: np.ndarray, norm: np.ndarray, noise: np.ndarray) -> None:
-        for key, values in (("prob", prob), ("norm", norm), ("noise", noise)):
-            values = np.asarray(values, dtype=np.float64)
-            steps = np.arange(len(values), dtype=np.float64)
-            ok = np.isfinite(values)
-            known, updates = int(ok[1:].sum()), len(values) - 1  # index 0, the initial noise, has none
-            sampled = f"sampled at {known} of {updates} steps" if 0 < known < updates else ""
-            if sampled != self.sampled[key]:
-                self.sampled[key] = sampled
-                self._retitle(key)
-            dots = dict(symbol="o", symbolSize=5, symbolPen=None, symbolBrush=self.curves[key].opts["pen"].color())
-            self.curves[key].setData(steps[ok], values[ok], **(dots if sampled else {"symbol": None}))
-        self._fit_norm(norm)
+        for key, values in zip(CURVE_KEYS, (prob, norm, noise)):
+            self.set_curve(key, values)
+
+    def set_curve(self, key: str, values: np.ndarray) -> None:
+        """One plot's curve (only that plot is repainted: a third of the three's cost)."""
+        values = np.asarray(values, dtype=np.float64)
+        steps = np.arange(len(values), dtype=np.float64)
+        ok = np.isfinite(values)
+        known, updates = int(ok[1:].sum()), len(values) - 1  # index 0, the initial noise, has none
+        sampled = f"sampled at {known} of {updates} steps" if 0 < known < updates else ""
+        if sampled != self.sampled[key]:
+            self.sampled[key] = sampled
+            self._retitle(key)
+        dots = dict(symbol="o", symbolSize=5, symbolPen=None, symbolBrush=self.curves[key].opts["pen"].color())
+        self.curves[key].setData(steps[ok], values[ok], **(dots if sampled else {"symbol": None}))
+        if key == "norm":
+            self._fit_norm(values)
 
     def _fit_norm(self, norm: np.ndarray) -> None:
         """The guidance-term plot's y axis spans 0 to a round number above the largest value so far (1, 2 or 5
@@ -138,8 +144,9 @@ class StepPlots(pg.GraphicsLayoutWidget):
         x, y = self.curves[key].getData()
         return (np.array([]), np.array([])) if x is None else (np.asarray(x), np.asarray(y))
 
-    def set_cursor(self, index: int) -> None:
-        for cursor in self.cursors.values():
+    def set_cursor(self, index: int, key: str | None = None) -> None:
+        """Every plot's cursor, or the one of plot `key`."""
+        for cursor in self.cursors.values() if key is None else (self.cursors[key],):
             cursor.setValue(index)
 
     def clear_curves(self) -> None:

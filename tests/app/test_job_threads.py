@@ -88,3 +88,31 @@ def test_turns_run_each_part_in_a_turn_of_its_own_after_the_turns_they_follow(qt
     parts = [name for name in order if name != "tick"]
     assert parts == ["x_t", "x0", "curves", "progress"]
     assert all(order.index(a) + 1 < order.index(b) for a, b in itertools.pairwise(parts))  # a tick between
+
+
+def test_turns_after_others_wait_for_the_repaint_their_last_part_posted(qtbot):
+    """The redraws of a frame start after its x̂0 pane is painted, not in the turn that let that paint in:
+    there the two together held the window (a late tick of bench/ui_latency.py). As in the app, the panes'
+    parts are added first, so their last part and the redraws' first are due in one pass over the timers."""
+    from PySide6.QtWidgets import QWidget
+
+    from desktop_app.tasks import Turns
+
+    order: list[str] = []
+
+    class Pane(QWidget):
+        def paintEvent(self, event):
+            if "x0" in order:  # (not a paint of its showing)
+                order.append("x0 painted")
+
+    pane = Pane()
+    pane.resize(40, 40)
+    pane.show()
+    qtbot.waitExposed(pane)
+    panes = Turns()
+    redraws = Turns(after=panes)
+    panes.add(lambda: order.append("x_t"), lambda: (order.append("x0"), pane.update()))
+    redraws.add(lambda: order.append("curves"))
+    qtbot.waitUntil(lambda: "curves" in order and not redraws.busy, timeout=RUN_TIMEOUT_MS)
+    assert order == ["x_t", "x0", "x0 painted", "curves"]
+    assert not panes.busy and not panes
