@@ -9,8 +9,9 @@ import functools
 import gc
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QSettings, Qt, QTimer, Signal
@@ -30,7 +31,7 @@ from .panels import GuidancePanel, ModelPanel, PromptPanel, RunPanel, SamplerPan
 from .panels.widgets import set_quietly
 from .results_controller import ResultsController
 from .session import Session
-from .tasks import Turns
+from .tasks import Turns, while_showing
 from .views.guidance_dock import GuidanceViews
 from .views.live import LiveViews, class_colors
 from .views.plots import CURVE_KEYS, PlotsPane
@@ -507,17 +508,17 @@ class MainWindow(QMainWindow):
             # The curves, the guidance plots and the progress are redrawn in turns of their own, after the
             # frame is painted: done together with it they stalled the GUI thread for tens of milliseconds.
             traj = self.worker.trajectory
-            self._refreshes.add(*self._curve_parts(traj, lambda: self._running and self.views.source is traj),
-                                self.guidance.refresh, lambda: self._refresh_progress(frame))
+            parts = [*self._curve_parts(traj), *self.guidance.refresh_parts()]
+            self._refreshes.add(*while_showing(lambda: self._running and self.views.source is traj, parts),
+                                lambda: self._refresh_progress(frame))
         self.frame_shown.emit(frame.index)
 
-    def _curve_parts(self, traj: Any, showing: Callable[[], bool]) -> list[Callable[[], None]]:
-        """Redraw each per-step plot's curve and cursor from `traj` in a turn of its own, while `showing()`:
-        the three and their repaint at once held the GUI thread 5–11 ms."""
+    def _curve_parts(self, traj: Any) -> list[Callable[[], None]]:
+        """Redraws of each per-step plot's curve and cursor from `traj`, to run in turns of their own: the three
+        and their repaint at once held the GUI thread 5–11 ms."""
         def part(key: str) -> None:
-            if showing():
-                self.plots.set_curve(key, traj.curve(key))
-                self.plots.set_cursor(self.views.shown_index, key)
+            self.plots.set_curve(key, traj.curve(key))
+            self.plots.set_cursor(self.views.shown_index, key)
 
         return [functools.partial(part, key) for key in CURVE_KEYS]
 
@@ -554,13 +555,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{self.bundle.name}: {text}")
         self._update_enabled()
 
-        def guidance() -> None:
+        def guidance_done() -> None:
             if not self._running:  # (a run started since keeps its live pacing)
                 self.guidance.set_live(False)
-            if self.views.source is traj:
-                self.guidance.refresh()
 
-        self._finishing.add(guidance, *self._curve_parts(traj, lambda: self.views.source is traj),
+        parts = [*self.guidance.refresh_parts(), *self._curve_parts(traj)]
+        self._finishing.add(guidance_done, *while_showing(lambda: self.views.source is traj, parts),
                             lambda: self.run_finished.emit(result))
 
     def _on_failed(self, message: str) -> None:

@@ -6,6 +6,7 @@ on the GUI thread through a queued signal, so slots may touch widgets.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -97,6 +98,15 @@ class Turns(QObject):
         if self._parts:
             self._parts.pop(0)()
             self._timer.start(0)  # the next part's turn, or after the last, one that says its repaint is done
+
+
+def while_showing(showing: Callable[[], bool], parts: list[Callable[[], object]]) -> list[Callable[[], None]]:
+    """`parts` for Turns, each doing nothing once `showing()` is false (what it would draw has left the screen)."""
+    def only_while_showing(part: Callable[[], object]) -> None:
+        if showing():
+            part()
+
+    return [functools.partial(only_while_showing, part) for part in parts]
 
 
 class ThreadedJob(QObject):

@@ -117,7 +117,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
         if sampled != self.sampled[key]:
             self.sampled[key] = sampled
             self._retitle(key)
-        dots = dict(symbol="o", symbolSize=5, symbolPen=None, symbolBrush=self.curves[key].opts["pen"].color())
+        dots = {"symbol": "o", "symbolSize": 5, "symbolPen": None, "symbolBrush": self.curves[key].opts["pen"].color()}
         self.curves[key].setData(steps[ok], values[ok], **(dots if sampled else {"symbol": None}))
         if key == "norm":
             self._fit_norm(values)
