@@ -6,11 +6,13 @@ following a run, or the scrubbed step read from the trajectory (any object with 
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -23,7 +25,7 @@ from PySide6.QtWidgets import (
 from ..tasks import Turns
 from .captions import CAPTIONS
 from .player import StepPlayer, step_text
-from .point_cloud import PointCloudItem, cache_axes
+from .point_cloud import AXIS_DRAWINGS_KEPT, PointCloudItem, cache_axes
 
 XT_TITLE = CAPTIONS["xt"].titled("x<sub>t</sub> &nbsp;noisy sample")
 X0_TITLE = CAPTIONS["x0"].titled("x̂<sub>0</sub> &nbsp;predicted from x<sub>t</sub>")
@@ -33,6 +35,7 @@ EXACT_DECODE_TIP = ("Decode x̂0 with the model's VAE at every step of the next 
 POINT_RANGE = 2.0  # the 2-D panes show [−2, 2]² (the built-in data lie within ±1.5; the narrow side of a pane)
 # Half-widths the 2-D panes grow through when a run's samples leave the plane (x̂0 overshoots under strong guidance).
 POINT_EXTENTS = (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0)
+AHEAD_DELAY_MS = 300  # the panes' size must hold this long before their planes are drawn ahead
 EXTENT_QUANTILE = 0.98  # the share of samples the plane grows to hold (a few far outliers do not zoom it out)
 
 
@@ -100,6 +103,7 @@ class PointPane(pg.PlotWidget):
     (not the mouse) moved the visible plane."""
 
     plane_changed = Signal()
+    reshaped = Signal()  # shown, or resized
 
     def __init__(self, title: str, parent: QWidget | None = None, labelled: bool = True):
         super().__init__(parent, background="w")
@@ -108,7 +112,7 @@ class PointPane(pg.PlotWidget):
         self.show_extent(POINT_RANGE)
         self.disableAutoRange()
         self.setMenuEnabled(False)
-        cache_axes(self.getPlotItem())
+        cache_axes(self.getPlotItem(), kept=len(POINT_EXTENTS) + AXIS_DRAWINGS_KEPT)
         self.backdrop = PointCloudItem(size=3.0)
         # The backdrop changes only with the model: cache its rendering, so painting a new frame of
         # the cloud blits it instead of redrawing thousands of points.
@@ -135,6 +139,25 @@ class PointPane(pg.PlotWidget):
         """Show the plane [−extent, extent]² (the narrow side of the pane)."""
         self.setRange(xRange=(-extent, extent), yRange=(-extent, extent), padding=0)
         self.plane_changed.emit()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self.reshaped.emit()
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self.reshaped.emit()
+
+    def planes_ahead(self) -> list[Callable[[], None]]:
+        """Parts that each draw one axis over one plane of POINT_EXTENTS ahead of time, at the pane's size now
+        (where the plane is centred, as `show_extent` centres it): the first move to a plane then takes kept
+        drawings, instead of laying out two axes' labels (3–4 ms an axis) in the paint of a live frame."""
+        ranges = {name: self.getAxis(name).range for name in ("bottom", "left")}
+        shown = min((hi - lo) / 2 for lo, hi in ranges.values())
+        if not all(np.isclose(lo, -hi) for lo, hi in ranges.values()) or not shown > 0:
+            return []  # (moved by the mouse: the app's planes cannot be told from here)
+        return [functools.partial(self.getAxis(name).draw_ahead, (lo * extent / shown, hi * extent / shown))
+                for extent in POINT_EXTENTS for name, (lo, hi) in ranges.items()]
 
     def _say_outside(self, *_args: Any) -> None:
         """Say how many samples lie beyond the visible plane (x̂0 overshoots under strong guidance), and
@@ -254,6 +277,13 @@ class LiveViews(QWidget):
             pane.setToolTip(CAPTIONS[key].tooltip())
         self.extent = POINT_RANGE  # the 2-D panes' half-width, fitted to the samples on screen (_fit_plane)
         self.paints = Turns(self)  # the 2-D panes' repaints, each in a turn of its own (_paint_in_later_turns)
+        self.ahead = Turns(self, after=self.paints)  # their axes drawn over every plane (_draw_planes_ahead)
+        self._ahead_timer = QTimer(self)
+        self._ahead_timer.setSingleShot(True)
+        self._ahead_timer.setInterval(AHEAD_DELAY_MS)
+        self._ahead_timer.timeout.connect(self._draw_planes_ahead)
+        for pane in self.point_panes:
+            pane.reshaped.connect(self._ahead_timer.start)
         self.point_panes[1].setXLink(self.point_panes[0])
         self.point_panes[1].setYLink(self.point_panes[0])
         self.image_panes[1].view.setXLink(self.image_panes[0].view)
@@ -411,6 +441,14 @@ class LiveViews(QWidget):
         xt_pane.setUpdatesEnabled(False)
         x0_pane.setUpdatesEnabled(False)
         self.paints.add(lambda: xt_pane.setUpdatesEnabled(True), lambda: x0_pane.setUpdatesEnabled(True))
+
+    def _draw_planes_ahead(self) -> None:
+        """Once the 2-D panes have kept a size for AHEAD_DELAY_MS, draw their axes over every plane they may
+        move to, one axis and plane per idle turn (68 turns of 2–4 ms; after a frame's paints while a run is
+        live): the first run after a model switch moved through planes never drawn at this size."""
+        self.ahead.cancel()
+        if all(pane.isVisible() for pane in self.point_panes):
+            self.ahead.add(*(part for pane in self.point_panes for part in pane.planes_ahead()))
 
     def _on_index(self, value: int) -> None:
         self.following = value == self.player.count() - 1

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 
 try:  # pyqtgraph's wrapper over a C array of PixmapFragment (what its ScatterPlotItem paints with)
     from pyqtgraph.Qt.internals import PrimitiveArray
@@ -140,9 +140,10 @@ class PointCloudItem(pg.GraphicsObject):
 LEFT_AXIS_WIDTH = 44  # px: room for labels like "-0.75" or "1e+03"
 
 
-def cache_axes(plot: pg.PlotItem) -> None:
+def cache_axes(plot: pg.PlotItem, kept: int = 0) -> None:
     """Render `plot`'s axes and title into cached pixmaps: a new frame then blits them instead of replaying
-    their tick labels (which dominated the GUI thread's time per frame).
+    their tick labels (which dominated the GUI thread's time per frame). Each axis keeps its last drawings
+    (`remember_axis_drawings`; `kept` of them, AXIS_DRAWINGS_KEPT when 0).
 
     The left axis gets a fixed width: left to size itself by its tick labels, a new label width
     resizes the view box, which (aspect-locked, or auto-ranged) changes the ticks, whose labels
@@ -152,7 +153,7 @@ def cache_axes(plot: pg.PlotItem) -> None:
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
         axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)
-        remember_axis_drawings(axis)
+        remember_axis_drawings(axis, kept or AXIS_DRAWINGS_KEPT)
     title = plot.titleLabel.item  # rich text, laid out again at every repaint it is part of (a plane change)
     title.setCacheMode(title.CacheMode.DeviceCoordinateCache)
 
@@ -160,36 +161,59 @@ def cache_axes(plot: pg.PlotItem) -> None:
 AXIS_DRAWINGS_KEPT = 12  # per axis: the few planes and step ranges a view moves between
 
 
-def remember_axis_drawings(axis: pg.AxisItem) -> None:
-    """Keep the axis's last few drawings (its ticks and labels, recorded as a QPicture: laying them out measures
-    every label's text, 4 ms an axis) by everything they are drawn from, so that an axis returning to a range
-    it has shown draws at once. The 2-D panes move between a few fixed planes (the noise's at Start, the
-    samples' as they settle) at every run; each move redrew four axes from scratch."""
+def remember_axis_drawings(axis: pg.AxisItem, most: int = AXIS_DRAWINGS_KEPT) -> None:
+    """Keep the axis's last `most` drawings (its ticks and labels, recorded as a QPicture: laying them out
+    measures every label's text, 4 ms an axis) by everything they are drawn from, so that an axis returning to a
+    range it has shown draws at once. The 2-D panes move between a few fixed planes (the noise's at Start, the
+    samples' as they settle) at every run; each move redrew four axes from scratch.
+
+    `axis.draw_ahead((lo, hi))` records the drawing of a range the axis has not shown yet, as it sits now (the
+    ranges are keyed to 9 significant digits, so that one computed ahead matches the view's own)."""
     draw = axis.paint
     kept: dict[tuple, Any] = {}
 
-    def drawing_key() -> tuple:
+    def drawing_key(span: tuple[float, float]) -> tuple:
         view = axis.linkedView()
         seen = None if view is None else view.mapRectToItem(axis, view.boundingRect()).getRect()
         transform = axis.sceneTransform()  # where the axis sits (pixel rounding of ticks depends on it)
-        return (tuple(axis.range), axis.orientation, axis.geometry().getRect(), seen,
+        return (tuple(float(f"{end:.9g}") for end in span), axis.orientation, axis.geometry().getRect(), seen,
                 (transform.m11(), transform.m22(), transform.dx(), transform.dy()), axis.grid, axis.scale,
                 axis.autoSIPrefixScale, repr(sorted(axis.style.items(), key=lambda kv: kv[0])),
                 repr(axis._tickLevels), repr(getattr(axis, "_tickSpacing", None)), axis.labelText,
                 axis.pen().color().rgba(), axis.tickPen().color().rgba(), axis.textPen().color().rgba())
 
+    def keep(key: tuple, picture: Any) -> None:
+        if key not in kept:
+            if len(kept) >= most:
+                kept.pop(next(iter(kept)))
+            kept[key] = picture
+
     def paint(painter: Any, option: Any, widget: Any) -> None:
         key = None
         if axis.picture is None:  # the axis changed: draw it again, or take the drawing it had then
             try:
-                key = drawing_key()
+                key = drawing_key(axis.range)
             except Exception:  # noqa: BLE001 — an exception must not leave a paint (Qt would abort): draw anew
                 key = None
             axis.picture = kept.get(key)
         draw(painter, option, widget)
-        if key is not None and key not in kept:
-            if len(kept) >= AXIS_DRAWINGS_KEPT:
-                kept.pop(next(iter(kept)))
-            kept[key] = axis.picture
+        if key is not None:
+            keep(key, axis.picture)
+
+    def draw_ahead(span: tuple[float, float]) -> None:
+        key = drawing_key(span)
+        if key in kept:
+            return
+        shown, picture = axis.range, axis.picture
+        axis.range, axis.picture = [float(span[0]), float(span[1])], None
+        scratch = QImage(1, 1, QImage.Format.Format_ARGB32_Premultiplied)
+        painter = QPainter(scratch)
+        try:
+            draw(painter, None, None)  # records the drawing (then plays it into the scratch pixel)
+            keep(key, axis.picture)
+        finally:
+            painter.end()
+            axis.range, axis.picture = shown, picture
 
     axis.paint = paint
+    axis.draw_ahead = draw_ahead

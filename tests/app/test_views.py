@@ -219,3 +219,44 @@ def test_an_axis_returning_to_a_range_draws_from_its_kept_drawing(qtbot):
     assert len(laid_out) == 2 and laid_out[1][1] / laid_out[0][1] == pytest.approx(2.0, rel=1e-3)
     assert pictures[0] is pictures[2] is pictures[4] and pictures[1] is pictures[3]
     assert pictures[0] is not pictures[1]
+
+
+def pixels(widget) -> np.ndarray:
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    return rows[:, : 3 * image.width()].reshape(image.height(), image.width(), 3).copy()
+
+
+def test_the_2d_panes_axes_are_drawn_ahead_for_every_plane_as_they_would_be_drawn_then(qtbot):
+    """Once the panes have kept their size a moment, their axes are drawn over every plane of POINT_EXTENTS in
+    idle turns: a first move to a plane (a live frame whose x̂0 overshoots) lays out no axis, and shows the very
+    pixels an axis drawn then shows."""
+    from desktop_app.views.live import POINT_EXTENTS, LiveViews
+
+    def views() -> LiveViews:
+        v = LiveViews()
+        qtbot.addWidget(v)
+        v.resize(900, 450)
+        v.show()
+        qtbot.waitExposed(v)
+        return v
+
+    ahead, fresh = views(), views()
+    for pane in fresh.point_panes:  # (this one draws each axis when it first shows a plane)
+        pane.reshaped.disconnect()
+    fresh._ahead_timer.stop()
+    qtbot.waitUntil(lambda: not ahead._ahead_timer.isActive() and not ahead.ahead.busy, timeout=RUN_TIMEOUT_MS)
+    laid_out: list[float] = []
+    for pane in ahead.point_panes:
+        for name in ("bottom", "left"):
+            axis = pane.getAxis(name)
+            layout = axis.generateDrawSpecs
+            axis.generateDrawSpecs = lambda painter, axis=axis, layout=layout: (laid_out.append(axis.range[1])
+                                                                                 or layout(painter))
+    for extent in (3.0, 24.0, 2.5, 64.0):
+        assert extent in POINT_EXTENTS
+        for v in (ahead, fresh):
+            v.point_panes[0].show_extent(extent)
+        for a, b in zip(ahead.point_panes, fresh.point_panes):
+            assert np.array_equal(pixels(a), pixels(b))
+    assert laid_out == []
