@@ -111,6 +111,15 @@ class ClassBars(pg.PlotWidget):
         return metrics.elidedText(self._name(k).split(",")[0], Qt.TextElideMode.ElideRight, NAME_AXIS_WIDTH - 10)
 
 
+def _thinned(count: int, pixels: int) -> np.ndarray:
+    """Indices of at most about `pixels` of `count` points, evenly spread, first and last kept: a band's outline
+    needs no more vertices than the plot has pixels across (filling 1000-step bands of a few classes took
+    2-5 ms a repaint, a large part of the GUI thread's longest turns while a 2-D run was sampled)."""
+    if count <= max(pixels, 2):
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, max(pixels, 2)).round().astype(int))
+
+
 class ClassStack(pg.PlotWidget):
     """Mean p(k | x_t) over the batch, stacked class by class over the steps, with a step cursor."""
 
@@ -170,6 +179,8 @@ class ClassStack(pg.PlotWidget):
         # Each band is one closed polygon (lower edge left to right, upper edge back), built by numpy:
         # pyqtgraph's FillBetweenItem walks both curves' paths in Python, ~40 ms a refresh at 1000 steps.
         x = np.asarray(steps, np.float64)
+        drawn = _thinned(len(x), int(self.plot.vb.width()))
+        x, cumulative = x[drawn], cumulative[drawn]
         outline_x = np.concatenate([x, x[::-1]])
         for k, band in enumerate(self.fills):
             outline_y = np.concatenate([cumulative[:, k], cumulative[::-1, k + 1]])

@@ -167,3 +167,30 @@ def test_before_any_run_the_step_axes_span_whole_steps(qtbot):
         widget.show()
         low, high = widget.plot.viewRange()[0]
         assert low < 0 < IDLE_STEPS < high < IDLE_STEPS + 2  # 0 … 50, not pyqtgraph's empty ±500 × 0.001
+
+
+def test_the_class_bands_of_a_long_run_are_drawn_through_one_step_per_pixel(qtbot):
+    """A 1000-step run's bands are outlined through at most one step per pixel across the plot, first and last
+    step kept, each vertex on the exact stacked share of its step; `bands` keeps every step."""
+    stack = ClassStack()
+    qtbot.addWidget(stack)
+    stack.resize(300, 200)
+    stack.show()
+    qtbot.waitExposed(stack)
+    stack.set_steps(1000)
+    rng = np.random.default_rng(0)
+    rows = [rng.dirichlet(np.ones(3), size=8) for _ in range(1001)]
+    stack.set_probs(rows)
+    assert stack.bands.shape == (1001, 4)
+    pixels = int(stack.plot.vb.width())
+    assert 100 < pixels < 300
+    for k, band in enumerate(stack.fills):
+        path = band.path()
+        vertices = np.array([(path.elementAt(i).x, path.elementAt(i).y) for i in range(path.elementCount())])
+        n = len(vertices) // 2  # the lower edge, left to right, then the upper edge back (and the closing vertex)
+        lower, upper = vertices[:n], vertices[n: 2 * n][::-1]
+        steps = lower[:, 0].astype(int)
+        assert len(steps) <= pixels and steps[0] == 0 and steps[-1] == 1000 and np.all(np.diff(steps) > 0)
+        np.testing.assert_allclose(lower[:, 1], stack.bands[steps, k])
+        np.testing.assert_array_equal(upper[:, 0], lower[:, 0])
+        np.testing.assert_allclose(upper[:, 1], stack.bands[steps, k + 1])
