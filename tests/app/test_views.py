@@ -260,3 +260,29 @@ def test_the_2d_panes_axes_are_drawn_ahead_for_every_plane_as_they_would_be_draw
         for a, b in zip(ahead.point_panes, fresh.point_panes):
             assert np.array_equal(pixels(a), pixels(b))
     assert laid_out == []
+
+
+def test_a_model_guided_by_the_mixtures_exact_classifier_has_the_mixture_as_its_backdrop(monkeypatch):
+    """toy-gmm-mlp (trained on toy-gmm's mixture, carrying its exact classifier) shows the mixture itself, drawn
+    exactly as toy-gmm's, and samples nothing for it (that took a second of CPU as its first run started);
+    toy-scurve draws its dataset; a 2-D model with no known data is sampled."""
+    from core import ModelBundle, ModelConfig, load_model
+    from desktop_app.views import backdrop
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled a model whose data is known")
+
+    monkeypatch.setattr(backdrop, "final_sample", no_sampling)
+    mixture, colours = backdrop.data_backdrop(load_model("toy-gmm", "cpu"), num=300)
+    learnt, learnt_colours = backdrop.data_backdrop(load_model("toy-gmm-mlp", "cpu"), num=300)
+    np.testing.assert_array_equal(learnt, mixture)
+    np.testing.assert_array_equal(learnt_colours, colours)
+    assert len(np.unique(colours, axis=0)) == 8
+    scurve, _ = backdrop.data_backdrop(load_model("toy-scurve", "cpu"), num=300)
+    assert scurve.shape == (300, 2) and not np.allclose(scurve[:, :2], mixture)
+    monkeypatch.undo()
+    unknown = load_model("toy-scurve", "cpu")
+    unknown = ModelBundle("my-2d-model", ModelConfig(**{**vars(unknown.config), "num_classes": 0,
+                                                        "class_names": (), "null_label": False}), unknown.model)
+    sampled, none = backdrop.data_backdrop(unknown, num=50)
+    assert sampled.shape == (50, 2) and none is None
