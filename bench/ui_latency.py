@@ -18,7 +18,7 @@ It prints:
 With --profile it also says where the GUI thread was when a tick came late: a watchdog thread
 samples the GUI thread's Python stack (and the sampling thread's) whenever no tick has arrived for 30 ms,
 the slowest GUI slots and every view's paint are timed one by one, and each of the largest gaps lists the
-slots and paints that ran in it.
+slots and paints that ran in it and the other threads that were on a core meanwhile (by thread name).
 Usage: python bench/ui_latency.py [--models toy-gmm,mnist-cfg] [--steps 1000] [--batch 2000] [--repeat N]
                                   [--profile] [--switch-interval S]
 """
@@ -86,6 +86,31 @@ def settle(seconds: float) -> None:
     loop = QEventLoop()
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
+
+
+def threads_on_cores() -> dict[str, float]:
+    """ms on a core so far of each of this process's threads but the calling one, summed by thread name (Linux;
+    empty elsewhere): who else was on the two cores during a late tick."""
+    own = threading.get_native_id()
+    named = {thread.native_id: thread.name for thread in threading.enumerate()}  # (the OS knows them as "python")
+    busy: collections.Counter = collections.Counter()
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        if int(tid) == own:
+            continue
+        try:
+            name = named.get(int(tid))
+            if name is None:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    name = f.read().strip()
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                busy[name] += int(f.read().split()[0]) / 1e6
+        except (OSError, ValueError, IndexError):
+            continue  # (a thread that ended meanwhile)
+    return dict(busy)
 
 
 def idle_gaps(app: QApplication, seconds: float) -> np.ndarray:
@@ -231,10 +256,14 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     ticks: list[float] = []
     sched: dict[float, tuple[float, float]] = {}  # tick → the GUI thread's (cpu, runqueue) ms so far
 
+    others: dict[float, dict[str, float]] = {}  # tick → the other threads' ms on a core so far (--profile)
+
     def tick() -> None:
         now = time.perf_counter()
         ticks.append(now)
         sched[now] = thread_schedstat()
+        if profile is not None:
+            others[now] = threads_on_cores()
 
     timer = QTimer()
     timer.setInterval(10)
@@ -251,6 +280,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     timer.start()
     start = time.perf_counter()
     sched[start] = thread_schedstat()
+    others[start] = threads_on_cores()
     if not win.start_run():
         print(f"{label}: could not start: {win.last_error}")
         return None
@@ -260,6 +290,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
         wait_for(app, win.results.run_recorded, 60)
     end = time.perf_counter()
     sched[end] = thread_schedstat()
+    others[end] = threads_on_cores()
     timer.stop()
     if watchdog is not None:
         watchdog.stop()
@@ -299,6 +330,10 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     if profile is not None:
         for i in worst:
             print(f"    in the {gaps[i]:.0f} ms gap: {profile.within(marks[i], marks[i + 1])}")
+            before, after = others[marks[i]], others[marks[i + 1]]
+            busy = sorted(((after[name] - before.get(name, 0.0), name) for name in after), reverse=True)
+            print("      other threads on a core (ms): "
+                  + (", ".join(f"{name} {ms:.0f}" for ms, name in busy[:3] if ms >= 0.5) or "none"))
     if profile is not None:
         profile.report()
         watchdog.report()
