@@ -138,12 +138,13 @@ class PointCloudItem(pg.GraphicsObject):
 
 
 LEFT_AXIS_WIDTH = 44  # px: room for labels like "-0.75" or "1e+03"
+AXIS_DRAWINGS_KEPT = 12  # per axis: the few planes and step ranges a view moves between
 
 
-def cache_axes(plot: pg.PlotItem, kept: int = 0) -> None:
+def cache_axes(plot: pg.PlotItem, kept: int = AXIS_DRAWINGS_KEPT) -> None:
     """Render `plot`'s axes and title into cached pixmaps: a new frame then blits them instead of replaying
     their tick labels (which dominated the GUI thread's time per frame). Each axis keeps its last drawings
-    (`remember_axis_drawings`; `kept` of them, AXIS_DRAWINGS_KEPT when 0).
+    (`remember_axis_drawings`: `kept` of them).
 
     The left axis gets a fixed width: left to size itself by its tick labels, a new label width
     resizes the view box, which (aspect-locked, or auto-ranged) changes the ticks, whose labels
@@ -153,12 +154,9 @@ def cache_axes(plot: pg.PlotItem, kept: int = 0) -> None:
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
         axis.setCacheMode(axis.CacheMode.DeviceCoordinateCache)
-        remember_axis_drawings(axis, kept or AXIS_DRAWINGS_KEPT)
+        remember_axis_drawings(axis, kept)
     title = plot.titleLabel.item  # rich text, laid out again at every repaint it is part of (a plane change)
     title.setCacheMode(title.CacheMode.DeviceCoordinateCache)
-
-
-AXIS_DRAWINGS_KEPT = 12  # per axis: the few planes and step ranges a view moves between
 
 
 def remember_axis_drawings(axis: pg.AxisItem, most: int = AXIS_DRAWINGS_KEPT) -> None:
@@ -183,7 +181,7 @@ def remember_axis_drawings(axis: pg.AxisItem, most: int = AXIS_DRAWINGS_KEPT) ->
                 axis.pen().color().rgba(), axis.tickPen().color().rgba(), axis.textPen().color().rgba())
 
     def keep(key: tuple, picture: Any) -> None:
-        if key not in kept:
+        if picture is not None and key not in kept:
             if len(kept) >= most:
                 kept.pop(next(iter(kept)))
             kept[key] = picture
