@@ -277,6 +277,7 @@ class LiveViews(QWidget):
             pane.setToolTip(CAPTIONS[key].tooltip())
         self.extent = POINT_RANGE  # the 2-D panes' half-width, fitted to the samples on screen (_fit_plane)
         self.paints = Turns(self)  # the 2-D panes' repaints, each in a turn of its own (_paint_in_later_turns)
+        self._announce_due = False  # a part of `paints` is to emit step_shown
         self.ahead = Turns(self, after=self.paints)  # their axes drawn over every plane (_draw_planes_ahead)
         self._ahead_timer = QTimer(self)
         self._ahead_timer.setSingleShot(True)
@@ -386,7 +387,7 @@ class LiveViews(QWidget):
         follow = self.following and at_end
         player.set_count(max(player.count(), frame.index + 1), follow=follow)
         if follow:
-            self._show(frame)
+            self._show(frame, live=True)
 
     def finish(self, num_frames: int) -> None:
         """The run ended with `num_frames` frames: show the last one unless the user scrubbed away (2-D points
@@ -404,10 +405,11 @@ class LiveViews(QWidget):
             return
         self._show(self.source.frame(index))
 
-    def _show(self, frame: Any) -> None:
+    def _show(self, frame: Any, live: bool = False) -> None:
         self.shown_index = frame.index
+        announced_later = False
         if self.points_mode:
-            self._paint_in_later_turns()
+            announced_later = self._paint_in_later_turns(announce=live)
             self._fit_plane(frame.x0)
             self.point_panes[0].show_points(frame.xt)
             self.point_panes[1].show_points(frame.x0)
@@ -418,7 +420,8 @@ class LiveViews(QWidget):
             self.step_label.setText("final image only (no steps saved)")
         else:
             self.step_label.setText(step_text(frame.index, frame.num_steps, frame.timestep, frame.noise_level))
-        self.step_shown.emit(frame.index)
+        if not announced_later:
+            self.step_shown.emit(frame.index)
 
     def _fit_plane(self, x0: np.ndarray | None) -> None:
         """Size the (linked) 2-D panes to hold the x̂0 cloud on screen: grow at once when it leaves the plane
@@ -430,17 +433,28 @@ class LiveViews(QWidget):
             self.extent = need
             self.point_panes[0].show_extent(need)
 
-    def _paint_in_later_turns(self) -> None:
+    def _paint_in_later_turns(self, announce: bool) -> bool:
         """Paint the 2-D panes after this turn, each in an event-loop turn of its own: x_t once the loop has
         seen to its timers and input, x̂0 after x_t's paint. Painted in the turn that took a frame, the two
         and the frame's own work held the GUI thread 10–15 ms at once while the sampler ran (more on a plane
-        change, when both are drawn anew: bench/ui_latency.py)."""
+        change, when both are drawn anew: bench/ui_latency.py).
+
+        `announce` (a live frame): `step_shown`, which draws the step's guidance overlays (arrows, paths, the
+        chosen sample, the plots' cursors), is emitted in a turn of its own before x_t's paint, for the step
+        then on screen; it was a third of the frame's turn. Returns whether a part will emit it."""
         xt_pane, x0_pane = self.point_panes
-        if self.paints or not xt_pane.isVisible():
-            return  # the paints of an earlier frame are still to come: they show this one
+        if self.paints or not xt_pane.isVisible():  # the paints of an earlier frame are still to come: they
+            return announce and self._announce_due  # show this one, and announce it unless that is done
         xt_pane.setUpdatesEnabled(False)
         x0_pane.setUpdatesEnabled(False)
-        self.paints.add(lambda: xt_pane.setUpdatesEnabled(True), lambda: x0_pane.setUpdatesEnabled(True))
+        self._announce_due = announce
+        self.paints.add(*([self._announce] if announce else []),
+                        lambda: xt_pane.setUpdatesEnabled(True), lambda: x0_pane.setUpdatesEnabled(True))
+        return announce
+
+    def _announce(self) -> None:
+        self._announce_due = False
+        self.step_shown.emit(self.shown_index)
 
     def _draw_planes_ahead(self) -> None:
         """Once the 2-D panes have kept a size for AHEAD_DELAY_MS, draw their axes over every plane they may

@@ -197,3 +197,40 @@ def test_a_live_runs_arrow_fields_are_computed_on_its_sampling_thread(qtbot, win
     qtbot.waitUntil(lambda: 4 in field.fields, timeout=RUN_TIMEOUT_MS)
     after = computed[count:]  # (with another plane, the step left is asked for again first)
     assert after[-1][1] == 4 and all(name.startswith("serial-task") for name, _ in after)
+
+
+def test_a_live_frames_overlays_are_drawn_in_a_turn_of_their_own_before_its_x_t_paint(qtbot, window):
+    """A live 2-D frame's turn only places the points; the step's guidance overlays (step_shown: arrows, paths,
+    the chosen sample, the cursors) follow in a turn of their own, before the x_t pane is painted, for the
+    newest step when frames came faster than the turns. Scrubbing still shows everything at once."""
+    from PySide6.QtCore import QEvent, QObject
+
+    from desktop_app.run.trajectory import Frames
+
+    window.session.update(steps="6", batch_points=50)
+    result = run_to_end(qtbot, window)
+    frames, views = Frames(result), window.views
+    events: list[tuple] = []
+
+    class Paints(QObject):
+        def eventFilter(self, watched, event):
+            if event.type() == QEvent.Type.Paint:
+                events.append(("x_t painted",))
+            return False
+
+    paints = Paints()
+    views.point_panes[0].viewport().installEventFilter(paints)
+    views.step_shown.connect(lambda index: events.append(("step shown", index)))
+    views.begin(frames, frames.num_steps)
+    qtbot.waitUntil(lambda: not views.paints.busy, timeout=RUN_TIMEOUT_MS)
+    for newest in ([1], [2, 3]):
+        events.clear()
+        for index in newest:
+            views.new_frame(frames.frame(index))
+        assert events == []  # nothing of it in the frame's own turn
+        qtbot.waitUntil(lambda: not views.paints.busy, timeout=RUN_TIMEOUT_MS)
+        assert events[0] == ("step shown", newest[-1]) and ("x_t painted",) in events[1:]
+        assert ("step shown", newest[0]) not in events[1:] and window.guidance.index == newest[-1]
+    events.clear()
+    views.slider.setValue(1)
+    assert events == [("step shown", 1)] and window.guidance.index == 1
