@@ -3,8 +3,8 @@
 Both sides run the SAME in-memory pipeline (random weights, the same modules shared by our bundle and the
 diffusers StableDiffusionPipeline), from the same x_T, with DDIM, the same steps and CFG (γ = 7.5, one
 batched 2B forward on both sides), prompt and negative prompt, and end with the full VAE decode. Ours runs
-with previews on, as the app's worker makes them: the fast linear latent→RGB picture of x_t and x̂0 at every
-step, brought to the CPU as uint8 frames. Runs alternate (ours, theirs, …) after one warm-up each, so load
+with previews on, recorded as the app's worker records them (`core.recording.Recorder`): the fast linear
+latent→RGB picture of x_t and x̂0 at every step, brought to the CPU as uint8 frames, and the per-step curves. Runs alternate (ours, theirs, …) after one warm-up each, so load
 from other processes disturbs both alike; the ratio is ours ÷ theirs from the best time of each, one run.
 
 Presets:
@@ -34,6 +34,7 @@ from core import Guidance, SamplingRequest, sample  # noqa: E402
 from core.diffusers.files import Weights  # noqa: E402
 from core.diffusers.loader import PipelineInfo, build_bundle  # noqa: E402
 from core.images import to_uint8  # noqa: E402
+from core.recording import Recorder  # noqa: E402
 
 PROMPT, NEGATIVE, GAMMA = "a photo of a cat", "blurry", 7.5
 SD_SCHEDULER = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1,
@@ -167,11 +168,10 @@ def main() -> None:
     def ours() -> None:
         loop = time.perf_counter()
         last = None
-        for last in sample(request, bundle):  # previews on: x_t and x̂0 frames at every step, on the CPU
-            to_uint8(bundle.preview(last.x).cpu())
-            if last.x0 is not None:
-                to_uint8(bundle.preview(last.x0).cpu())
-        _sync(device)
+        recorder = Recorder.for_bundle(request, bundle)  # previews on, recorded as the app's worker does
+        for last in sample(request, bundle):
+            recorder.add(last)
+        recorder.flush()
         state["loop"] = time.perf_counter() - loop
         state["latents"] = last.x
         to_uint8(bundle.decode(last.x).cpu())

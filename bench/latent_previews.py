@@ -44,6 +44,7 @@ def sampler_only(request: SamplingRequest, bundle) -> None:
     last = None
     for last in sample(request, bundle):
         recorder.add(last)
+    recorder.flush()
     bundle.decode(last.x).float().cpu()  # the final images, as the app makes them
 
 

@@ -7,6 +7,7 @@ itself); for latent models its norm over latent channels, ≥ 0, shown upsampled
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ import numpy as np
 
 if TYPE_CHECKING:  # torch is imported on use: the window draws these views before the engine has loaded
     from torch import Tensor
+
+    from .recording import Later
 
 MAP_BUDGET = 32 * 2**20  # bytes of float32 maps (both terms, every step) one run may keep, in memory and on disk
 SCALE_PERCENTILE = 99.5  # a map's colour scale ignores the 0.5 % most extreme values (isolated pixels)
@@ -108,6 +111,8 @@ def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
     guidance views show: the two term maps and their scale, the twin's x_t and x̂0 previews and its
     distances, p(k | x_t) of every class. Map tracks exist only for image models (latent ones: the
     channel norms at latent resolution, which the view stretches over the image)."""
+    from .recording import Later  # the maps, distances and shares reach the host without the sampler waiting
+
     tracks: dict[str, Callable[[Any, Any], Any]] = {}
     image = len(bundle.config.data_shape) == 3
     if maps and image:
@@ -115,16 +120,16 @@ def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
         stride: dict[str, int] = {}
 
         def make(name: str) -> Callable[[Any, Any], Any]:
-            def record(step: Any, recorder: Any) -> np.ndarray | None:
+            def record(step: Any, recorder: Any) -> Later | None:
                 term = getattr(step, name)
                 if term is None:
                     return None
-                values = term_map(term, latent).cpu().numpy()
+                values = term_map(term, latent)
                 if "s" not in stride:
                     b, h, w = values.shape
                     base = 1 if latent else recorder.stride  # pixel maps line up with the x_t previews
                     stride["s"] = max(base, map_stride(b, h, w, step.num_steps))
-                return block_mean(values, stride["s"])
+                return Later(values, functools.partial(block_mean, stride=stride["s"]))
             return record
 
         tracks[CFG_NORM if latent else CFG_MAP] = make("cfg_term")
@@ -137,20 +142,26 @@ def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
         tracks[TWIN_X0_DISTANCE] = lambda step, recorder: _distance(step.x0, step.twin_x0)
     if class_probs:
         tracks[CLASS_PROBS] = lambda step, recorder: (
-            None if step.log_probs is None else step.log_probs.detach().float().exp().cpu().numpy())
+            None if step.log_probs is None else Later(step.log_probs.detach().float().exp()))
     return tracks
 
 
-def _distance(a: Tensor | None, b: Tensor | None) -> np.ndarray | None:
-    return None if a is None or b is None else rms_distance(a, b).cpu().numpy()
+def _distance(a: Tensor | None, b: Tensor | None) -> Later | None:
+    from .recording import Later
+
+    return None if a is None or b is None else Later(rms_distance(a, b))
 
 
-def _step_scale(step: Any, latent: bool) -> float | None:
+def _step_scale(step: Any, latent: bool) -> Later | None:
     """The robust scale of this step's two maps together (None when guidance did not act)."""
     terms = [t for t in (step.cfg_term, step.classifier_term) if t is not None]
     if not terms:
         return None
-    return robust_scale(term_map(t, latent).cpu().numpy() for t in terms)
+    import torch
+
+    from .recording import Later
+
+    return Later(torch.stack([term_map(t, latent) for t in terms]), robust_scale)
 
 
 # --- arrow fields over the plane -----------------------------------------------------------------

@@ -16,15 +16,20 @@ PALETTE = np.array([
 ], dtype=np.uint8)
 
 
-def pixels(x: Tensor) -> np.ndarray:
-    """Images (B, C, H, W) in [−1, 1] → (B, H, W, C') uint8 with C' = 1 for grey (C < 3), else 3."""
+def pixel_tensor(x: Tensor) -> Tensor:
+    """Images (B, C, H, W) in [−1, 1] → (B, H, W, C') uint8 on their own device, C' = 1 for grey (C < 3), else 3."""
     if x.dim() != 4:
         raise ValueError(f"Expected images of shape (B, C, H, W), got {tuple(x.shape)}.")
     import torch
 
     x = x[:, :1] if x.shape[1] < 3 else x[:, :3]
     values = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return values.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return values.permute(0, 2, 3, 1).contiguous()
+
+
+def pixels(x: Tensor) -> np.ndarray:
+    """Images (B, C, H, W) in [−1, 1] → (B, H, W, C') uint8 on the host (`pixel_tensor`)."""
+    return pixel_tensor(x).cpu().numpy()
 
 
 def rgb(pictures: np.ndarray) -> np.ndarray:

@@ -42,9 +42,12 @@ class Step:
     equivalent of the mean shift Σ·s·∇log p for DDPM (None without classifier guidance at this step).
     Δε = cfg_term + classifier_term: these are the tensors the update used, not recomputations.
     twin_x, twin_x0: the unguided twin's sample and x̂0 (`sample(..., twin=True)`), else None.
-    noise_level: √(1−ᾱ_t) of the x_t this update started from. seconds: the update's wall time;
-    diagnostics_seconds: the part of it spent on diagnostics that cost a pass of their own (0.0 when
-    none were asked for, or when classifier guidance computed them anyway).
+    noise_level: √(1−ᾱ_t) of the x_t this update started from. seconds: the update's wall time on the
+    host. The loop itself never waits for the device, so on CUDA this is the time to queue the update
+    (`core.recording.Recorder` lets the host queue one update while the GPU computes the one before).
+    diagnostics_seconds: the part of it spent on diagnostics that cost a pass of their own, timed
+    with a wait for the device (0.0 when none were asked for, or when classifier guidance computed
+    them anyway).
     """
 
     index: int
@@ -296,7 +299,6 @@ def sample(
         if guided:
             delta = sum(d for d in (pred.cfg_term, eps_shift) if d is not None)
             norm = delta.flatten(1).norm(dim=1) if isinstance(delta, Tensor) else torch.zeros(request.batch, device=device)
-        synchronize(device)
         yield Step(k, n, c.timestep, x, x0, log_prob, norm, c.sigma_noise, time.perf_counter() - start,
                    log_probs=log_probs, cfg_term=pred.cfg_term, classifier_term=eps_shift,
                    twin_x=(x if twin_x is None else twin_x) if twin else None, twin_x0=twin_x0,

@@ -155,6 +155,8 @@ def sample_arrays(request: SamplingRequest, bundle, recorder: Recorder | None = 
         initial = last.x if initial is None else initial
         if recorder is not None:
             recorder.add(last)
+    if recorder is not None:
+        recorder.flush()
     out = {"samples": bundle.decode(last.x).float().cpu(), "x_T": initial.float().cpu()}
     if bundle.is_latent:
         out["latents"] = last.x.float().cpu()

@@ -9,7 +9,7 @@ Applying the map costs one tiny matmul per frame; the exact picture is always `b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,19 @@ class LatentRGB:
     matrix: tuple[tuple[float, float, float], ...]
     bias: tuple[float, float, float]
     r2: float = float("nan")  # on held-out images, when fitted
+    _tensors: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def tensors(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """M (C, 3) and b (3,) as float32 on `device`, copied there once: a copy to a GPU waits for it, and
+        a preview at every step must not."""
+        if device not in self._tensors:
+            self._tensors[device] = (torch.tensor(self.matrix, dtype=torch.float32, device=device),
+                                     torch.tensor(self.bias, dtype=torch.float32, device=device))
+        return self._tensors[device]
 
     def apply(self, latents: Tensor) -> Tensor:
         """(B, C, h, w) latents → (B, 3, h, w) RGB in [−1, 1], at latent resolution."""
-        m = torch.tensor(self.matrix, dtype=torch.float32, device=latents.device)
-        b = torch.tensor(self.bias, dtype=torch.float32, device=latents.device)
+        m, b = self.tensors(latents.device)
         rgb = torch.einsum("bchw,ck->bkhw", latents.float(), m) + b[:, None, None]
         return rgb.clamp(-1.0, 1.0)
 

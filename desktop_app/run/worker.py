@@ -6,6 +6,9 @@ previous one, so the GUI never queues work and the engine never waits for painti
 `threading.Event` the step iterator checks between steps. The run ends with `finished(RunResult)`
 (completed=False after Stop) or `failed(msg)`.
 
+On CUDA a step's frame is published once the next step is queued on the GPU (`Recorder` lags one step
+there), so the GPU never waits for the host between steps; holds and pace count the recorded steps.
+
 The classifier's p(y | x_t), where it costs a pass of its own, is computed only for steps whose frame
 the GUI is expected to paint (`frame_will_show`, from its paint rhythm) and within 3 % of the run's
 time (`core.diagnostics.DiagnosticsBudget`), or at every step with `exact_curves`. Likewise a latent
@@ -100,6 +103,7 @@ class SamplingWorker(ThreadedJob):
         self._posted = False
         self._taken_at = -float("inf")
         self._step_seconds = 0.0
+        self._last = self._paced_from = 0.0  # when the latest frame was published / its pace began
         self._gate = threading.Condition()
         self._hold_at: int | None = None  # wait once a step index ≥ this is recorded; None: run freely
         self.held_at: int | None = None  # the step index the worker is waiting after, or None
@@ -240,29 +244,39 @@ class SamplingWorker(ThreadedJob):
             self._do_jobs(last=True)  # what was asked beside the run is answered before its end is told
         _emit(*outcome)
 
+    def _recorded(self, index: int) -> None:
+        """Worker thread, once step `index` is recorded: publish its frame, do the work asked beside the run,
+        keep watch mode's pace, hold where asked."""
+        frame = self.trajectory.frame(index)
+        now = time.perf_counter()
+        self._step_seconds, self._last = now - self._last, now  # the rhythm at which frames come
+        self._publish(frame)
+        if self._jobs:
+            aside = self._do_jobs()
+            self.recorder.exclude(aside)
+            self._last += aside  # nor the next step's
+        last_step = index == self.recorder.num_steps
+        if not last_step and self.pace is not None:
+            self._keep_pace(self._paced_from)
+        self._paced_from = time.perf_counter()
+        if not last_step and self._wait_if_held(index):
+            self._last = time.perf_counter()  # the hold is not a step's time
+
     def _sample(self) -> Any:
         """The run, step by step; its RunResult."""
         recorder = self.recorder
         budget = None if self.exact_curves else DiagnosticsBudget(shown=self._next_frame_shows)
         diagnostics = True if budget is None else budget
-        last = paced_from = time.perf_counter()
+        self._last = self._paced_from = time.perf_counter()
         for step in sample(self.request, self.bundle, self._cancel, diagnostics=diagnostics, twin=self.twin):
             if budget is not None:
                 budget.observe(step)
-            index = recorder.add(step)
-            frame = self.trajectory.frame(index)
-            now = time.perf_counter()
-            self._step_seconds, last = now - last, now  # the rhythm at which frames come
-            self._publish(frame)
-            if self._jobs:
-                aside = self._do_jobs()
-                recorder.exclude(aside)
-                last += aside  # nor the next step's
-            if not step.is_last and self.pace is not None:
-                self._keep_pace(paced_from)
-            paced_from = time.perf_counter()
-            if not step.is_last and self._wait_if_held(index):
-                last = time.perf_counter()  # the hold is not a step's time
+            index = recorder.add(step)  # on CUDA the step before: this one is still on the GPU
+            if index is not None:
+                self._recorded(index)
+        index = recorder.flush()
+        if index is not None:
+            self._recorded(index)
         completed = recorder.num_steps > 0 and len(recorder) == recorder.num_steps + 1
         result = recorder.result(completed)
         if self.exact_previews is not None:  # a latent run's result is its images, fully decoded

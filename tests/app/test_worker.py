@@ -184,3 +184,35 @@ def test_work_still_queued_when_a_run_ends_is_answered_before_the_end(qtbot):
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
         worker.start()
     assert answer.result(timeout=1) == 7 and order == ["job", "finished"]
+
+
+@pytest.mark.parametrize("lag", [False, True])
+def test_holds_and_frames_follow_the_recorded_steps_when_the_record_lags_the_sampler(qtbot, lag):
+    """On CUDA the recorder completes a step only once the next one is queued (lag); a held run then waits
+    after the step it was asked to, with that step's frame published, and the run's record is the same."""
+    from desktop_app.run.worker import SamplingWorker
+
+    req = SamplingRequest(model="tiny", steps="12", batch=4, seed=3)
+    worker = SamplingWorker(req, tiny_bundle((3, 8, 8)))
+    worker.recorder.lag = lag
+    shown: list[int] = []
+    worker.frame_ready.connect(lambda: shown.append(worker.take_frame().index))
+    worker.run_to(5)
+    try:
+        for action, expected in ((worker.start, 5), (worker.step, 6), (lambda: worker.run_to(9), 9)):
+            with qtbot.waitSignal(worker.held, timeout=RUN_TIMEOUT_MS) as held:
+                action()
+            assert held.args[0] == expected and len(worker.recorder) == expected + 1
+            qtbot.waitUntil(lambda: shown and shown[-1] == expected, timeout=RUN_TIMEOUT_MS)  # on screen while held
+        with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS) as finished:
+            worker.resume()
+    finally:
+        worker.stop()
+    result = finished.args[0]
+    assert result.completed and len(result) == 13 and shown[-1] == 12
+    reference = Recorder.for_bundle(req, tiny_bundle((3, 8, 8)))
+    for step in sample(req, tiny_bundle((3, 8, 8))):
+        reference.add(step)
+    for k, preview in enumerate(reference.tracks["xt"]):
+        np.testing.assert_array_equal(result.track("xt")[k], preview)
+    np.testing.assert_array_equal(result.samples, reference.result(True).samples)

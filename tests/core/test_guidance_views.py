@@ -154,6 +154,27 @@ def test_map_tracks_are_the_engines_own_terms(image_bundle):
     assert V.CFG_MAP not in points and V.TWIN_X0 in points  # maps only for images
 
 
+def test_a_lagging_recorder_completes_each_step_when_the_next_is_added_and_records_the_same(image_bundle):
+    """With `lag` (CUDA's default) a step's host half waits for the next step: `add` completes the step before,
+    `flush` the last, and every track (previews, curves, maps, twin, class shares) is what it is without lag."""
+    req = SamplingRequest("img", steps=6, batch=3, seed=0, label=2, guidance=Guidance("both", scale=3.0, weight=2.0))
+    steps = list(sample(req, image_bundle, twin=True, diagnostics=True))
+    recorders = {lag: Recorder.for_bundle(req, image_bundle, lag=lag,
+                                          extras=V.guidance_tracks(image_bundle, twin=True)) for lag in (False, True)}
+    completed = [recorders[True].add(step) for step in steps]
+    assert completed == [None, 0, 1, 2, 3, 4, 5] and len(recorders[True]) == 6
+    assert recorders[True].flush() == 6 and recorders[True].flush() is None and len(recorders[True]) == 7
+    assert [recorders[False].add(step) for step in steps] == list(range(7))
+    same, lagged = recorders[False].tracks, recorders[True].tracks
+    assert same.keys() == lagged.keys()
+    for name in set(same) - {"elapsed"}:
+        for a, b in zip(same[name], lagged[name], strict=True):
+            assert (a is None) == (b is None), name
+            if a is not None:
+                np.testing.assert_array_equal(a, b, err_msg=name)
+    assert all(isinstance(v, np.ndarray) for v in lagged[V.CFG_MAP][1:])
+
+
 def test_time_a_run_is_held_does_not_count_as_its_own(gmm):
     req = SamplingRequest("toy-gmm", steps=3)
     recorder = Recorder.for_bundle(req, gmm)

@@ -90,6 +90,11 @@ def test_nan_samples_are_reported_not_kept():
     assert len(recorder) == 1
     with pytest.raises(ValueError, match="before its first step"):
         Recorder(req, "imgs", "cpu", is_points=False).result(completed=False)
+    lagging = Recorder(req, "imgs", "cpu", is_points=False, lag=True)  # CUDA's way: found once the step completes
+    assert lagging.add(step) is None and lagging.add(bad) == 0
+    with pytest.raises(FloatingPointError, match="at step 1 of 5"):
+        lagging.flush()
+    assert len(lagging) == 1
 
 
 def test_extra_tracks_are_recorded_saved_and_reopened_by_name(gmm, tmp_path):
