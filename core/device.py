@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -63,3 +65,39 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+class Stopwatch:
+    """Times work queued on `device` without waiting for it: `start()` and `stop()` around the queueing, then
+    `seconds()` once the work is wanted (on CUDA, events on the current stream: only `seconds()` waits, for
+    the work itself; elsewhere `clock` at start and at stop, the device waited for at stop)."""
+
+    def __init__(self, device: torch.device, clock: Callable[[], float] = time.perf_counter):
+        self.device = device
+        self.clock = clock
+        self._events = device.type == "cuda"
+        self._marks: list = []
+
+    def _mark(self) -> None:
+        if self._events:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._marks.append(event)
+        else:
+            synchronize(self.device)
+            self._marks.append(self.clock())
+
+    def start(self) -> None:
+        self._marks.clear()
+        self._mark()
+
+    def stop(self) -> None:
+        self._mark()
+
+    def seconds(self) -> float:
+        """The seconds between start and stop (waits on CUDA until the work queued between them is done)."""
+        begin, end = self._marks
+        if self._events:
+            end.synchronize()
+            return begin.elapsed_time(end) / 1000.0
+        return end - begin

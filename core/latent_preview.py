@@ -15,7 +15,9 @@ budget allows.
 
 `ExactPreviews.track` is a `core.recording.Recorder` extra: it records the track X0_DECODED (per-sample
 uint8 previews, None at steps not decoded), which the views show in place of the linear x̂0 preview and
-run files keep.
+run files keep. A decode is queued behind its step without waiting for the device, and timed on it (CUDA
+events, `core.device.Stopwatch`): its cost is counted once the recorder completes the step, and until then
+the expected cost stands in for it.
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import synchronize
-from .images import pixels
+from .device import Stopwatch
+from .images import pixel_tensor
+from .recording import Later
 from .samplers import Step
 
 DECODE_FRACTION = 0.07
@@ -67,6 +70,7 @@ class ExactPreviews:
         self.fraction = fraction
         self.clock = clock
         self.spent = 0.0  # seconds of decoding so far, the final decode excluded
+        self._expected = 0.0  # the expected seconds of paid decodes queued but not yet timed
         self.decoded_steps: list[int] = []
         self.final: torch.Tensor | None = None  # the last step's images (B, 3, H, W) in [−1, 1]
         self._start: float | None = None
@@ -101,42 +105,53 @@ class ExactPreviews:
         if self.shown is not None and not self.shown():
             return False
         cost = self.cost(step.x0)
-        sampling = now - self._start - self.spent  # the sampler's own time so far
-        return cost is not None and self.spent + cost <= self.fraction * sampling
+        spent = self.spent + self._expected
+        sampling = now - self._start - spent  # the sampler's own time so far
+        return cost is not None and spent + cost <= self.fraction * sampling
 
     # --- the recorder extra ---------------------------------------------------------------------------
 
-    def _decode(self, x: torch.Tensor, paid: bool) -> torch.Tensor:
-        start = self.clock()
+    def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, Stopwatch]:
+        """`x` decoded (queued on its device) and the stopwatch around it."""
+        watch = Stopwatch(x.device, self.clock)
+        watch.start()
         with torch.inference_mode():
             images = self.bundle.decode(x).float()
-        synchronize(images.device)  # the decode's true time, not just its queueing
-        seconds = self.clock() - start
-        self._measured(x, seconds)
-        if paid:
-            self.spent += seconds
-        return images
+        watch.stop()
+        return images, watch
 
-    def _preview(self, images: torch.Tensor, num_steps: int) -> np.ndarray:
+    def _preview(self, images: torch.Tensor, num_steps: int) -> torch.Tensor:
         if self._stride is None:
             b, _, h, w = images.shape
             self._stride = decode_stride(b, h, w, num_steps)
         if self._stride > 1:
             images = F.avg_pool2d(images, self._stride, ceil_mode=True)
-        return pixels(images)
+        return pixel_tensor(images)
 
-    def track(self, step: Step, recorder: Any = None) -> np.ndarray | None:
+    def track(self, step: Step, recorder: Any = None) -> Later | None:
         """The X0_DECODED value of `step`: (B, h, w, 3) uint8 of the VAE-decoded x̂0 (of the final sample
-        at the last step), or None when this step is not decoded."""
+        at the last step) once the recorder completes the step, or None when this step is not decoded."""
         self._last_x = step.x
         if not self.wants(step):
             return None
         x = step.x if step.is_last else step.x0
-        images = self._decode(x, paid=not step.is_last)
+        paid = not step.is_last
+        expected = (self.cost(x) or 0.0) if paid else 0.0
+        self._expected += expected
+        images, watch = self._decode(x)
         if step.is_last:
             self.final = images
         self.decoded_steps.append(step.index)
-        return self._preview(images, step.num_steps)
+
+        def timed(preview: np.ndarray) -> np.ndarray:  # the step is complete: so is its decode
+            seconds = watch.seconds()
+            self._measured(x, seconds)
+            self._expected -= expected
+            if paid:
+                self.spent += seconds
+            return preview
+
+        return Later(self._preview(images, step.num_steps), timed)
 
     def final_images(self) -> np.ndarray:
         """The run's result as images (B, 3, H, W) float32 in [−1, 1]: the full decode of the last sample
@@ -144,5 +159,6 @@ class ExactPreviews:
         if self.final is None:
             if self._last_x is None:
                 raise ValueError("The run stopped before its first step; there is nothing to decode.")
-            self.final = self._decode(self._last_x, paid=False)
+            self.final, watch = self._decode(self._last_x)
+            self._measured(self._last_x, watch.seconds())
         return self.final.detach().cpu().numpy().astype(np.float32)
