@@ -180,7 +180,6 @@ class _Plan:
     request: SamplingRequest
     bundle: ModelBundle
     schedule: Schedule
-    coefs: tuple[StepCoefficients, ...]
     conds: Conditions
     variance: str
     clip: str
@@ -194,16 +193,16 @@ class _Plan:
         if variance == "learned_range" and not cfg.learn_sigma:
             raise ValueError(f"{bundle.name!r} does not learn its variance; use fixed_small or fixed_large.")
         clip = cfg.clip if request.clip == "auto" else request.clip
-        coefs = tuple(schedule.coefficients(i) for i in range(schedule.num_steps))
-        return cls(request, bundle, schedule, coefs, bundle.conditions(request), variance, clip)
+        return cls(request, bundle, schedule, bundle.conditions(request), variance, clip)
 
     @property
     def num_steps(self) -> int:
-        return len(self.coefs)
+        return self.schedule.num_steps
 
     def coefficients(self, k: int) -> StepCoefficients:
-        """The scalars of update k = 1 … n (from the noisiest timestep down to 0)."""
-        return self.coefs[self.num_steps - k]
+        """The scalars of update k = 1 … n (from the noisiest timestep down to 0), computed when asked: an
+        arrow field's `update_terms` needs one step's, not a whole run's (1000 of them took 3 ms)."""
+        return self.schedule.coefficients(self.num_steps - k)
 
     def strengths(self, k: int) -> tuple[float, float]:
         """(w, s) in force at update k: the CFG weight and the classifier scale, 0 where they do not act."""

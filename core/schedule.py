@@ -5,6 +5,7 @@ the per-step math never indexes device tensors and devices without float64 (Appl
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -133,7 +134,9 @@ class Schedule:
         return self.convention == "diffusers" and int(self.timesteps[0]) > 0
 
     @classmethod
+    @functools.lru_cache(maxsize=32)
     def from_name(cls, name: str, num_timesteps: int) -> "Schedule":
+        """The named schedule over num_timesteps, made once and shared (a Schedule is never changed)."""
         return cls.from_betas(make_betas(name, num_timesteps))
 
     @classmethod
@@ -150,10 +153,17 @@ class Schedule:
         return cls(abar, np.append(1.0, abar[:-1]), np.arange(len(abar)))
 
     def respace(self, spec: str | int) -> "Schedule":
-        """Keep the timesteps named by `spec`; β_i = 1 − ᾱ_{S_i}/ᾱ_{S_{i−1}} (ᾱ before S_0 is 1)."""
-        kept = parse_respacing(spec, self.num_steps)
-        abar = self.alphas_cumprod[kept]
-        return Schedule(abar, np.append(1.0, abar[:-1]), self.timesteps[kept])
+        """Keep the timesteps named by `spec`; β_i = 1 − ᾱ_{S_i}/ᾱ_{S_{i−1}} (ᾱ before S_0 is 1). Made once per
+        spec and kept (arrow fields over the plane ask for a run's schedule at every field)."""
+        if spec not in self._respaced:
+            kept = parse_respacing(spec, self.num_steps)
+            abar = self.alphas_cumprod[kept]
+            self._respaced[spec] = Schedule(abar, np.append(1.0, abar[:-1]), self.timesteps[kept])
+        return self._respaced[spec]
+
+    @cached_property
+    def _respaced(self) -> dict[str | int, "Schedule"]:
+        return {}
 
     def coefficients(self, i: int) -> "StepCoefficients":
         """The scalars one step of either sampler needs at step i."""
