@@ -30,6 +30,8 @@ class _ResidualBlock(nn.Module):
 class MLPDenoiser(nn.Module):
     """Points (B, D) → ε (B, D). Labels 0…K−1, K is the null label (no label); y None means null."""
 
+    compilable = True  # no data-dependent control flow: torch.export traces it (core.compiled)
+
     def __init__(self, data_dim: int = 2, width: int = 128, depth: int = 4, num_classes: int = 0):
         super().__init__()
         self.num_classes = num_classes

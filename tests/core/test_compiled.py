@@ -153,3 +153,32 @@ def test_other_threads_run_while_the_compiled_forward_computes(cache):
     longest = max(b - a for a, b in itertools.pairwise(ticks))
     assert one_forward > 0.005 and len(ticks) > 10
     assert longest < 0.7 * one_forward  # a held lock shows as a gap of at least one whole forward
+
+
+def test_the_2d_mlp_compiles_and_its_runs_keep_their_samples(tmp_path, monkeypatch):
+    """The toy 2-D models' MLP compiles too: its forward is then one call that lets the interpreter lock go
+    (eager, each of its ~40 operations took the lock back from the GUI thread), with the eager run's samples."""
+    import shutil
+
+    from core import ModelBundle, ModelConfig
+    from core.models import build_network
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler here for AOTInductor (.ci/run installs g++)")
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
+    network = {"data_dim": 2, "num_classes": 3, "width": 16, "depth": 1}
+    torch.manual_seed(0)
+    config = ModelConfig("mlp", (2,), network=network, num_classes=3, null_label=True)
+    bundle = ModelBundle("tiny-mlp", config, build_network("mlp", network).eval())
+    assert compiled.wanted(bundle)
+    compiled.compile_network(bundle)
+    request = SamplingRequest(model="tiny-mlp", sampler="ddpm", steps="20", seed=1, batch=300,
+                              guidance=Guidance(kind="cfg", weight=3.0), label=1)
+    eager = final_sample(request, bundle).x
+    assert compiled.attach(bundle)
+    with torch.inference_mode():
+        for batch in (1, 7, 600):
+            inputs = compiled.example_inputs(bundle, batch)
+            assert relative_error(bundle.compiled(*inputs), bundle.model(*inputs)) < 1e-5
+    fast = final_sample(request, bundle).x
+    assert relative_error(fast, eager) < 1e-4
