@@ -166,7 +166,17 @@ class Schedule:
         return {}
 
     def coefficients(self, i: int) -> "StepCoefficients":
-        """The scalars one step of either sampler needs at step i."""
+        """The scalars one step of either sampler needs at step i (made once per step and kept: a run asks
+        for them at every update, and the arrow fields beside it again)."""
+        if i not in self._coefficients:
+            self._coefficients[i] = self._make_coefficients(i)
+        return self._coefficients[i]
+
+    @cached_property
+    def _coefficients(self) -> dict[int, "StepCoefficients"]:
+        return {}
+
+    def _make_coefficients(self, i: int) -> "StepCoefficients":
         abar = float(self.alphas_cumprod[i])
         abar_prev = float(self.alphas_cumprod_prev[i])
         beta = float(self.betas[i])

@@ -19,14 +19,11 @@ def isolated_data_dir(tmp_path, monkeypatch):
 def compiled_library(tmp_path_factory):
     """The compiled library of tests/compiled_fixtures.small_unet_bundle()'s network, built once per session
     into a cache folder of its own: its path (tests copy it where they need it)."""
-    import shutil
-
     from core import compiled
 
-    from .compiled_fixtures import small_unet_bundle
+    from .compiled_fixtures import require_compiler, small_unet_bundle
 
-    if shutil.which("g++") is None and shutil.which("c++") is None:
-        pytest.skip("no C++ compiler here for AOTInductor (.ci/run installs g++)")
+    require_compiler()
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(compiled.CACHE_ENV, str(tmp_path_factory.mktemp("compiled-cache")))

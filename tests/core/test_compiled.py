@@ -17,7 +17,7 @@ from core.checkpoints import save_bundle
 from core.cli import main
 from core.guidance import network_output
 
-from ..compiled_fixtures import small_unet_bundle
+from ..compiled_fixtures import require_compiler, small_unet_bundle
 
 small_bundle = small_unet_bundle
 
@@ -158,13 +158,10 @@ def test_other_threads_run_while_the_compiled_forward_computes(cache):
 def test_the_2d_mlp_compiles_and_its_runs_keep_their_samples(tmp_path, monkeypatch):
     """The toy 2-D models' MLP compiles too: its forward is then one call that lets the interpreter lock go
     (eager, each of its ~40 operations took the lock back from the GUI thread), with the eager run's samples."""
-    import shutil
-
     from core import ModelBundle, ModelConfig
     from core.models import build_network
 
-    if shutil.which("g++") is None and shutil.which("c++") is None:
-        pytest.skip("no C++ compiler here for AOTInductor (.ci/run installs g++)")
+    require_compiler()
     monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
     network = {"data_dim": 2, "num_classes": 3, "width": 16, "depth": 1}
     torch.manual_seed(0)
