@@ -1,7 +1,8 @@
 """Run files (core.runs): their size on disk and write time for the three budgets of issue 10, and
 whether writing one slows a run sampling at the same time.
 
-Cases (each recorded with core.recording.Recorder and written with core.runs.write_run, as the app does):
+Cases (each recorded with core.recording.Recorder and the guidance views' tracks of the app's default
+options, guidance maps on and the unguided twin off, and written with core.runs.write_run, as the app does):
   mnist   16 MNIST digits (mnist-cfg, 32×32 grey), DDIM 50 steps, CFG w = 2    budget ≤ 2 MB
   toy     1000 points of toy-gmm, DDPM 1000 steps, classifier guidance s = 1  budget ≤ 8 MB
   big     4 images 3×256×256, 250 steps                                       budget ≤ 60 MB
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,6 +31,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from core import Guidance, ModelBundle, ModelConfig, SamplingRequest, load_model, sample  # noqa: E402
+from core.guidance_views import guidance_tracks  # noqa: E402
 from core.recording import Recorder  # noqa: E402
 from core.runs import PREVIEW_BUDGET, RUN_SUFFIX, read_run, write_run  # noqa: E402
 from desktop_app.tasks import lower_thread_priority  # noqa: E402
@@ -66,7 +69,7 @@ def case(name: str, device: str) -> tuple[SamplingRequest, ModelBundle]:
 
 
 def record(request: SamplingRequest, bundle: ModelBundle):
-    recorder = Recorder.for_bundle(request, bundle)
+    recorder = Recorder.for_bundle(request, bundle, extras=guidance_tracks(bundle, maps=True, twin=False))
     start = time.perf_counter()
     for step in sample(request, bundle, diagnostics=True):
         recorder.add(step)
@@ -111,6 +114,10 @@ def main() -> int:
         print(f"  {name:5s} {request.batch:5d} × {tuple(bundle.config.data_shape)} {len(result) - 1:4d} steps: "
               f"{size:6.2f} MB (budget {BUDGETS_MB[name]:g} MB, {verdict}); write {write:.2f} s, read {read:.2f} s; "
               f"previews {tuple(xt.shape)} {xt.dtype}; sampling took {sampling:.1f} s")
+        with zipfile.ZipFile(path) as zf:
+            largest = sorted(zf.infolist(), key=lambda i: -i.compress_size)[:4]
+        print("        largest: " + ", ".join(f"{i.filename.removesuffix('.npy')} {i.compress_size / 1e6:.2f}"
+                                          for i in largest))
         if name == "big":
             big = result
     if big is not None:

@@ -155,7 +155,11 @@ class Recorder:
             values[name] = make(step, self)
         later = {name: v.tensor for name, v in values.items() if isinstance(v, Later)}
         cuda = any(t.device.type == "cuda" for t in later.values())
-        copies = {name: t.detach().to("cpu", non_blocking=cuda) for name, t in later.items()}
+        copied: dict[int, torch.Tensor] = {}  # values that share a tensor share its copy
+        for t in later.values():
+            if id(t) not in copied:
+                copied[id(t)] = t.detach().to("cpu", non_blocking=cuda)
+        copies = {name: copied[id(t)] for name, t in later.items()}
         done = None
         if cuda:
             done = torch.cuda.Event()

@@ -211,7 +211,7 @@ class GuidanceViews(QObject):
     def _show_bars(self, index: int) -> None:
         at, probs = _latest(self.run.tracks, V.CLASS_PROBS, index)
         sample = self.sample
-        self.bars.show_probs(None if probs is None else np.asarray(probs)[min(sample, len(probs) - 1)],
+        self.bars.show_probs(None if probs is None else V.probs_of(probs[min(sample, len(probs) - 1)]),
                              None if at == index else at)
 
     def set_live(self, live: bool) -> None:
@@ -249,7 +249,7 @@ class GuidanceViews(QObject):
         if self.run is not None:
             self._follow_length(self.run)
             if self.points_mode and self.stack.isVisible():
-                self.stack.set_probs(list(self.run.tracks.get(V.CLASS_PROBS, ()))[: len(self.run)])
+                self.stack.set_shares(V.class_shares(self.run.tracks, len(self.run)))
 
     def _refresh_bars(self) -> None:
         if self.run is not None and self.live and self.index >= 0:

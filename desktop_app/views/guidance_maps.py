@@ -213,7 +213,7 @@ class GuidanceMaps(QWidget):
         self.scale = max(self.scale, self.run_scale(index))
         self.colour_scale.set_scale(self.scale, self.signed)
         for key, name in zip(("cfg_map", "classifier_map"), self._map_names()):
-            values = self._at(name, index)
+            values = V.map_at(self.run.tracks, name, index, self.sample)
             picture = None if values is None else V.colorize(values, self.scale, self.signed)
             self.panes[key].show_picture(picture, self.extent)
 

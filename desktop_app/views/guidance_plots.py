@@ -133,7 +133,6 @@ class ClassStack(pg.PlotWidget):
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=CURSOR_PEN)
         self.addItem(self.cursor)
         self.bands: np.ndarray = np.zeros((0, 0))
-        self._means: dict[int, np.ndarray] = {}  # step → mean p(k | x_t) over the batch, computed once
         self.set_steps(IDLE_STEPS)
 
     def begin(self, num_steps: int) -> None:
@@ -143,7 +142,6 @@ class ClassStack(pg.PlotWidget):
     def clear_bands(self) -> None:
         """No bands (no run on screen). Not `clear`: PlotWidget puts its PlotItem's clear on the instance."""
         self._bands(0)
-        self._means = {}
 
     def set_steps(self, num_steps: int) -> None:
         """Fix the x axis to 0 … num_steps."""
@@ -163,15 +161,12 @@ class ClassStack(pg.PlotWidget):
             self.fills.append(band)
         self.bands = np.zeros((0, num_classes + 1))
 
-    def set_probs(self, rows: list[np.ndarray | None]) -> None:
-        """rows: per step (B, K) probabilities or None; steps without them are left out."""
+    def set_shares(self, rows: list[np.ndarray | None]) -> None:
+        """rows: per step the batch's mean p(k | x_t), (K,), or None; steps without them are left out."""
         steps = [i for i, r in enumerate(rows) if r is not None]
         if not steps:
             return
-        for i in steps:  # while a run grows, only its new steps are averaged
-            if i not in self._means:
-                self._means[i] = np.asarray(rows[i], np.float64).mean(axis=0)
-        means = np.stack([self._means[i] for i in steps])
+        means = np.stack([rows[i] for i in steps]).astype(np.float64)
         if len(self.fills) != means.shape[1]:
             self._bands(means.shape[1])
         cumulative = np.concatenate([np.zeros((len(steps), 1)), np.cumsum(means, axis=1)], axis=1)

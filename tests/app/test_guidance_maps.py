@@ -48,9 +48,12 @@ def test_maps_paint_the_engines_terms_of_the_selected_sample(maps, image_bundle)
     step = run.steps[3]
     scale = max(s for s in run.tracks[V.MAP_SCALE][:4] if s is not None)
     assert maps.scale == scale > 0
+    unit = V.map_unit(run.tracks[V.MAP_SCALE][3])  # the kept maps' resolution at step 3
     for key, term in (("cfg_map", step.cfg_term), ("classifier_map", step.classifier_term)):
         values = term[2, 0].numpy()  # the engine's own Δε of sample 2, channel 0 (one channel)
-        np.testing.assert_array_equal(maps.picture(key), V.colorize(values, scale))
+        kept = V.map_at(run.tracks, key, 3, 2)
+        np.testing.assert_allclose(kept, values, atol=unit / 2 * 1.001)
+        np.testing.assert_array_equal(maps.picture(key), V.colorize(kept, scale))
         i, j = np.unravel_index(np.abs(values).argmax(), values.shape)
         red, _, blue = maps.picture(key)[i, j].astype(int)
         assert (red > blue) == (values[i, j] > 0)
@@ -58,7 +61,9 @@ def test_maps_paint_the_engines_terms_of_the_selected_sample(maps, image_bundle)
     np.testing.assert_array_equal(maps.picture("twin_x0"), rgb(pixels(step.twin_x0)[2]))
     assert maps.colour_scale.labels() == (f"+{scale:.3g}", "0", f"−{scale:.3g}")
     maps.set_sample(0)  # another sample: its own terms
-    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(step.cfg_term[0, 0].numpy(), scale))
+    kept = V.map_at(run.tracks, V.CFG_MAP, 3, 0)
+    np.testing.assert_allclose(kept, step.cfg_term[0, 0].numpy(), atol=unit / 2 * 1.001)
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(kept, scale))
     maps.show_step(0)  # the initial noise: no terms yet
     assert maps.picture("cfg_map") is None and maps.picture("xt") is not None
 
@@ -120,7 +125,8 @@ def test_latent_models_map_the_channel_norm_over_the_picture(maps):
     maps.show_step(4)
     assert not maps.signed and maps.colour_scale.labels()[2] == "0"
     norm = run.steps[4].cfg_term[1].norm(dim=0).numpy()  # ‖w·(ε_c − ε_u)‖ over the 4 latent channels
-    np.testing.assert_allclose(run.tracks[V.CFG_NORM][4][1], norm, rtol=1e-6)
-    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(run.tracks[V.CFG_NORM][4][1], maps.scale, False))
+    kept = V.map_at(run.tracks, V.CFG_NORM, 4, 1)
+    np.testing.assert_allclose(kept, norm, atol=V.map_unit(run.tracks[V.MAP_SCALE][4]) / 2 * 1.001)
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(kept, maps.scale, False))
     rect = maps.panes["cfg_map"].pane.item.boundingRect()
     assert maps.panes["cfg_map"].pane.item.mapRectToParent(rect).width() == maps.extent[1] == 8

@@ -41,14 +41,14 @@ def test_image_run_shows_maps_twin_and_class_bars(qtbot, window):
     assert {V.CFG_MAP, V.CLASSIFIER_MAP, V.TWIN_X0, V.TWIN_DISTANCE, V.CLASS_PROBS} <= set(result.tracks)
     maps = guidance.maps
     assert maps.index == 12 and maps.scale > 0
-    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(result.track(V.CFG_MAP)[12][0], maps.scale))
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(V.map_at(result.tracks, V.CFG_MAP, 12, 0), maps.scale))
     assert maps.picture("twin_x0") is not None and guidance.twin.isVisible()
     steps, distance = guidance.twin.curve_data("xt")
     np.testing.assert_array_equal(steps, np.arange(13))
     np.testing.assert_allclose(distance, [np.mean(d) for d in result.track(V.TWIN_DISTANCE)], rtol=1e-6)
     assert distance[0] == 0 and distance[-1] > 0  # the same noise, then guidance pulls the run away
     bars = guidance.bars  # all three classes of sample 0 at the last step, most probable first
-    probs = result.track(V.CLASS_PROBS)[12][0]
+    probs = V.probs_of(result.track(V.CLASS_PROBS)[12][0])
     assert bars.isVisible() and sorted(bars.shown) == [0, 1, 2]
     np.testing.assert_allclose(bars.heights, probs[bars.shown], rtol=1e-6)
     assert (np.diff(bars.heights) <= 0).all()
@@ -56,10 +56,10 @@ def test_image_run_shows_maps_twin_and_class_bars(qtbot, window):
     pane = window.views.image_panes[0]
     click_scene(qtbot, pane, pane.item.mapToScene(QPointF(2 + 10 + 4, 2 + 10 + 4)))
     assert guidance.sample == 3 and maps.sample == 3
-    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(result.track(V.CFG_MAP)[12][3], maps.scale))
+    np.testing.assert_array_equal(maps.picture("cfg_map"), V.colorize(V.map_at(result.tracks, V.CFG_MAP, 12, 3), maps.scale))
     window.views.slider.setValue(5)  # scrubbing moves the maps too
     np.testing.assert_array_equal(maps.picture("classifier_map"),
-                                  V.colorize(result.track(V.CLASSIFIER_MAP)[5][3], maps.scale))
+                                  V.colorize(V.map_at(result.tracks, V.CLASSIFIER_MAP, 5, 3), maps.scale))
 
 
 def click_scene(qtbot, view, scene_point):

@@ -179,8 +179,8 @@ def test_the_class_bands_of_a_long_run_are_drawn_through_one_step_per_pixel(qtbo
     qtbot.waitExposed(stack)
     stack.set_steps(1000)
     rng = np.random.default_rng(0)
-    rows = [rng.dirichlet(np.ones(3), size=8) for _ in range(1001)]
-    stack.set_probs(rows)
+    rows = [rng.dirichlet(np.ones(3)) for _ in range(1001)]
+    stack.set_shares(rows)
     assert stack.bands.shape == (1001, 4)
     pixels = int(stack.plot.vb.width())
     assert 100 < pixels < 300

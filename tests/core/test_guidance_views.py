@@ -24,7 +24,7 @@ def test_term_map_of_one_channel_is_the_term_itself_and_channels_average_or_norm
 
 
 def test_block_mean_and_stride():
-    maps = np.arange(2 * 5 * 4, dtype=np.float32).reshape(2, 5, 4)
+    maps = torch.arange(2 * 5 * 4, dtype=torch.float32).reshape(2, 5, 4)
     assert V.block_mean(maps, 1) is maps
     out = V.block_mean(maps, 2)
     assert out.shape == (2, 3, 2)
@@ -33,6 +33,26 @@ def test_block_mean_and_stride():
     assert V.map_stride(16, 32, 32, 50) == 1
     stride = V.map_stride(4, 256, 256, 250)
     assert 2 * 251 * 4 * math.ceil(256 / stride) ** 2 * 4 <= V.MAP_BUDGET < 2 * 251 * 4 * (256 // (stride - 1)) ** 2 * 4
+
+
+def test_kept_maps_are_codes_of_their_steps_scale_and_read_back_within_half_a_level():
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    maps[0, 0, 0, 0] = 50.0  # far beyond the scale: kept at the end of the range
+    scale = V.robust_scale([maps])
+    codes = V.encode_maps(maps, scale)
+    assert codes.dtype == np.int8 and codes.shape == maps.shape and codes[0, 0, 0, 0] == V.MAP_LEVELS
+    unit = V.map_unit(scale)
+    assert unit == pytest.approx(V.MAP_RANGE * scale / V.MAP_LEVELS)
+    tracks = {V.CFG_MAP: [None, codes[0]], V.MAP_SCALE: [None, scale]}
+    got = V.map_at(tracks, V.CFG_MAP, 1, 2)
+    inside = np.abs(maps[0, 2]) <= V.MAP_RANGE * scale
+    assert np.abs(got - maps[0, 2])[inside].max() <= unit / 2 + 1e-6
+    np.testing.assert_allclose(np.abs(got[~inside]), V.MAP_RANGE * scale, rtol=1e-6)
+    assert V.map_at(tracks, V.CFG_MAP, 1, 0)[0, 0] == pytest.approx(V.MAP_RANGE * scale)
+    assert V.map_at(tracks, V.CFG_MAP, 0, 0) is None and V.map_at(tracks, V.CLASSIFIER_MAP, 1, 0) is None
+    np.testing.assert_array_equal(V.map_at({V.CFG_MAP: [maps[0]]}, V.CFG_MAP, 0, 1), maps[0, 1])  # older run files: float32 as kept
+    assert not V.encode_maps(maps, 0.0).any()  # no scale (the terms were all zero): all codes zero
 
 
 def test_colours_are_diverging_and_symmetric():
@@ -138,17 +158,21 @@ def test_map_tracks_are_the_engines_own_terms(image_bundle):
     req = SamplingRequest("img", steps=6, batch=3, seed=0, label=2, guidance=Guidance("both", scale=3.0, weight=2.0))
     recorder = Recorder.for_bundle(req, image_bundle, extras=V.guidance_tracks(image_bundle, twin=True))
     for step in sample(req, image_bundle, twin=True, diagnostics=True):
-        got = {name: values[recorder.add(step)] for name, values in recorder.tracks.items()}
+        index = recorder.add(step)
+        got = {name: values[index] for name, values in recorder.tracks.items()}
         if step.index == 0:
             assert got[V.CFG_MAP] is None and got[V.CLASSIFIER_MAP] is None and got[V.MAP_SCALE] is None
             continue
-        np.testing.assert_array_equal(got[V.CFG_MAP], step.cfg_term[:, 0].numpy())
-        np.testing.assert_array_equal(got[V.CLASSIFIER_MAP], step.classifier_term[:, 0].numpy())
-        both = np.concatenate([got[V.CFG_MAP].ravel(), got[V.CLASSIFIER_MAP].ravel()])
-        assert got[V.MAP_SCALE] == pytest.approx(np.percentile(np.abs(both), V.SCALE_PERCENTILE))
+        terms = np.stack([step.cfg_term[:, 0].numpy(), step.classifier_term[:, 0].numpy()])
+        assert got[V.MAP_SCALE] == pytest.approx(np.percentile(np.abs(terms), V.SCALE_PERCENTILE))
+        np.testing.assert_array_equal(got[V.CFG_MAP], V.encode_maps(terms, got[V.MAP_SCALE])[0])
+        np.testing.assert_array_equal(got[V.CLASSIFIER_MAP], V.encode_maps(terms, got[V.MAP_SCALE])[1])
         np.testing.assert_array_equal(got[V.TWIN_X0], pixels(step.twin_x0))
         np.testing.assert_allclose(got[V.TWIN_DISTANCE], (step.x - step.twin_x).flatten(1).square().mean(1).sqrt())
-        np.testing.assert_allclose(got[V.CLASS_PROBS], step.log_probs.exp().numpy())
+        probs = step.log_probs.exp().numpy()
+        assert got[V.CLASS_PROBS].dtype == np.uint8
+        np.testing.assert_allclose(V.probs_of(got[V.CLASS_PROBS]), probs, atol=0.5 / 255 + 1e-7)
+        np.testing.assert_allclose(got[V.CLASS_SHARES], probs.mean(0), rtol=1e-6)
     assert got[V.TWIN_DISTANCE].min() > 0
     points = V.guidance_tracks(ModelBundle("p", ModelConfig("gmm", (2,)), nn.Identity()), twin=True)
     assert V.CFG_MAP not in points and V.TWIN_X0 in points  # maps only for images
@@ -175,6 +199,31 @@ def test_a_lagging_recorder_completes_each_step_when_the_next_is_added_and_recor
     assert all(isinstance(v, np.ndarray) for v in lagged[V.CFG_MAP][1:])
 
 
+def test_a_long_runs_per_sample_probs_keep_to_their_budget_and_its_class_shares_to_every_step(gmm, monkeypatch):
+    """p(k | x_t) of each sample is kept at steps `every` apart (and the last) so that the run's rows fit
+    PROBS_BUDGET; the batch's shares, which the class-share plot draws, are kept at every step."""
+    req = SamplingRequest("toy-gmm", steps=100, batch=50, seed=0, label=1, guidance=Guidance("classifier", scale=1.0))
+    classes = gmm.num_targets
+    monkeypatch.setattr(V, "PROBS_BUDGET", 10 * 50 * classes)  # ten steps' rows
+    recorder = Recorder.for_bundle(req, gmm, extras=V.guidance_tracks(gmm))
+    steps = []
+    for step in sample(req, gmm, diagnostics=True):
+        recorder.add(step)
+        steps.append(step)
+    kept = [i for i, row in enumerate(recorder.tracks[V.CLASS_PROBS]) if row is not None]
+    assert kept == [1, *range(12, 100, 11), 100]  # every = ⌈101 / 10⌉ = 11 steps; the last always
+    assert sum(recorder.tracks[V.CLASS_PROBS][i].nbytes for i in kept[:-1]) <= V.PROBS_BUDGET
+    for i in kept:
+        np.testing.assert_allclose(V.probs_of(recorder.tracks[V.CLASS_PROBS][i]), steps[i].log_probs.exp().numpy(),
+                                   atol=0.5 / 255 + 1e-7)
+    shares = recorder.tracks[V.CLASS_SHARES]
+    assert shares[0] is None and all(shares[i] is not None for i in range(1, 101))
+    np.testing.assert_allclose(V.class_shares(recorder.tracks, 101)[37], steps[37].log_probs.exp().mean(0).numpy(),
+                               rtol=1e-6)
+    older = {V.CLASS_PROBS: [None, np.full((2, 3), 0.25, np.float32)]}  # a run file from before the shares
+    np.testing.assert_allclose(V.class_shares(older, 2)[1], [0.25, 0.25, 0.25])
+
+
 def test_time_a_run_is_held_does_not_count_as_its_own(gmm):
     req = SamplingRequest("toy-gmm", steps=3)
     recorder = Recorder.for_bundle(req, gmm)
@@ -196,7 +245,7 @@ def test_guidance_tracks_survive_the_run_file(image_bundle, tmp_path):
         recorder.add(step)
     result = recorder.result(True)
     again = read_run(write_run(tmp_path / "r.run.npz", result))
-    for name in (V.CFG_MAP, V.CLASSIFIER_MAP, V.TWIN_X0, V.TWIN_DISTANCE, V.CLASS_PROBS):
+    for name in (V.CFG_MAP, V.CLASSIFIER_MAP, V.TWIN_X0, V.TWIN_DISTANCE, V.CLASS_PROBS, V.CLASS_SHARES):
         saved, read = result.track(name), again.track(name)
         assert read[0] is None or name in (V.TWIN_X0, V.TWIN_DISTANCE)  # step 0 has no terms, no p(k | x_t)
         for a, b in zip(saved[1:], read[1:]):
