@@ -434,7 +434,7 @@ def main() -> int:
         profile.wrap(point_cloud.PointCloudItem, "paint")
         profile.wrap(views.ImagePane, "show_image")
         profile.wrap(guidance_dock.GuidanceViews, "refresh", "show_step")
-        profile.wrap(guidance_plots.ClassStack, "set_probs")
+        profile.wrap(guidance_plots.ClassStack, "set_shares")
         profile.wrap(guidance_plots.ClassBars, "show_probs")
         profile.wrap(field_arrows.FieldOverlay, "show_step", "_on_field")
         profile.wrap(tasks.SerialTasks, "_deliver")

@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -44,6 +45,39 @@ class FrameSource(Protocol):
     def frame(self, index: int) -> Any: ...
 
 
+class PictureItem(pg.ImageItem):
+    """An ImageItem for uint8 RGB pictures, painted from a 32-bit RGB copy (QImage.Format_RGB32).
+
+    pyqtgraph hands Qt a 24-bit RGB888 image, which Qt's raster engine converts at every paint: 0.43 ms for a
+    138×138 grid drawn at 420×420 here, against 0.07 ms for RGB32, which it blits. A live image run repaints
+    up to seven panes a frame (x_t, x̂0, and the guidance maps' five)."""
+
+    def __init__(self) -> None:
+        super().__init__(axisOrder="row-major")
+        self._rgb32: tuple[np.ndarray, QImage] | None = None  # the pixels and the QImage over them
+
+    def setImage(self, image: np.ndarray | None = None, **kwargs: Any) -> None:
+        self._rgb32 = None
+        super().setImage(image, **kwargs)
+
+    def clear(self) -> None:
+        self._rgb32 = None
+        super().clear()
+
+    def paint(self, painter: QPainter, *args: Any) -> None:
+        image = self.image
+        if image is None:
+            return
+        if self._rgb32 is None:
+            rgb = np.asarray(image, np.uint32).reshape(*image.shape[:2], -1)
+            pixels = np.ascontiguousarray(0xFF000000 | rgb[..., 0] << 16 | rgb[..., 1 % rgb.shape[2]] << 8
+                                          | rgb[..., 2 % rgb.shape[2]])
+            h, w = pixels.shape
+            self._rgb32 = pixels, QImage(pixels.data, w, h, 4 * w, QImage.Format.Format_RGB32)
+        h, w = image.shape[:2]
+        painter.drawImage(QRectF(0, 0, w, h), self._rgb32[1])
+
+
 class ImagePane(pg.GraphicsLayoutWidget):
     """A titled uint8 RGB picture (H, W, 3), aspect locked, pan/zoom with the mouse."""
 
@@ -53,7 +87,7 @@ class ImagePane(pg.GraphicsLayoutWidget):
         self.title = self.addLabel(title, color="#333", size="11pt")
         self.nextRow()
         self.view = self.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
-        self.item = pg.ImageItem(axisOrder="row-major")
+        self.item = PictureItem()
         self.view.addItem(self.item)
         self.image: np.ndarray | None = None
 

@@ -286,3 +286,27 @@ def test_a_model_guided_by_the_mixtures_exact_classifier_has_the_mixture_as_its_
                                                         "class_names": (), "null_label": False}), unknown.model)
     sampled, none = backdrop.data_backdrop(unknown, num=50)
     assert sampled.shape == (50, 2) and none is None
+
+
+def test_an_image_pane_paints_its_pictures_pixels(qtbot):
+    """The pane paints its picture from its own 32-bit copy: the grabbed widget shows each pixel's colour, and a
+    new picture of the same size replaces the old one."""
+    from desktop_app.views.live import ImagePane
+
+    pane = ImagePane("test")
+    qtbot.addWidget(pane)
+    pane.resize(300, 300)
+    pane.show()
+    qtbot.waitExposed(pane)
+    colours = np.array([[[230, 20, 10], [15, 200, 40]], [[5, 30, 240], [250, 250, 250]]], np.uint8)
+    for picture in (colours, colours[::-1, ::-1].copy()):
+        pane.show_image(picture)
+        grabbed = pane.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+        for row in range(2):
+            for col in range(2):
+                centre = pane.item.mapToScene(col + 0.5, row + 0.5)
+                point = pane.mapFromScene(centre)
+                pixel = grabbed.pixelColor(point.x(), point.y())
+                assert (pixel.red(), pixel.green(), pixel.blue()) == tuple(picture[row, col])
+    pane.show_image(None)
+    assert pane.item.image is None
