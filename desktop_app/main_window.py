@@ -80,11 +80,11 @@ class MainWindow(QMainWindow):
         self._frame_timer.setSingleShot(True)
         self._frame_timer.timeout.connect(self._paint_latest)
         self._refreshes = Turns(self)  # the throttled redraws of a live run still to do
-        # A started run's worker begins in the event-loop turn after Start's own repaint: begun at once, its
-        # thread took a core and the interpreter lock while the GUI thread painted the new run's empty plots.
-        self._launch_timer = QTimer(self)
-        self._launch_timer.setSingleShot(True)
-        self._launch_timer.timeout.connect(self._launch_worker)
+        # A started run's guidance views and plots are reset in event-loop turns after Start's own, each after the
+        # repaint the one before posted, and its worker begins after theirs. Begun at once, its thread took a core
+        # and the interpreter lock while the GUI thread painted the new run's empty plots; reset in Start's turn,
+        # every view's repaint came at once (gaps of 15-21 ms after Start in bench/ui_latency.py).
+        self._starting = Turns(self)
         self._finishing = Turns(self)  # what is left of ending a run (_on_finished)
         self.loader = ModelLoader(self.session, self)
         self.create_widgets()
@@ -260,7 +260,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop a running worker (it ends within one step) and hand its stopped run to the library now,
         let the results finish saving, and save the window state: every thread has ended afterwards."""
-        self._launch_timer.stop()  # a run not begun yet never begins
+        self._starting.cancel()  # a run not begun yet never begins
         running = self.worker is not None and self.worker.is_running()
         if running:
             self.worker.stop()
@@ -410,18 +410,21 @@ class MainWindow(QMainWindow):
         self.views.set_colors(class_colors(request))
         self.views.set_banner("")
         self.views.begin(worker.trajectory, 0)
-        self.guidance.begin(worker.recorder, self.bundle, live=True, beside=worker.submit)
-        self.plots.clear_curves()
-        self.plots.set_notes(prob="" if self.bundle.classifier is not None else "no classifier",
-                             norm="" if request.guidance.kind != "none" else "no guidance")
         self.first_frame_at = None
         self.started_at = time.perf_counter()
         self.statusBar().showMessage(f"Sampling {request.batch} × {self.bundle.name} ({request.sampler.upper()}, "
                                      f"{request.steps} steps) on {self.bundle.device}…")
         self._running = True
         self._update_enabled()
-        self._launch_timer.start(0)  # a timer: it fires after the turn's posted repaint, not before
+        self._starting.add(functools.partial(self.guidance.begin, worker.recorder, self.bundle, live=True,
+                                             beside=worker.submit),
+                           functools.partial(self._clear_plots, request), self._launch_worker)
         return True
+
+    def _clear_plots(self, request: Any) -> None:
+        self.plots.clear_curves()
+        self.plots.set_notes(prob="" if self.bundle.classifier is not None else "no classifier",
+                             norm="" if request.guidance.kind != "none" else "no guidance")
 
     def _span_empty_plots(self) -> None:
         """While the plots show no run (a model was just loaded), their step axes span the run the settings
