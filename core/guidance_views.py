@@ -147,15 +147,15 @@ class _KeptMaps:
 
     def track(self, part: str) -> Callable[[Any, Any], Later | None]:
         """fn(step, recorder) for the track of `part`: "cfg_term", "classifier_term" or "scale"."""
+        from .recording import Later, no_previews
+
         def record(step: Any, recorder: Any) -> Later | None:
             maps = self._device(step, recorder)
             if maps is None or part not in (*self._terms, "scale"):
                 return None
-            from .recording import Later
-
             which = -1 if part == "scale" else self._terms.index(part)
             return Later(maps, functools.partial(self._host, step.index, which))
-        return record
+        return no_previews(record)
 
     def _device(self, step: Any, recorder: Any) -> Tensor | None:
         if step is not self._step:
@@ -197,7 +197,7 @@ def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
     guidance views show: the two term maps and their scale, the twin's x_t and x̂0 previews and its
     distances, p(k | x_t) of every class and their batch means. Map tracks exist only for image models
     (latent ones: the channel norms at latent resolution, which the view stretches over the image)."""
-    from .recording import Later  # the maps, distances and shares reach the host without the sampler waiting
+    from .recording import Later, no_previews  # the maps, distances and shares reach the host without waiting
 
     tracks: dict[str, Callable[[Any, Any], Any]] = {}
     if maps and len(bundle.config.data_shape) == 3:
@@ -206,15 +206,15 @@ def guidance_tracks(bundle: Any, *, maps: bool = True, twin: bool = False,
         tracks[CFG_NORM if latent else CFG_MAP] = kept.track("cfg_term")
         tracks[CLASSIFIER_NORM if latent else CLASSIFIER_MAP] = kept.track("classifier_term")
         tracks[MAP_SCALE] = kept.track("scale")
-    if twin:
+    if twin:  # the twin's two previews are the only images among these tracks
         tracks[TWIN_XT] = lambda step, recorder: None if step.twin_x is None else recorder.preview(step.twin_x)
         tracks[TWIN_X0] = lambda step, recorder: None if step.twin_x0 is None else recorder.preview(step.twin_x0)
-        tracks[TWIN_DISTANCE] = lambda step, recorder: _distance(step.x, step.twin_x)
-        tracks[TWIN_X0_DISTANCE] = lambda step, recorder: _distance(step.x0, step.twin_x0)
+        tracks[TWIN_DISTANCE] = no_previews(lambda step, recorder: _distance(step.x, step.twin_x))
+        tracks[TWIN_X0_DISTANCE] = no_previews(lambda step, recorder: _distance(step.x0, step.twin_x0))
     if class_probs:
-        tracks[CLASS_SHARES] = lambda step, recorder: (
-            None if step.log_probs is None else Later(step.log_probs.detach().float().exp().mean(0)))
-        tracks[CLASS_PROBS] = _SampleProbs()
+        tracks[CLASS_SHARES] = no_previews(lambda step, recorder: (
+            None if step.log_probs is None else Later(step.log_probs.detach().float().exp().mean(0))))
+        tracks[CLASS_PROBS] = no_previews(_SampleProbs())
     return tracks
 
 

@@ -9,7 +9,8 @@ counts only complete steps.
 More per-step data are added by name: `Recorder(..., extras={"cfg_map": fn})` calls fn(step, recorder)
 at every step and keeps what it returns (an array, a number or None) as the track "cfg_map", which
 the run file then saves and reopens like the standard ones. Use `recorder.preview(tensor)` for
-image-like values so they follow the run's preview size.
+image-like values so they follow the run's preview size; an extra that makes none is marked with
+`no_previews(fn)`, so that the previews' memory is shared only among those that do.
 
 On a CUDA device the sampler must not wait for the GPU between steps: the GPU would idle while the host
 finishes one step and queues the next (a few % of a Stable Diffusion step). So a step is recorded in two
@@ -42,6 +43,12 @@ Extra = Callable[[Step, "Recorder"], Any]
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def no_previews(extra: Extra) -> Extra:
+    """`extra`, marked as a track that keeps no image previews (numbers, or maps of their own size)."""
+    extra.makes_previews = False  # type: ignore[attr-defined]
+    return extra
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ class Recorder:
         h, w = x.shape[-2:]
         cols = math.ceil(math.sqrt(b))
         view = math.ceil(max(h, w) * cols / self.max_side)
-        image_tracks = 2 + len(self.extras)  # extras may be images too: leave them their share
+        image_tracks = 2 + sum(getattr(extra, "makes_previews", True) for extra in self.extras.values())
         frames = image_tracks * (step.num_steps + 1)
         memory = math.ceil(math.sqrt(frames * b * h * w * c / MEMORY_BUDGET))
         self.stride = max(1, view, memory)

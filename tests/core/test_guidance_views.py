@@ -224,6 +224,34 @@ def test_a_long_runs_per_sample_probs_keep_to_their_budget_and_its_class_shares_
     np.testing.assert_allclose(V.class_shares(older, 2)[1], [0.25, 0.25, 0.25])
 
 
+@pytest.mark.parametrize("case", ["mnist", "toy"])
+def test_run_files_recorded_as_the_app_records_keep_to_the_issues_budgets(case, gmm, tmp_path):
+    """With the guidance views' tracks (maps on): 16 MNIST digits × 50 DDIM steps with CFG ≤ 2 MB, 1000 points ×
+    1000 DDPM steps with classifier guidance ≤ 8 MB (float32 maps and p(k | x_t) made them 4 and 35 MB)."""
+    from core import load_model
+    from core.runs import read_run, write_run
+
+    if case == "mnist":
+        bundle = load_model("mnist-cfg", "cpu")
+        req = SamplingRequest("mnist-cfg", steps="50", batch=16, label=tuple(range(10)) + (0,) * 6, seed=0,
+                              guidance=Guidance("cfg", weight=2.0))
+        budget = 2_000_000
+    else:
+        bundle = gmm
+        req = SamplingRequest("toy-gmm", sampler="ddpm", steps="1000", batch=1000, label=3, seed=0,
+                              guidance=Guidance("classifier", scale=1.0))
+        budget = 8_000_000
+    recorder = Recorder.for_bundle(req, bundle, extras=V.guidance_tracks(bundle))
+    for step in sample(req, bundle, diagnostics=True):
+        recorder.add(step)
+    path = write_run(tmp_path / "r.run.npz", recorder.result(True))
+    assert path.stat().st_size <= budget
+    again = read_run(path)
+    assert again.track(V.CLASS_SHARES)[-1] is not None and again.track(V.CLASS_PROBS)[-1] is not None
+    if case == "mnist":
+        assert again.track(V.CFG_MAP)[25].dtype == np.int8 and again.track("xt")[25].shape == (16, 32, 32, 1)
+
+
 def test_time_a_run_is_held_does_not_count_as_its_own(gmm):
     req = SamplingRequest("toy-gmm", steps=3)
     recorder = Recorder.for_bundle(req, gmm)

@@ -79,6 +79,23 @@ def test_long_image_runs_keep_smaller_previews_within_the_memory_budget():
     assert 4 * previews.shape[1] <= 512  # a 4 × 4 grid stays near the view's size
 
 
+def test_only_extras_that_make_previews_share_the_preview_memory():
+    """4 images 3×256×256 over 400 steps: x_t and x̂0 fit the memory budget at full size; the guidance views' maps,
+    numbers and class shares take none of it, while the unguided twin's two previews do."""
+    from core import guidance_views as V
+
+    req = SamplingRequest(model="imgs", steps="400", batch=4)
+    bundle = image_bundle((3, 256, 256))
+    first = next(iter(sample(req, bundle)))
+    strides = {}
+    for twin in (False, True):
+        recorder = Recorder.for_bundle(req, bundle, extras=V.guidance_tracks(bundle, twin=twin))
+        recorder.add(first)
+        strides[twin] = recorder.stride
+    assert 2 * 401 * 4 * 256 * 256 * 3 <= MEMORY_BUDGET < 4 * 401 * 4 * 256 * 256 * 3
+    assert strides == {False: 1, True: 2}
+
+
 def test_nan_samples_are_reported_not_kept():
     req = SamplingRequest(model="imgs", steps="5", batch=2)
     recorder = Recorder(req, "imgs", "cpu", is_points=False)
