@@ -453,6 +453,53 @@ def test_a_single_file_checkpoint_opens_as_the_same_model(sd_folders, tmp_path):
     assert "neither SD 1.x (768) nor 2.x" in plan_open(checkpoint).error
 
 
+def openclip_layout(text_encoder) -> dict:
+    """A CLIP text encoder's weights as SD 2.x single files hold them (OpenCLIP's layout under
+    cond_stage_model.model.): diffusers' conversion rules (convert_open_clip_checkpoint), run backwards."""
+    renames = [("text_model.", ""), ("embeddings.position_embedding.weight", "positional_embedding"),
+               ("embeddings.token_embedding.weight", "token_embedding.weight"), ("final_layer_norm", "ln_final"),
+               ("encoder.layers.", "transformer.resblocks."), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+               (".fc1.", ".c_fc."), (".fc2.", ".c_proj."), (".self_attn.", ".attn.")]
+    out, qkv = {}, {}
+    for key, value in text_encoder.state_dict().items():
+        if key.endswith("position_ids"):
+            continue
+        for new, old in renames:
+            key = key.replace(new, old)
+        projection = re.match(r"(.*\.attn)\.([qkv])_proj\.(weight|bias)$", key)
+        if projection:  # q, k and v are one in_proj matrix in OpenCLIP
+            qkv.setdefault((projection[1], projection[3]), {})[projection[2]] = value
+        else:
+            out["cond_stage_model.model." + key] = value
+    for (block, kind), parts in qkv.items():
+        out[f"cond_stage_model.model.{block}.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+def test_a_single_file_sd2_checkpoint_with_an_openclip_text_encoder_opens_as_the_same_model(sd_folders, tmp_path):
+    """SD 2.x single files keep their text encoder in OpenCLIP's layout; with the v-prediction folder's configs,
+    such a file opens as the folder's own model and samples the same (CFG with a negative prompt, v-prediction)."""
+    from safetensors.torch import save_file
+
+    from core.diffusers import load_single_file
+
+    folder = sd_folders["v_prediction"]
+    pipe = reference(diffusers.StableDiffusionPipeline, folder)
+    weights = {k: v for k, v in ldm_layout(pipe).items() if not k.startswith("cond_stage_model.")}
+    weights.update(openclip_layout(pipe.text_encoder))
+    (tmp_path / "models").mkdir()
+    checkpoint = tmp_path / "models" / "tiny-sd2.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, checkpoint)
+    configs = tmp_path / "configs"
+    shutil.copytree(folder, configs, ignore=shutil.ignore_patterns("*.safetensors", "vocab.json", "merges.txt"))
+    shutil.copytree(folder / "tokenizer", tmp_path / "models" / "tokenizer")
+    bundle = load_single_file(checkpoint, "cpu", config=configs)
+    request = sd_request("ddim", 4)
+    assert request.guidance.kind == "cfg" and request.negative_prompt
+    torch.testing.assert_close(final_sample(request, bundle).x, final_sample(request, load_model(folder, "cpu")).x,
+                               rtol=0, atol=1e-6)
+
+
 def test_single_file_families_are_told_from_the_weights(tmp_path):
     from core.diffusers.single_file import CONFIGS, checkpoint_family
 
