@@ -269,7 +269,7 @@ class MainWindow(QMainWindow):
             QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)  # its `finished` …
         self._finishing.finish_now()  # … and `run_finished`: recorded
         self.guidance.field.close(CLOSE_WAIT_S)
-        self.loader.compiler.stop()
+        self.loader.shutdown(CLOSE_WAIT_S)
         self.views.play_button.setChecked(False)
         self.results.shutdown()
         self.save_state()

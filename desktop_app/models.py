@@ -6,6 +6,8 @@ and reports on the GUI thread; a failed load shows a message and keeps the previ
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,7 @@ class ModelLoader(QObject):
         self._file_sources: dict[str, tuple[str, str | None, str]] = {}
         self._task: BackgroundTask | None = None
         self._backdrop_task: BackgroundTask | None = None
+        self._backdrop_cancelled = threading.Event()
         self.compiler = NetworkCompiler(self)
         self.compiler.status.connect(self.status)
 
@@ -193,13 +196,26 @@ class ModelLoader(QObject):
     def _start_backdrop(self, bundle: Any) -> None:
         from .views.backdrop import data_backdrop
 
-        task = BackgroundTask(lambda: data_backdrop(bundle), "Could not draw the data backdrop: ", self)
+        self._backdrop_cancelled.set()  # the last model's backdrop, if it is still being sampled
+        cancelled = self._backdrop_cancelled = threading.Event()
+        task = BackgroundTask(lambda: data_backdrop(bundle, cancelled=cancelled), "Could not draw the data backdrop: ",
+                              self, thread_name="backdrop")
 
-        def ready(found: tuple[Any, Any]) -> None:
-            if bundle is self.bundle:
+        def ready(found: tuple[Any, Any] | None) -> None:
+            if found is not None and bundle is self.bundle:
                 self.backdrop_ready.emit(*found)
 
         task.done.connect(ready)
         task.failed.connect(self.status.emit)  # a missing backdrop is cosmetic: status line only
         self._backdrop_task = task
         task.start()
+
+    def shutdown(self, timeout: float) -> None:
+        """Before the app exits: stop a backdrop being sampled, and wait up to `timeout` s for it and for a model
+        being loaded to end (their threads must not be inside torch when the interpreter exits)."""
+        self.compiler.stop()
+        self._backdrop_cancelled.set()
+        deadline = time.monotonic() + timeout
+        for task in (self._backdrop_task, self._task):
+            if task is not None:
+                task.wait(max(0.0, deadline - time.monotonic()))

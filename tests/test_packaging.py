@@ -15,8 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -28,7 +28,6 @@ from ..schedule import Schedule
 from ..training.classifier import ClassifierSettings, accuracy_by_t, train_classifier
 from ..training.diffusion import TrainSettings, train_diffusion
 
-
 # Defaults of the image networks (override any with --network); image size, channels and classes
 # come from the data.
 UNET_DEFAULTS = {

@@ -3,22 +3,27 @@
 `toy-gmm` draws its mixture exactly, and so does a model guided by a mixture's exact classifier (`toy-gmm-mlp`,
 trained on samples of that mixture); models trained on a known toy dataset draw that dataset; any other 2-D
 model is sampled once, unguided (50 DDIM steps), which shows what it has learnt. (Sampled, the backdrop of an
-MLP took about a second of CPU on a helper thread just as the model's first run started.)
+MLP took about a second of CPU on a helper thread just as the model's first run started.) A sampled backdrop
+stops at the next step once `cancelled` is set: another model was loaded, or the app is closing (a helper thread
+still inside torch when the interpreter exits aborts the process).
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-from core import ModelBundle, SamplingRequest, final_sample
+from core import ModelBundle, SamplingRequest, sample
 from core.data import gmm_dataset, scurve_dataset
 from core.images import PALETTE
 
 BACKDROP_POINTS = 2000
 
 
-def data_backdrop(bundle: ModelBundle, num: int = BACKDROP_POINTS, seed: int = 12345
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(points (N, 2) float32, colours (N, 3) uint8 by class or None) for a 2-D model."""
+def data_backdrop(bundle: ModelBundle, num: int = BACKDROP_POINTS, seed: int = 12345,
+                  cancelled: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(points (N, 2) float32, colours (N, 3) uint8 by class or None) for a 2-D model; None when `cancelled`
+    was set while it was being sampled."""
     cfg = bundle.config
     if cfg.data_shape != (2,):
         raise ValueError(f"{bundle.name!r} is not a 2-D model; it has no point backdrop.")
@@ -34,7 +39,10 @@ def data_backdrop(bundle: ModelBundle, num: int = BACKDROP_POINTS, seed: int = 1
     if cfg.num_classes and not cfg.null_label:  # a conditional-only model: spread over its classes
         label = tuple(i % cfg.num_classes for i in range(num))
     request = SamplingRequest(model=bundle.name, sampler="ddim", steps="50", batch=num, seed=seed, label=label)
-    x = final_sample(request, bundle).x.detach().float().cpu().numpy()
+    for step in sample(request, bundle):
+        if cancelled is not None and cancelled.is_set():
+            return None
+    x = step.x.detach().float().cpu().numpy()
     colors = None if label is None else PALETTE[np.asarray(label) % len(PALETTE)]
     return x, colors
 

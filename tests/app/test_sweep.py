@@ -86,7 +86,7 @@ def test_compose_grid_places_cells_under_their_labels():
     reds = np.argwhere((out == (255, 0, 0)).all(axis=-1))
     assert len(reds) == 128 * 128  # exactly one cell filled
     (top, left), (bottom, right) = reds.min(axis=0), reds.max(axis=0)
-    assert right - left == 127 and top > 20  # under the title and the column headers
+    assert right - left == 127 == bottom - top and top > 20  # one square cell under the title and the headers
     assert left > out.shape[1] // 2 - 64  # in the second column
     greys = (out == (225, 225, 225)).all(axis=-1).sum()
     assert greys == 3 * 128 * 128  # the three missing cells

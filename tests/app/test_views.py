@@ -2,6 +2,8 @@
 earlier run, and a clean slate when another model is loaded."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint
@@ -272,7 +274,7 @@ def test_a_model_guided_by_the_mixtures_exact_classifier_has_the_mixture_as_its_
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled a model whose data is known")
 
-    monkeypatch.setattr(backdrop, "final_sample", no_sampling)
+    monkeypatch.setattr(backdrop, "sample", no_sampling)
     mixture, colours = backdrop.data_backdrop(load_model("toy-gmm", "cpu"), num=300)
     learnt, learnt_colours = backdrop.data_backdrop(load_model("toy-gmm-mlp", "cpu"), num=300)
     np.testing.assert_array_equal(learnt, mixture)
@@ -286,6 +288,13 @@ def test_a_model_guided_by_the_mixtures_exact_classifier_has_the_mixture_as_its_
                                                         "class_names": (), "null_label": False}), unknown.model)
     sampled, none = backdrop.data_backdrop(unknown, num=50)
     assert sampled.shape == (50, 2) and none is None
+    from core import SamplingRequest, final_sample
+
+    request = SamplingRequest(model=unknown.name, sampler="ddim", steps="50", batch=50, seed=12345)
+    np.testing.assert_array_equal(sampled, final_sample(request, unknown).x.numpy())  # the model's own samples
+    stop = threading.Event()
+    stop.set()
+    assert backdrop.data_backdrop(unknown, num=50, cancelled=stop) is None
 
 
 def test_an_image_pane_paints_its_pictures_pixels(qtbot):

@@ -1,8 +1,10 @@
 """The real main window, offscreen: runs, stop, scrub, replay, disabled controls, errors, close, persistence."""
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
-import pytest
 
 from desktop_app.run.trajectory import Frames
 
@@ -189,6 +191,28 @@ def test_closing_during_a_run_stops_the_worker(qtbot, window):
     window.close()
     assert not worker.is_running() and worker.stopping
     assert len(worker.trajectory) < 1001
+
+
+def test_a_2d_models_backdrop_being_sampled_stops_for_the_next_model_and_when_the_window_closes(qtbot, window):
+    """Without a known dataset a 2-D model's backdrop is sampled on a helper thread (50 steps, here 2 s). Another
+    model stops it at its next step, without drawing it; so does closing, which waits for it to end: a thread
+    still inside torch when the interpreter exits aborts the process."""
+    def sampling() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "backdrop" and t.is_alive()]
+
+    drawn = []
+    window.loader.backdrop_ready.connect(lambda *found: drawn.append(found))
+    window.set_bundle(tiny_bundle((2,), delay=0.04, name="slow-a"))
+    first = sampling()
+    assert len(first) == 1
+    window.set_bundle(tiny_bundle((2,), delay=0.04, name="slow-b"))
+    qtbot.waitUntil(lambda: not first[0].is_alive(), timeout=1000)
+    assert len(sampling()) == 1  # b's
+    start = time.monotonic()
+    window.close()
+    assert not sampling() and time.monotonic() - start < 1.0
+    qtbot.wait(50)
+    assert drawn == []
 
 
 def test_settings_and_model_persist_across_restarts(qtbot, window, settings):

@@ -41,8 +41,8 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 
 def test_mismatched_config_names_the_first_bad_shape(tmp_path):
     path = save_bundle(_mlp_bundle(num_classes=3), tmp_path / "tiny.safetensors")
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -56,8 +56,8 @@ def test_mismatched_config_names_the_first_bad_shape(tmp_path):
 
 def test_missing_key_is_named(tmp_path):
     path = save_bundle(_mlp_bundle(), tmp_path / "tiny.safetensors")
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()

@@ -10,8 +10,7 @@ import torch
 from core import Guidance, SamplingRequest, final_sample, load_model, sample
 from core.checkpoints import CheckpointError, save_bundle
 from core.cli import main as cli_main
-from core.guided_diffusion import classifier_network, load_checkpoint, parse_flags, unet_network
-from core.guided_diffusion import presets
+from core.guided_diffusion import classifier_network, load_checkpoint, parse_flags, presets, unet_network
 from core.guided_diffusion.files import read_state_dict
 from core.models import build_network
 from core.schedule import parse_respacing

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import load_dataset
-from core.data import mnist
+from core.data import load_dataset, mnist
 
 
 @pytest.fixture(scope="module")

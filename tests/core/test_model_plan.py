@@ -1,8 +1,6 @@
 """The plan of an Open-model: what a load will use, where each value comes from, warnings, sampling flags."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 

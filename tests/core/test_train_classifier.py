@@ -6,8 +6,14 @@ import torch
 
 from core.models import build_network
 from core.schedule import Schedule
-from core.training.classifier import (ClassifierSettings, accuracy, accuracy_by_t, learning_rate, random_shift,
-                                      train_classifier)
+from core.training.classifier import (
+    ClassifierSettings,
+    accuracy,
+    accuracy_by_t,
+    learning_rate,
+    random_shift,
+    train_classifier,
+)
 
 ABAR = torch.tensor(Schedule.from_name("linear", 1000).alphas_cumprod, dtype=torch.float32)
 

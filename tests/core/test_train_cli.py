@@ -35,9 +35,8 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(folder, tmp_path_factory):
-    """A tiny diffusion bundle with a classifier stored into it, and a judge; plus the logs."""
+    """A tiny diffusion bundle with a classifier stored into it, a judge, and the commands that train them."""
     out = tmp_path_factory.mktemp("models")
-    logs = {}
     common = ["--steps", "3", "--batch", "4", "--log-every", "2", "--threads", "1"]
     bundle, clf, judge = out / "tiny.safetensors", out / "clf.safetensors", out / "judge.safetensors"
     args = {

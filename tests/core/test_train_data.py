@@ -1,7 +1,6 @@
 """The image-folder loader (`--data folder:PATH`) on tiny generated folders."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
