@@ -89,7 +89,7 @@ class ModelLoader(QObject):
         if self._task is not None:
             return False
         self.status.emit(status)
-        task = BackgroundTask(fn, context, self)
+        task = BackgroundTask(fn, context, self, daemon=False)  # a load still going at exit is finished first
         task.done.connect(lambda result: self._finish(task, on_done, result))
         task.failed.connect(lambda message: self._finish(task, self._on_failed, message))
         self._task = task
@@ -199,7 +199,7 @@ class ModelLoader(QObject):
         self._backdrop_cancelled.set()  # the last model's backdrop, if it is still being sampled
         cancelled = self._backdrop_cancelled = threading.Event()
         task = BackgroundTask(lambda: data_backdrop(bundle, cancelled=cancelled), "Could not draw the data backdrop: ",
-                              self, thread_name="backdrop")
+                              self, thread_name="backdrop", daemon=False)
 
         def ready(found: tuple[Any, Any] | None) -> None:
             if found is not None and bundle is self.bundle:
@@ -212,7 +212,7 @@ class ModelLoader(QObject):
 
     def shutdown(self, timeout: float) -> None:
         """Before the app exits: stop a backdrop being sampled, and wait up to `timeout` s for it and for a model
-        being loaded to end (their threads must not be inside torch when the interpreter exits)."""
+        being loaded to end (the interpreter waits for what is left of them before it exits)."""
         self.compiler.stop()
         self._backdrop_cancelled.set()
         deadline = time.monotonic() + timeout

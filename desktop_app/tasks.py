@@ -113,13 +113,16 @@ class ThreadedJob(QObject):
     """A QObject whose `_run` executes once off the GUI thread; its signals reach the GUI thread.
 
     thread_name: the thread's name. lane: run on the kept thread of that name (`_lane`), after the jobs given
-    to it before, instead of on a daemon thread of its own.
+    to it before, instead of on a thread of its own. daemon: whether that thread may be left running when the
+    app exits. Not for work in torch that can outlast closing (loading a model): a daemon thread still inside
+    torch when the interpreter shuts down aborts the process; a non-daemon one is waited for.
     """
 
-    def __init__(self, thread_name: str, parent: QObject | None = None, *, lane: bool = False):
+    def __init__(self, thread_name: str, parent: QObject | None = None, *, lane: bool = False, daemon: bool = True):
         super().__init__(parent)
         self._thread_name = thread_name
         self._lane = lane
+        self._daemon = daemon
         self._started = False
         self._ended = threading.Event()
         self.ran_on: threading.Thread | None = None  # the thread that ran it
@@ -129,7 +132,7 @@ class ThreadedJob(QObject):
         if self._lane:
             _lane(self._thread_name).submit(self._run_to_end)
         else:
-            threading.Thread(target=self._run_to_end, daemon=True, name=self._thread_name).start()
+            threading.Thread(target=self._run_to_end, daemon=self._daemon, name=self._thread_name).start()
         return self
 
     def _run_to_end(self) -> None:
@@ -157,15 +160,15 @@ class ThreadedJob(QObject):
 
 
 class BackgroundTask(ThreadedJob):
-    """`fn()` in a daemon thread (or on the kept thread `thread_name` with `lane`: after the jobs given to it
+    """`fn()` in a thread of its own (or on the kept thread `thread_name` with `lane`: after the jobs given to it
     before); `done(result)` or `failed(message)` afterwards, on the GUI thread."""
 
     done = Signal(object)
     failed = Signal(str)
 
     def __init__(self, fn: Callable[[], Any], context: str = "", parent: QObject | None = None, *,
-                 thread_name: str = "background-task", lane: bool = False):
-        super().__init__(thread_name, parent, lane=lane)
+                 thread_name: str = "background-task", lane: bool = False, daemon: bool = True):
+        super().__init__(thread_name, parent, lane=lane, daemon=daemon)
         self._fn = fn
         self._context = context
 

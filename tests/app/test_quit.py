@@ -78,3 +78,49 @@ def test_closing_as_a_run_ends_still_saves_it(qtbot, window):
     qtbot.waitUntil(lambda: bool(ended), timeout=RUN_TIMEOUT_MS)
     entries = window.results.library.list()
     assert [(e.model, e.completed) for e in entries] == [(window.bundle.name, True)]
+
+
+LOADING_SCRIPT = textwrap.dedent("""
+    import atexit, sys, time
+    import torch
+    from PySide6.QtCore import QTimer
+    import desktop_app.__main__ as entry
+    import desktop_app.main_window as main_window
+    import desktop_app.models as models
+
+    real_load = models._load_builtin
+
+    def slow_load(*args):
+        end = time.monotonic() + 4.0
+        a = torch.randn(400, 400)
+        while time.monotonic() < end:  # inside torch, as a big model's load is
+            a = torch.tanh(a @ a)
+        print("load finished", flush=True)
+        return real_load(*args)
+
+    class Closing(main_window.MainWindow):
+        def begin_startup(self):
+            super().begin_startup()
+            self.model_loaded.connect(self.load_then_close)
+
+        def load_then_close(self, _name):
+            self.model_loaded.disconnect(self.load_then_close)
+            models._load_builtin = slow_load
+            self.loader.load("toy-scurve")
+            QTimer.singleShot(200, self.close)
+
+    main_window.MainWindow = Closing
+    atexit.register(lambda: print("normal teardown", flush=True))
+    sys.exit(entry.main([]))
+""")
+
+
+def test_closing_while_a_model_loads_lets_the_load_end_before_the_process_exits(tmp_path):
+    """The window closes at once; the load, inside torch, ends before the interpreter shuts down (on a daemon
+    thread it was cut off there, which can abort the process)."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GUIDANCE_STUDIO_DATA=str(tmp_path / "data"),
+               XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONPATH=str(ROOT), GUIDANCE_STUDIO_COMPILE="0")
+    proc = subprocess.run([sys.executable, "-c", LOADING_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-2:] == ["load finished", "normal teardown"]
