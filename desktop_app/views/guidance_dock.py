@@ -201,11 +201,16 @@ class GuidanceViews(QObject):
                 self.marker.setData([float(points[sample][0])], [float(points[sample][1])])
             twin = _at(tracks, V.TWIN_X0, index)
             self.twin_cloud.set_points(None if twin is None else np.asarray(twin, np.float32), TWIN_COLOR, alpha=120)
-            self.stack.set_cursor(index)
         else:
             self.maps.show_step(index)
-        if not self.live:  # a live run's bars follow with its curves (`refresh`), not at every frame
+        if not self.live:  # a live run's bars and plot cursors follow with its curves (`refresh`), not every frame
             self._show_bars(index)
+            self._set_cursors(index)
+
+    def _set_cursors(self, index: int) -> None:
+        """The step cursor of the plots over the steps (each cursor move repaints its plot, bands and all)."""
+        if self.points_mode:
+            self.stack.set_cursor(index)
         self.twin.set_cursor(index)
 
     def _show_bars(self, index: int) -> None:
@@ -221,6 +226,7 @@ class GuidanceViews(QObject):
         self.field.set_live(live)
         if not live and self.index >= 0:
             self._show_bars(self.index)
+            self._set_cursors(self.index)
 
     def refresh(self) -> None:
         """Redraw the curves over the steps recorded so far (throttled by the caller while running)."""
@@ -244,12 +250,16 @@ class GuidanceViews(QObject):
             self._follow_length(self.run)
             if self.twin.isVisible():
                 self.twin.set_tracks(self.run.tracks, len(self.run))
+                if self.live and self.index >= 0:
+                    self.twin.set_cursor(self.index)
 
     def _refresh_stack(self) -> None:
         if self.run is not None:
             self._follow_length(self.run)
             if self.points_mode and self.stack.isVisible():
                 self.stack.set_shares(V.class_shares(self.run.tracks, len(self.run)))
+                if self.live and self.index >= 0:
+                    self.stack.set_cursor(self.index)
 
     def _refresh_bars(self) -> None:
         if self.run is not None and self.live and self.index >= 0:

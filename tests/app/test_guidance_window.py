@@ -234,3 +234,19 @@ def test_a_live_frames_overlays_are_drawn_in_a_turn_of_their_own_before_its_x_t_
     events.clear()
     views.slider.setValue(1)
     assert events == [("step shown", 1)] and window.guidance.index == 1
+
+
+def test_a_live_runs_class_share_cursor_follows_the_refreshes_not_every_frame(qtbot, window):
+    """Each move of the class-share plot's cursor repaints the plot, bands and all: while a run is live it moves
+    with the plot's refreshes (a few times a second); at the end, and when scrubbing, to the step shown."""
+    stack = window.guidance.stack
+    moves, frames = [], []
+    original = stack.set_cursor
+    stack.set_cursor = lambda index: (moves.append(index), original(index))
+    window.frame_shown.connect(frames.append)
+    window.session.update(steps="200", batch_points=50, guidance="cfg", weight=2.0, watch=True, watch_rate=100)
+    run_to_end(qtbot, window)
+    assert stack.isVisible() and len(frames) > 30
+    assert len(moves) <= len(frames) / 3 and moves[-1] == 200 == stack.cursor.value()
+    window.views.slider.setValue(37)
+    assert stack.cursor.value() == 37
