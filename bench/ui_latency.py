@@ -80,6 +80,17 @@ def thread_schedstat() -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
+def host_steal() -> float:
+    """ms the hypervisor has kept this virtual machine's CPUs from running so far (the `steal` column of
+    /proc/stat, summed over the CPUs, in 10 ms ticks); nan elsewhere. A late tick in which the GUI thread neither
+    ran nor waited for a core, while steal grew, was the machine being paused, not the app."""
+    try:
+        with open("/proc/stat") as f:
+            return int(f.readline().split()[8]) * 10.0
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def settle(seconds: float) -> None:
     """Let the window draw what was just changed (a model loaded, settings set) before Start is pressed, as
     it has long done by the time a person presses it."""
@@ -255,6 +266,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     """One run from Start until the library has recorded it; prints and returns its gap figures (ms)."""
     ticks: list[float] = []
     sched: dict[float, tuple[float, float]] = {}  # tick → the GUI thread's (cpu, runqueue) ms so far
+    steal: dict[float, float] = {}  # tick → the host's steal time so far (ms, in 10 ms ticks)
 
     others: dict[float, dict[str, float]] = {}  # tick → the other threads' ms on a core so far (--profile)
 
@@ -262,6 +274,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
         now = time.perf_counter()
         ticks.append(now)
         sched[now] = thread_schedstat()
+        steal[now] = host_steal()
         if profile is not None:
             others[now] = threads_on_cores()
 
@@ -280,6 +293,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     timer.start()
     start = time.perf_counter()
     sched[start] = thread_schedstat()
+    steal[start] = host_steal()
     others[start] = threads_on_cores()
     if not win.start_run():
         print(f"{label}: could not start: {win.last_error}")
@@ -290,6 +304,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
         wait_for(app, win.results.run_recorded, 60)
     end = time.perf_counter()
     sched[end] = thread_schedstat()
+    steal[end] = host_steal()
     others[end] = threads_on_cores()
     timer.stop()
     if watchdog is not None:
@@ -323,8 +338,13 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     for i in worst:
         (cpu0, queue0), (cpu1, queue1) = sched[marks[i]], sched[marks[i + 1]]
         cpu, queue = cpu1 - cpu0, queue1 - queue0
+        paused = steal[marks[i + 1]] - steal[marks[i]]
         parts.append(f"{gaps[i]:.0f} = {cpu:.0f} on a core + {queue:.0f} waiting for one + {gaps[i] - cpu - queue:.0f} "
-                     "off")
+                     "off" + (f" (host steal meanwhile: {paused:.0f} ms)" if paused > 0 else ""))
+    total_steal = steal[end] - steal[start]
+    if total_steal > 0:
+        print(f"  the hypervisor kept this machine's CPUs from running for {total_steal:.0f} ms during the run "
+              "(/proc/stat steal)")
     print("  the GUI thread's time in them (off: asleep until the tick, or waiting for the GIL or a lock): "
           + "; ".join(parts))
     if profile is not None:
