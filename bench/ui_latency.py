@@ -14,13 +14,15 @@ It prints:
   - frames painted vs steps run (coalescing drops frames the GUI had no time for);
   - for the four largest gaps, how the GUI thread spent them (Linux schedstat): on a core (its own work),
     waiting for a core (the machine is busy), or off the cores (the timer's own wait until the next tick,
-    and any wait for the GIL or a lock).
+    and any wait for the GIL or a lock);
+  - when a CPU of the machine stood still during a gap (the hypervisor not running it: see PROBE, one small
+    process per CPU), for how long, and the largest gap less such stand-stills, which the app cannot help.
 With --profile it also says where the GUI thread was when a tick came late: a watchdog thread
 samples the GUI thread's Python stack (and the sampling thread's) whenever no tick has arrived for 30 ms,
 the slowest GUI slots and every view's paint are timed one by one, and each of the largest gaps lists the
 slots and paints that ran in it and the other threads that were on a core meanwhile (by thread name).
 Usage: python bench/ui_latency.py [--models toy-gmm,mnist-cfg] [--steps 1000] [--batch 2000] [--repeat N]
-                                  [--profile] [--switch-interval S]
+                                  [--profile] [--switch-interval S] [--no-probes]
 """
 from __future__ import annotations
 
@@ -89,6 +91,73 @@ def host_steal() -> float:
             return int(f.readline().split()[8]) * 10.0
     except (OSError, ValueError, IndexError):
         return float("nan")
+
+
+# A probe process per CPU (pinned to it where the OS allows): it sleeps PROBE_PERIOD_S at a time and reports each
+# wake-up that came over PROBE_LATE_MS late, with how much of that the kernel counted as waiting for a core
+# (schedstat's run delay). A wake-up late without such a wait is the CPU itself standing still: the
+# hypervisor did not run this virtual CPU, although the kernel had work for it. A perf sched trace of such a
+# tick showed the GUI thread woken on time and its CPU left idle for 16.8 ms. It is a separate process, so
+# nothing of this one (the GIL, its threads) can delay it.
+PROBE = """
+import os, sys, time
+cpu, period, late = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+try:
+    os.sched_setaffinity(0, {cpu})
+except (AttributeError, OSError):
+    pass
+try:
+    stat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    queued = lambda: int(os.pread(stat, 100, 0).split()[1]) / 1e6
+except (AttributeError, OSError):
+    queued = lambda: 0.0
+print("ready", flush=True)
+while True:
+    t0, q0 = time.perf_counter(), queued()
+    time.sleep(period)
+    t1, q1 = time.perf_counter(), queued()
+    over = (t1 - t0 - period) * 1000
+    if over > late:
+        print(f"{t1:.6f} {over:.2f} {q1 - q0:.2f}", flush=True)
+"""
+PROBE_PERIOD_S = 0.003
+PROBE_LATE_MS = 4.0
+
+
+class MachineStalls:
+    """The moments this machine's CPUs stood still (see PROBE), from one probe process per CPU."""
+
+    def __init__(self):
+        import subprocess
+
+        self.events: list[tuple[int, float, float, float]] = []  # (cpu, woke at, ms late, ms waiting for a core)
+        self.probes = []
+        for cpu in range(os.cpu_count() or 1):
+            probe = subprocess.Popen([sys.executable, "-c", PROBE, str(cpu), str(PROBE_PERIOD_S), str(PROBE_LATE_MS)],
+                                     stdout=subprocess.PIPE, text=True)
+            probe.stdout.readline()  # "ready"
+            threading.Thread(target=self._read, args=(cpu, probe.stdout), name="stall-probe", daemon=True).start()
+            self.probes.append(probe)
+
+    def _read(self, cpu: int, lines) -> None:
+        for line in lines:
+            woke, late, waited = (float(x) for x in line.split())
+            self.events.append((cpu, woke, late, waited))
+
+    def within(self, t0: float, t1: float) -> list[tuple[int, float, float]]:
+        """(cpu, ms late, ms waiting for a core) of the probes' late wake-ups whose sleep overlapped [t0, t1]."""
+        return [(cpu, late, waited) for cpu, woke, late, waited in list(self.events)
+                if woke > t0 and woke - PROBE_PERIOD_S - late / 1000 < t1]
+
+    def stood_still(self, t0: float, t1: float) -> float:
+        """ms the longest stand-still of a CPU overlapping [t0, t1] lasted: a late wake-up less the part the
+        kernel counted as waiting for a core (0 when none)."""
+        return max((late - waited for _, late, waited in self.within(t0, t1)), default=0.0)
+
+    def close(self) -> None:
+        for probe in self.probes:
+            probe.kill()
+            probe.wait()
 
 
 def settle(seconds: float) -> None:
@@ -262,7 +331,8 @@ class SlotTimer:
             row[:] = [0, 0.0, 0.0]
 
 
-def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None) -> dict | None:
+def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None,
+            stalls: MachineStalls | None = None) -> dict | None:
     """One run from Start until the library has recorded it; prints and returns its gap figures (ms)."""
     ticks: list[float] = []
     sched: dict[float, tuple[float, float]] = {}  # tick → the GUI thread's (cpu, runqueue) ms so far
@@ -318,8 +388,10 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     ticks = [t for t in ticks if start <= t <= end]
     gaps = np.diff([start, *ticks, end]) * 1000
     first = (win.first_frame_at - start) * 1000 if win.first_frame_at else float("nan")
+    marks = [start, *ticks, end]
+    still = np.array([stalls.stood_still(marks[i], marks[i + 1]) if stalls else 0.0 for i in range(len(gaps))])
     figures = {"max": gaps.max(), "p99": np.percentile(gaps, 99), "median": np.median(gaps),
-               "over": int((gaps > 20).sum()), "ticks": len(gaps)}
+               "over": int((gaps > 20).sum()), "ticks": len(gaps), "max_less_still": (gaps - still).max()}
     print(f"{label}")
     print(f"  run: {len(result) - 1} steps in {finished_at - start:.2f} s on {result.device}, recorded "
           f"{1000 * (end - finished_at):.0f} ms later; frames painted: {len(shown)}")
@@ -333,20 +405,25 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     worst = np.argsort(gaps)[::-1][:4]
     print("  largest gaps (ms, ending at ms after Start): "
           + ", ".join(f"{gaps[i]:.0f} @ {1000 * stamps[i + 1]:.0f}" for i in worst))
-    marks = [start, *ticks, end]
     parts = []
     for i in worst:
         (cpu0, queue0), (cpu1, queue1) = sched[marks[i]], sched[marks[i + 1]]
         cpu, queue = cpu1 - cpu0, queue1 - queue0
         paused = steal[marks[i + 1]] - steal[marks[i]]
         parts.append(f"{gaps[i]:.0f} = {cpu:.0f} on a core + {queue:.0f} waiting for one + {gaps[i] - cpu - queue:.0f} "
-                     "off" + (f" (host steal meanwhile: {paused:.0f} ms)" if paused > 0 else ""))
+                     "off" + (f" (host steal meanwhile: {paused:.0f} ms)" if paused > 0 else "")
+                     + (f" (a CPU stood still for {still[i]:.0f} ms of it)" if still[i] >= 1 else ""))
     total_steal = steal[end] - steal[start]
     if total_steal > 0:
         print(f"  the hypervisor kept this machine's CPUs from running for {total_steal:.0f} ms during the run "
               "(/proc/stat steal)")
     print("  the GUI thread's time in them (off: asleep until the tick, or waiting for the GIL or a lock): "
           + "; ".join(parts))
+    if stalls is not None:
+        during = [late - waited for _, late, waited in stalls.within(start, end) if late - waited >= PROBE_LATE_MS]
+        print(f"  a CPU stood still (a probe woke late, not waiting for a core) {len(during)} times during the run"
+              + (f", for up to {max(during):.0f} ms" if during else "")
+              + f"; the largest gap less such stand-stills within it: {figures['max_less_still']:.1f} ms")
     if profile is not None:
         for i in worst:
             print(f"    in the {gaps[i]:.0f} ms gap: {profile.within(marks[i], marks[i + 1])}")
@@ -421,6 +498,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per model (the machine's load varies)")
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="override sys.setswitchinterval (seconds) to compare GIL hand-over settings")
+    parser.add_argument("--no-probes", action="store_true",
+                        help="leave out the processes that note when a CPU stands still (see PROBE)")
     parser.add_argument("--profile", action="store_true",
                         help="also time the GUI slots and sample where the GUI thread is when ticks come late")
     args = parser.parse_args()
@@ -478,6 +557,7 @@ def main() -> int:
 
     idle = idle_gaps(app, 3.0)
     print(f"idle window, no run (machine baseline): max gap {idle.max():.1f} ms, p99 {np.percentile(idle, 99):.1f} ms")
+    stalls = None if args.no_probes else MachineStalls()
     summary = []
     for name in args.models.split(","):
         label = prepare(app, win, name.strip(), args)
@@ -485,14 +565,18 @@ def main() -> int:
             continue
         for _ in range(args.repeat):
             settle(0.5)
-            figures = measure(app, win, label, profile)
+            figures = measure(app, win, label, profile, stalls)
             if figures is not None:
                 summary.append((label.split(":")[0], figures, os.getloadavg()[0]))
-    print("summary (ms): model, max, p99, median, gaps over 20 ms, 1-min load average after the run")
+    print("summary (ms): model, max, p99, median, gaps over 20 ms, 1-min load average after the run"
+          + (", max less the CPUs' stand-stills" if stalls else ""))
     for name, figures, load in summary:
         print(f"  {name:16s} {figures['max']:7.1f} {figures['p99']:7.1f} {figures['median']:7.1f} "
-              f"{figures['over']:5d}/{figures['ticks']:<5d} load {load:.2f}")
+              f"{figures['over']:5d}/{figures['ticks']:<5d} load {load:.2f}"
+              + (f"  {figures['max_less_still']:7.1f}" if stalls else ""))
     win.close()
+    if stalls is not None:
+        stalls.close()
     return 0
 
 

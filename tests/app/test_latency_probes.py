@@ -1,0 +1,52 @@
+"""The latency bench's stand-still probes (bench/ui_latency.py): how a late wake-up of a probe is told apart
+from waiting for a core, and which gaps it is counted in."""
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "ui_latency.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("ui_latency_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stalls_with(bench, events):
+    stalls = bench.MachineStalls.__new__(bench.MachineStalls)  # no probe processes: the events given
+    stalls.events, stalls.probes = list(events), []
+    return stalls
+
+
+def test_a_stand_still_is_the_lateness_the_kernel_did_not_count_as_waiting(bench):
+    period = bench.PROBE_PERIOD_S
+    # cpu 0 woke at 10.000 s 16 ms late, none of it waiting for a core; cpu 1 at 10.0 s 12 ms late, all waiting
+    stalls = stalls_with(bench, [(0, 10.000, 16.0, 0.0), (1, 10.000, 12.0, 12.0)])
+    assert stalls.stood_still(9.990, 10.010) == pytest.approx(16.0)
+    # its sleep began period + 16 ms before it woke: a gap ending just after that start overlaps it
+    began = 10.000 - period - 0.016
+    assert stalls.stood_still(began - 0.010, began + 0.001) == pytest.approx(16.0)
+    assert stalls.stood_still(began - 0.010, began - 0.001) == 0.0  # over before the sleep began
+    assert stalls.stood_still(10.001, 10.020) == 0.0  # begun after it woke
+    only_waiting = stalls_with(bench, [(1, 10.000, 12.0, 12.0)])
+    assert only_waiting.stood_still(9.990, 10.010) == pytest.approx(0.0)
+
+
+def test_the_probes_start_one_per_cpu_and_stop(bench):
+    stalls = bench.MachineStalls()
+    try:
+        assert len(stalls.probes) == (__import__("os").cpu_count() or 1)
+        assert all(probe.poll() is None for probe in stalls.probes)  # running, each has said it is ready
+        time.sleep(0.05)
+        for cpu, woke, late, waited in list(stalls.events):
+            assert late > bench.PROBE_LATE_MS and 0 <= cpu < len(stalls.probes)
+    finally:
+        stalls.close()
+    assert all(probe.poll() is not None for probe in stalls.probes)
