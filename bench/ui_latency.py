@@ -124,6 +124,14 @@ PROBE_PERIOD_S = 0.003
 PROBE_LATE_MS = 4.0
 
 
+def cpus_usable() -> set[int]:
+    """The CPUs this process may run on (all of them where the OS cannot say)."""
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:
+        return set(range(os.cpu_count() or 1))
+
+
 class MachineStalls:
     """The moments this machine's CPUs stood still (see PROBE), from one probe process per CPU."""
 
@@ -132,7 +140,7 @@ class MachineStalls:
 
         self.events: list[tuple[int, float, float, float]] = []  # (cpu, woke at, ms late, ms waiting for a core)
         self.probes = []
-        for cpu in range(os.cpu_count() or 1):
+        for cpu in sorted(cpus_usable()):
             probe = subprocess.Popen([sys.executable, "-c", PROBE, str(cpu), str(PROBE_PERIOD_S), str(PROBE_LATE_MS)],
                                      stdout=subprocess.PIPE, text=True)
             probe.stdout.readline()  # "ready"
