@@ -157,10 +157,14 @@ class MachineStalls:
         return [(cpu, late, waited) for cpu, woke, late, waited in list(self.events)
                 if woke > t0 and woke - PROBE_PERIOD_S - late / 1000 < t1]
 
+    def stand_stills(self, t0: float, t1: float) -> list[float]:
+        """ms each stand-still of a CPU overlapping [t0, t1] lasted: a late wake-up less the part the kernel
+        counted as waiting for a core, where that is over PROBE_LATE_MS."""
+        return [late - waited for _, late, waited in self.within(t0, t1) if late - waited >= PROBE_LATE_MS]
+
     def stood_still(self, t0: float, t1: float) -> float:
-        """ms the longest stand-still of a CPU overlapping [t0, t1] lasted: a late wake-up less the part the
-        kernel counted as waiting for a core (0 when none)."""
-        return max((late - waited for _, late, waited in self.within(t0, t1)), default=0.0)
+        """ms the longest stand-still overlapping [t0, t1] lasted (0 when none)."""
+        return max(self.stand_stills(t0, t1), default=0.0)
 
     def close(self) -> None:
         for probe in self.probes:
@@ -420,7 +424,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
         paused = steal[marks[i + 1]] - steal[marks[i]]
         parts.append(f"{gaps[i]:.0f} = {cpu:.0f} on a core + {queue:.0f} waiting for one + {gaps[i] - cpu - queue:.0f} "
                      "off" + (f" (host steal meanwhile: {paused:.0f} ms)" if paused > 0 else "")
-                     + (f" (a CPU stood still for {still[i]:.0f} ms of it)" if still[i] >= 1 else ""))
+                     + (f" (a CPU stood still for {still[i]:.0f} ms of it)" if still[i] else ""))
     total_steal = steal[end] - steal[start]
     if total_steal > 0:
         print(f"  the hypervisor kept this machine's CPUs from running for {total_steal:.0f} ms during the run "
@@ -428,7 +432,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     print("  the GUI thread's time in them (off: asleep until the tick, or waiting for the GIL or a lock): "
           + "; ".join(parts))
     if stalls is not None:
-        during = [late - waited for _, late, waited in stalls.within(start, end) if late - waited >= PROBE_LATE_MS]
+        during = stalls.stand_stills(start, end)
         print(f"  a CPU stood still (a probe woke late, not waiting for a core) {len(during)} times during the run"
               + (f", for up to {max(during):.0f} ms" if during else "")
               + f"; the largest gap less such stand-stills within it: {figures['max_less_still']:.1f} ms")
