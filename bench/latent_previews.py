@@ -5,10 +5,10 @@ one warm-up each (the warm-up also measures the VAE decode, as a model's first r
   sampler    the sampling loop recording every step's fast previews (linear latent→RGB of x_t and x̂0, on
              the CPU as uint8): what a run costs with no exact pictures;
   app        the app's worker (desktop_app.run.worker.SamplingWorker) with a simulated window taking the
-             newest frame every 33 ms: x̂0 is VAE-decoded for the frames it will paint, within 7 % of the
+             newest frame every 33 ms: x̂0 is VAE-decoded for the frames it will paint, within 4 % of the
              run's time (core.latent_preview), and the final images are decoded;
   exact      the worker with "VAE-decode x₀ every step".
-The goal is app ÷ sampler ≤ 1.10 on a GPU (the decode budget is 7 %, the diagnostics' 3 % come on top only
+The goal is app ÷ sampler ≤ 1.10 on a GPU (the decode budget is 4 %, the diagnostics' 3 % come on top only
 with a classifier, which Stable Diffusion has not). Both include the final decode.
 
     python bench/latent_previews.py                  # CPU: the small preset

@@ -12,7 +12,7 @@ there), so the GPU never waits for the host between steps; holds and pace count 
 The classifier's p(y | x_t), where it costs a pass of its own, is computed only for steps whose frame
 the GUI is expected to paint (`frame_will_show`, from its paint rhythm) and within 3 % of the run's
 time (`core.diagnostics.DiagnosticsBudget`), or at every step with `exact_curves`. Likewise a latent
-model's x̂0 is decoded by its VAE only for such frames, within 7 % of the sampling time, or at every step
+model's x̂0 is decoded by its VAE only for such frames, within 4 % of the sampling time, or at every step
 with `exact_decode`; its final images always are (`core.latent_preview`).
 
 Step-through: the engine stops between steps anyway, so the worker thread can simply wait there, on a
@@ -80,7 +80,7 @@ class SamplingWorker(ThreadedJob):
         paint_interval: the least time (s) the GUI leaves between two paints (its frame throttle).
         maps / twin: also record the guidance maps / sample the unguided twin (`core.guidance_views`).
         exact_decode: a latent model's x̂0 decoded by its VAE at every step, instead of for the frames
-        the GUI will paint within 7 % of the sampling time (`core.latent_preview`).
+        the GUI will paint within 4 % of the sampling time (`core.latent_preview`).
         pace: watch mode, at most this many steps per second (None or 0: as fast as the model goes)."""
         super().__init__("sampling", parent, lane=True)
         self.request = request

@@ -32,7 +32,7 @@ XT_TITLE = CAPTIONS["xt"].titled("x<sub>t</sub> &nbsp;noisy sample")
 X0_TITLE = CAPTIONS["x0"].titled("x̂<sub>0</sub> &nbsp;predicted from x<sub>t</sub>")
 EXACT_DECODE_TIP = ("Decode x̂0 with the model's VAE at every step of the next run. Otherwise x_t and x̂0 are "
                     "previewed through a fast latent→RGB map, and x̂0 is decoded for the frames on screen within "
-                    "7 % of the sampling time; the final image is always fully decoded.")
+                    "4 % of the sampling time; the final image is always fully decoded.")
 POINT_RANGE = 2.0  # the 2-D panes show [−2, 2]² (the built-in data lie within ±1.5; the narrow side of a pane)
 # Half-widths the 2-D panes grow through when a run's samples leave the plane (x̂0 overshoots under strong guidance).
 POINT_EXTENTS = (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0)
