@@ -118,7 +118,11 @@ class DiffusersBundle(ModelBundle):
     @property
     def latent_rgb(self) -> LatentRGB | None:
         """The linear latent → RGB map of this model's VAE (core/diffusers/preview.py), fitted the first time
-        it is needed: milliseconds on a GPU, a few seconds for Stable Diffusion's VAE on a CPU."""
+        it is needed (the app fits it while loading: `fit_preview_map`)."""
+        return self.fit_preview_map()
+
+    def fit_preview_map(self) -> LatentRGB | None:
+        """Fit the latent → RGB map now unless it is known (a few seconds for Stable Diffusion's VAE on a CPU)."""
         if self._latent_rgb is None and self.vae is not None:
             net = self.config.network
             self._latent_rgb = fit_latent_rgb(self.vae, self.vae_scale_factor, net["scaling_factor"],

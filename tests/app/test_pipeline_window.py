@@ -44,6 +44,7 @@ def run(qtbot, window):
 
 def test_open_a_stable_diffusion_folder_type_a_prompt_run_and_read_both_panes(qtbot, window, folders):
     summary = open_through_dialog(qtbot, window, folders["sd"])
+    assert window.bundle._latent_rgb is not None  # fitted while loading, not at the first run's first step
     assert "Diffusers pipeline folder — sd-tiny" in summary and "StableDiffusionPipeline (Stable Diffusion)" in summary
     assert "default CFG γ = 7.5 (w = 6.5)" in summary
     panel = window.prompt_panel
