@@ -54,9 +54,7 @@ class CaptionedPane(QWidget):
 
     def show_picture(self, picture: np.ndarray | None, extent: tuple[int, int]) -> None:
         """Paint `picture` (h, w, 3) uint8 stretched over `extent` (H, W) image pixels; None clears it."""
-        self.pane.show_image(picture)
-        if picture is not None:
-            self.pane.item.setRect(QRectF(0, 0, extent[1], extent[0]))
+        self.pane.show_image(picture, extent)
 
 
 class ColourScale(QWidget):
@@ -206,7 +204,9 @@ class GuidanceMaps(QWidget):
         first = self.run.tracks[XT][0]
         self.extent = first.shape[1:3]  # every pane spans the x_t preview's pixels
         decoded = self._at(X0_DECODED, index)  # a latent model's VAE-decoded x̂0, where it was paid for
-        pictures = {"xt": self._at(XT, index), "x0": decoded if decoded is not None else self._at(X0, index),
+        final = decoded is not None and index == self.run.num_steps  # the result itself, as the main panes show it
+        pictures = {"xt": decoded if final else self._at(XT, index),
+                    "x0": decoded if decoded is not None else self._at(X0, index),
                     "twin_x0": self._at(V.TWIN_X0, index)}
         for key, preview in pictures.items():
             self.panes[key].show_picture(_picture(preview), self.extent)

@@ -90,16 +90,23 @@ class ImagePane(pg.GraphicsLayoutWidget):
         self.item = PictureItem()
         self.view.addItem(self.item)
         self.image: np.ndarray | None = None
+        self._span: tuple[int, int] | None = None  # the (H, W) the picture covers in the view
 
-    def show_image(self, image: np.ndarray | None) -> None:
-        """Paint `image` (H, W, 3) uint8; None clears the pane."""
-        shape_changed = self.image is None or image is None or image.shape != self.image.shape
+    def show_image(self, image: np.ndarray | None, extent: tuple[int, int] | None = None) -> None:
+        """Paint `image` (H, W, 3) uint8 over its own pixels, or stretched over `extent` (H, W) when given (a
+        latent model's VAE-decoded picture shown where its latent preview was); None clears the pane. The view
+        is fitted again only when what the picture covers changes."""
         self.image = image
         if image is None:
+            self._span = None
             self.item.clear()
             return
+        span = tuple(extent) if extent is not None else image.shape[:2]
         self.item.setImage(image, autoLevels=False, levels=(0, 255))
-        if shape_changed:
+        if extent is not None:  # (after setImage: the stretch is worked out from the picture's own size)
+            self.item.setRect(QRectF(0, 0, span[1], span[0]))
+        if span != self._span:
+            self._span = span
             self.view.autoRange(padding=0.02)
 
 
@@ -348,7 +355,7 @@ class LiveViews(QWidget):
         self.set_banner("")
         controls = QHBoxLayout()
         controls.addWidget(self.player, 1)
-        controls.addWidget(self.exact_decode_box)
+        self.player.add_beside_scrubber(self.exact_decode_box)
         controls.addWidget(self.data_box, 0, Qt.AlignmentFlag.AlignBottom)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)

@@ -124,6 +124,7 @@ class StepPlayer(QWidget):
         layout.setSpacing(2)
         layout.addLayout(row)
         layout.addLayout(below)
+        self._scrubber_row = row
         self._elapsed: np.ndarray | None = None
         self._position = 0.0  # fractional step (speeds) or seconds into the run (real time)
         self._last_tick = 0.0
@@ -165,6 +166,11 @@ class StepPlayer(QWidget):
     def set_elapsed(self, elapsed: np.ndarray | None) -> None:
         """Seconds from the run's start to each step, for real-time replay (None: unknown)."""
         self._elapsed = None if elapsed is None else np.asarray(elapsed, dtype=np.float64)
+
+    def add_beside_scrubber(self, widget: QWidget) -> None:
+        """Put `widget` at the end of the scrubber's line, which the slider shrinks for, not of the line below,
+        where the step's label would lose the room for its noise level."""
+        self._scrubber_row.addWidget(widget)
 
     def set_enabled(self, enabled: bool) -> None:
         if not enabled:

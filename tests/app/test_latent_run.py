@@ -3,6 +3,7 @@ images always decoded, and the decoded previews kept by saved runs."""
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import QRectF
 
 from core import sample
 from core.images import pixels
@@ -33,9 +34,21 @@ def test_exact_decode_every_step_shows_the_vae_pictures_in_both_panes(qtbot, win
     last = preview_grid(pixels(final))
     np.testing.assert_array_equal(window.views.image_panes[1].image, last)
     np.testing.assert_array_equal(window.views.image_panes[0].image, last)
+    label = window.views.step_label  # beside the VAE checkbox, the step's label keeps room for the noise level
+    window.resize(1500, 950)
+    qtbot.waitUntil(lambda: label.width() > 0 and window.width() == 1500)
+    assert label.text().endswith("noise √(1−ᾱ) = 0.010") and label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
+    maps = window.guidance.maps  # sample 0 in the guidance dock: the decoded x̂0 fills the x_t preview's place
+    np.testing.assert_array_equal(maps.picture("xt"), last[2:10, 2:10])  # the last step's x_t is the result
     window.views.slider.setValue(3)
     np.testing.assert_array_equal(window.views.image_panes[1].image, preview_grid(pixels(bundle.decode(steps[3].x0))))
     np.testing.assert_array_equal(window.views.image_panes[0].image, preview_grid(pixels(bundle.preview(steps[3].x))))
+    np.testing.assert_array_equal(maps.picture("x0"), pixels(bundle.decode(steps[3].x0))[0])
+    np.testing.assert_array_equal(maps.picture("xt"), pixels(bundle.preview(steps[3].x))[0])
+    covers = {key: maps.panes[key].pane.item.mapRectToView(maps.panes[key].pane.item.boundingRect())
+              for key in ("xt", "x0")}
+    assert covers["x0"] == covers["xt"] == QRectF(0, 0, *maps.extent[::-1])
+    assert maps.panes["x0"].pane.view.viewRange() == maps.panes["xt"].pane.view.viewRange()
     saved = window.results.save_to(tmp_path / "latent.png")
     reopened = read_run(saved.run)
     decoded = reopened.track(X0_DECODED)
