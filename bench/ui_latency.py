@@ -21,13 +21,16 @@ With --profile it also says where the GUI thread was when a tick came late: a wa
 samples the GUI thread's Python stack (and the sampling thread's) whenever no tick has arrived for 30 ms,
 the slowest GUI slots and every view's paint are timed one by one, and each of the largest gaps lists the
 slots and paints that ran in it and the other threads that were on a core meanwhile (by thread name).
+With --stall-dump FILE, whenever the GUI thread misses its ticks for 100 ms during a run, the stacks of every
+thread at that moment are appended to FILE (faulthandler: this works while another thread holds the GIL).
 Usage: python bench/ui_latency.py [--models toy-gmm,mnist-cfg] [--steps 1000] [--batch 2000] [--repeat N]
-                                  [--profile] [--switch-interval S] [--no-probes]
+                                  [--profile] [--switch-interval S] [--no-probes] [--stall-dump FILE]
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import faulthandler
 import functools
 import gc
 import os
@@ -269,6 +272,40 @@ class GuiWatchdog:
                 print(f"    {n:4d}  {stack}")
 
 
+STALL_DUMP_S = 0.1  # --stall-dump: a GUI thread this late has every thread's stack written
+
+
+class StallDump:
+    """--stall-dump FILE: each tick re-arms faulthandler's watchdog, a thread of C that needs no interpreter lock,
+    so a GUI thread that misses its ticks for STALL_DUMP_S gets every thread's stack written to FILE at that
+    moment, also while another thread holds the interpreter lock (when --profile's watchdog cannot run either).
+    Twice a first run stalled its GUI thread for 245 and 334 ms, asleep, neither seen again; this says where."""
+
+    def __init__(self, path: str, after: float = STALL_DUMP_S):
+        self.path = path
+        self.after = after
+        self.file = open(path, "a")  # noqa: SIM115 (open for the whole bench; faulthandler writes to its fd)
+        self._seen = 0
+
+    def begin(self, label: str) -> None:
+        self.file.write(f"=== {label}, at {time.strftime('%H:%M:%S')}\n")
+        self.file.flush()  # (before faulthandler writes to the same file underneath)
+
+    def tick(self) -> None:
+        faulthandler.dump_traceback_later(self.after, file=self.file)
+
+    def end(self) -> int:
+        """Disarm; how many stalls were written since `begin`."""
+        faulthandler.cancel_dump_traceback_later()
+        written = Path(self.path).read_text(errors="replace").count("Timeout (")
+        new, self._seen = written - self._seen, written
+        return new
+
+    def close(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
+        self.file.close()
+
+
 class GcTimer:
     """Times the interpreter's garbage collections (every thread waits for them: they hold the GIL)."""
 
@@ -344,7 +381,7 @@ class SlotTimer:
 
 
 def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None,
-            stalls: MachineStalls | None = None) -> dict | None:
+            stalls: MachineStalls | None = None, dump: StallDump | None = None) -> dict | None:
     """One run from Start until the library has recorded it; prints and returns its gap figures (ms)."""
     ticks: list[float] = []
     sched: dict[float, tuple[float, float]] = {}  # tick → the GUI thread's (cpu, runqueue) ms so far
@@ -368,6 +405,9 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     if watchdog is not None:
         timer.timeout.connect(watchdog.tick)
         watchdog.start()
+    if dump is not None:
+        dump.begin(label)
+        timer.timeout.connect(dump.tick)
     shown: list[int] = []
     win.frame_shown.connect(shown.append)
     recorded: list = []
@@ -391,6 +431,7 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     timer.stop()
     if watchdog is not None:
         watchdog.stop()
+    dumped = dump.end() if dump is not None else 0
     win.frame_shown.disconnect()
     win.results.run_recorded.disconnect(recorded.append)
     if not finished:
@@ -413,6 +454,9 @@ def measure(app: QApplication, win, label: str, profile: SlotTimer | None = None
     (cpu0, _), (cpu1, _) = sched[start], sched[end]
     print(f"  gaps over 20 ms: {figures['over']} of {figures['ticks']}; the GUI thread's time on a core: "
           f"{cpu1 - cpu0:.0f} ms, {(cpu1 - cpu0) / max(len(shown), 1):.1f} ms per frame painted")
+    if dumped:
+        print(f"  the GUI thread missed its ticks for {1000 * dump.after:.0f} ms {dumped} time(s): every thread's "
+              f"stack at that moment is in {dump.path}")
     stamps = np.array([start, *ticks, end]) - start
     worst = np.argsort(gaps)[::-1][:4]
     print("  largest gaps (ms, ending at ms after Start): "
@@ -512,6 +556,9 @@ def main() -> int:
                         help="override sys.setswitchinterval (seconds) to compare GIL hand-over settings")
     parser.add_argument("--no-probes", action="store_true",
                         help="leave out the processes that note when a CPU stands still (see PROBE)")
+    parser.add_argument("--stall-dump", metavar="FILE", default=None,
+                        help=f"append every thread's stack to FILE whenever the GUI thread misses its ticks for "
+                             f"{1000 * STALL_DUMP_S:.0f} ms during a run (faulthandler)")
     parser.add_argument("--profile", action="store_true",
                         help="also time the GUI slots and sample where the GUI thread is when ticks come late")
     args = parser.parse_args()
@@ -570,6 +617,7 @@ def main() -> int:
     idle = idle_gaps(app, 3.0)
     print(f"idle window, no run (machine baseline): max gap {idle.max():.1f} ms, p99 {np.percentile(idle, 99):.1f} ms")
     stalls = None if args.no_probes else MachineStalls()
+    dump = StallDump(args.stall_dump) if args.stall_dump else None
     summary = []
     for name in args.models.split(","):
         label = prepare(app, win, name.strip(), args)
@@ -577,7 +625,7 @@ def main() -> int:
             continue
         for _ in range(args.repeat):
             settle(0.5)
-            figures = measure(app, win, label, profile, stalls)
+            figures = measure(app, win, label, profile, stalls, dump)
             if figures is not None:
                 summary.append((label.split(":")[0], figures, os.getloadavg()[0]))
     print("summary (ms): model, max, p99, median, gaps over 20 ms, 1-min load average after the run"
@@ -589,6 +637,8 @@ def main() -> int:
     win.close()
     if stalls is not None:
         stalls.close()
+    if dump is not None:
+        dump.close()
     return 0
 
 

@@ -50,3 +50,24 @@ def test_the_probes_start_one_per_cpu_and_stop(bench):
     finally:
         stalls.close()
     assert all(probe.poll() is not None for probe in stalls.probes)
+
+
+def test_a_stalled_gui_thread_has_every_threads_stack_written(bench, tmp_path):
+    """--stall-dump: faulthandler's watchdog, armed at each tick, writes the stacks when the ticks stop; a run
+    without a stall writes none."""
+    dump = bench.StallDump(str(tmp_path / "stalls.txt"), after=0.05)
+    try:
+        dump.begin("a run that ticks")
+        for _ in range(5):
+            dump.tick()
+            time.sleep(0.01)
+        assert dump.end() == 0
+        dump.begin("a run that stalls")
+        dump.tick()
+        time.sleep(0.3)  # no tick: the GUI thread is stuck here
+        assert dump.end() == 1
+    finally:
+        dump.close()
+    text = (tmp_path / "stalls.txt").read_text()
+    assert "=== a run that ticks" in text and "=== a run that stalls" in text
+    assert "test_a_stalled_gui_thread_has_every_threads_stack_written" in text.split("=== a run that stalls")[1]
