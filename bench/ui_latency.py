@@ -285,7 +285,10 @@ class StallDump:
         self.path = path
         self.after = after
         self.file = open(path, "a")  # noqa: SIM115 (open for the whole bench; faulthandler writes to its fd)
-        self._seen = 0
+        self._seen = self._written()  # a file kept from an earlier bench: its stalls are not this one's
+
+    def _written(self) -> int:
+        return Path(self.path).read_text(errors="replace").count("Timeout (")
 
     def begin(self, label: str) -> None:
         self.file.write(f"=== {label}, at {time.strftime('%H:%M:%S')}\n")
@@ -297,7 +300,7 @@ class StallDump:
     def end(self) -> int:
         """Disarm; how many stalls were written since `begin`."""
         faulthandler.cancel_dump_traceback_later()
-        written = Path(self.path).read_text(errors="replace").count("Timeout (")
+        written = self._written()
         new, self._seen = written - self._seen, written
         return new
 

@@ -71,3 +71,10 @@ def test_a_stalled_gui_thread_has_every_threads_stack_written(bench, tmp_path):
     text = (tmp_path / "stalls.txt").read_text()
     assert "=== a run that ticks" in text and "=== a run that stalls" in text
     assert "test_a_stalled_gui_thread_has_every_threads_stack_written" in text.split("=== a run that stalls")[1]
+    again = bench.StallDump(str(tmp_path / "stalls.txt"), after=0.05)  # a later bench, appending to the file
+    try:
+        again.begin("a later run")
+        again.tick()
+        assert again.end() == 0  # the stall written before is not counted again
+    finally:
+        again.close()
