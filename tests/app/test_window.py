@@ -333,3 +333,26 @@ def test_a_start_as_the_last_run_ends_gets_none_of_its_curves(qtbot, window):
     qtbot.waitUntil(lambda: len(recorded) == 1, timeout=RUN_TIMEOUT_MS)
     assert recorded[0].request.steps == "12"
     window.stop_run()
+
+
+def test_a_live_refresh_tells_the_progress_of_the_step_on_screen_before_redrawing_the_curves(qtbot, window, monkeypatch):
+    """Each throttled refresh of a live run updates the progress first, with the frame just painted; behind
+    the curves and the guidance plots, each in a turn of its own, it used to tell a step long gone."""
+    window.set_bundle(tiny_bundle((2,), delay=0.004))
+    window.session.update(sampler="ddim", steps="150", batch_points=50)
+    events = []
+    show_progress, set_curve = window.run_panel.show_progress, window.plots.set_curve
+    monkeypatch.setattr(window.run_panel, "show_progress",
+                        lambda index, *args: (events.append(("progress", index)), show_progress(index, *args)))
+    monkeypatch.setattr(window.plots, "set_curve",
+                        lambda key, values: (events.append(("curve", key)), set_curve(key, values)))
+    shown = []
+    window.frame_shown.connect(shown.append)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    live = events[: events.index(("progress", 150))]  # (the end of the run shows its own progress)
+    batches = [i for i, event in enumerate(live) if event == ("curve", "prob")]
+    assert len(batches) >= 2  # a run of ~0.7 s is refreshed every 0.15 s
+    assert [live[i - 1 : i + 3] for i in batches] == [
+        [live[i - 1], ("curve", "prob"), ("curve", "norm"), ("curve", "noise")] for i in batches]
+    assert all(live[i - 1][0] == "progress" and live[i - 1][1] in shown for i in batches)
