@@ -61,7 +61,7 @@ def _ready(bundle: Any) -> bool:
     from its VAE here rather than at the first step of its first run: 2.4–4.4 s for a VAE of Stable Diffusion's
     size on a 2-core CPU."""
     if bundle.is_latent:
-        bundle.fit_preview_map()
+        bundle.latent_rgb()
     return prepare(bundle)
 
 

@@ -115,14 +115,9 @@ class DiffusersBundle(ModelBundle):
             parts.append(self.vae.decode(z.to(dtype)).sample.float().clamp(-1.0, 1.0))
         return torch.cat(parts)
 
-    @property
     def latent_rgb(self) -> LatentRGB | None:
-        """The linear latent → RGB map of this model's VAE (core/diffusers/preview.py), fitted the first time
-        it is needed (the app fits it while loading: `fit_preview_map`)."""
-        return self.fit_preview_map()
-
-    def fit_preview_map(self) -> LatentRGB | None:
-        """Fit the latent → RGB map now unless it is known (a few seconds for Stable Diffusion's VAE on a CPU)."""
+        """The linear latent → RGB map of this model's VAE (core/diffusers/preview.py), fitted the first time it
+        is asked for (a few seconds for Stable Diffusion's VAE on a CPU: the app asks while the model loads)."""
         if self._latent_rgb is None and self.vae is not None:
             net = self.config.network
             self._latent_rgb = fit_latent_rgb(self.vae, self.vae_scale_factor, net["scaling_factor"],
@@ -131,7 +126,7 @@ class DiffusersBundle(ModelBundle):
 
     def preview(self, x: Tensor) -> Tensor:
         """Latents → the fitted linear RGB picture at latent resolution; pixel samples as they are."""
-        return x if self.vae is None else self.latent_rgb.apply(x)
+        return x if self.vae is None else self.latent_rgb().apply(x)
 
     # --- conditioning -----------------------------------------------------------------------------
 
