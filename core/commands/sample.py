@@ -10,8 +10,8 @@ run is one batch in one process it also holds every step's previews (`--no-traje
 so the app replays it step by step.
 Sample i always has seed `--seed` + i, so chunking a large `--num-samples` into batches changes nothing,
 and under torchrun (one process per GPU; see core/distributed.py) the ranks share the batches and rank 0
-writes exactly what one process writes. Finished batches are kept until the output is written, so the
-same command resumes an interrupted run.
+writes what one process writes (to float32 rounding: CPU matrix products round by operand alignment).
+Finished batches are kept until the output is written, so the same command resumes an interrupted run.
 """
 from __future__ import annotations
 

@@ -2,8 +2,10 @@
 process writes, finished batches survive an interruption, and no option is swallowed by torchrun.
 
 The multi-process tests start the real launcher (`python -m torch.distributed.run` is `torchrun`) with
-two CPU ranks (gloo). Samples are compared bit for bit with one process using one thread, as torchrun
-gives each of its workers: PyTorch's CPU kernels sum in a thread-count-dependent order.
+two CPU ranks (gloo), and compare them with one process using one thread, as torchrun gives each of its
+workers: PyTorch's CPU kernels sum in a thread-count-dependent order. The analytic toy mixture must match
+bit for bit. A network's samples match to float32 rounding: MKL's matrix products round differently with
+the memory alignment of their operands, which differs between processes.
 """
 from __future__ import annotations
 
@@ -182,8 +184,11 @@ def test_mnist_cfg_samples_on_two_ranks_equal_one_process(tmp_path):
     assert main([*args, "--threads", "1", "--out", str(tmp_path / "one.npz")]) == 0
     torchrun(*args, "--out", str(tmp_path / "two.npz"))
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
-    assert one["samples"].shape == (7, 1, 32, 32)
-    assert np.array_equal(one["samples"], two["samples"]) and np.array_equal(one["labels"], two["labels"])
+    assert one["samples"].shape == (7, 1, 32, 32) and np.array_equal(one["labels"], two["labels"])
+    flat = one["samples"].reshape(7, -1)
+    apart = np.abs(flat[:, None] - flat[None]).max(axis=-1) + np.eye(7)
+    assert apart.min() > 0.1  # so that a sample out of its place is far outside the tolerance below
+    np.testing.assert_allclose(two["samples"], one["samples"], rtol=0, atol=1e-5)
 
 
 def test_mnist_cfg_eval_on_two_ranks_gives_the_metrics_of_one_process(tmp_path):
@@ -195,8 +200,13 @@ def test_mnist_cfg_eval_on_two_ranks_gives_the_metrics_of_one_process(tmp_path):
 
     def table(folder: Path) -> list[dict]:
         with open(folder / "mnist-cfg-cfg.csv") as handle:
-            return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+            return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
-    assert table(tmp_path / "one") == table(tmp_path / "two") and len(table(tmp_path / "one")) == 2
+    one, two = table(tmp_path / "one"), table(tmp_path / "two")
+    assert len(one) == 2 and [row.keys() for row in one] == [row.keys() for row in two]
+    for a, b in zip(one, two):  # counted metrics exactly; FID and IS to the samples' float32 rounding
+        assert {k: v for k, v in a.items() if k not in ("fid", "is")} == {k: v for k, v in b.items()
+                                                                          if k not in ("fid", "is")}
+        assert b["fid"] == pytest.approx(a["fid"], rel=1e-4) and b["is"] == pytest.approx(a["is"], rel=1e-4)
     assert (tmp_path / "two" / "mnist-cfg-cfg.png").is_file()
     assert not list((tmp_path / "two").glob(".*shards"))
