@@ -115,7 +115,10 @@ def _stack(values: Sequence[Any], shrink: int = 1) -> tuple[np.ndarray, np.ndarr
     shapes = {r.shape for r in rows}
     if len(shapes) != 1:
         raise ValueError(f"steps of different shapes {sorted(shapes)}")
-    return np.stack(rows), (None if present.all() else present)
+    stacked = np.empty((len(rows), *first.shape), first.dtype)
+    for i, row in enumerate(rows):  # a step at a time, not one np.stack: see `write_npz`
+        stacked[i] = row
+    return stacked, (None if present.all() else present)
 
 
 def shrink_images(images: np.ndarray, factor: int) -> np.ndarray:
@@ -182,7 +185,30 @@ def write_run(path: str | Path, result: RunResult, budget: int = PREVIEW_BUDGET,
               extra: Mapping[str, np.ndarray] | None = None, **meta: Any) -> Path:
     """Write the run file atomically (SaveError on failure; nothing half-written is left)."""
     arrays = run_arrays(result, budget, extra, **meta)
-    return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+    return atomic_write(path, lambda fh: write_npz(fh, arrays))
+
+
+WRITE_PIECE = 1 << 20  # bytes of an array handed to zlib at a time
+
+
+def write_npz(file: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """What `np.savez_compressed(file, **arrays)` writes (a zip of `.npy` files, deflated), written so that
+    no step holds the interpreter lock for long: each array goes to zlib straight from its memory, a
+    WRITE_PIECE at a time (zlib and the CRC let the lock go while they work). np.savez_compressed copies
+    each array whole into a bytes object first, and zlib then copies its whole output once more, both with
+    the lock held: the library writes run files on a thread beside the GUI, which waited up to 20-30 ms for
+    the lock at the end of a 2-D run (bench/ui_latency.py). Arrays holding Python objects are refused."""
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            array = np.asarray(array)
+            array = array if array.flags.c_contiguous else array.copy(order="C")  # (keeps a 0-d array 0-d)
+            if array.dtype.hasobject:
+                raise ValueError(f"{name!r} holds Python objects, which a run file does not keep.")
+            data = array.reshape(-1).view(np.uint8)
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(array))
+                for start in range(0, len(data), WRITE_PIECE):
+                    member.write(memoryview(data[start:start + WRITE_PIECE]))
 
 
 def read_run_meta(path: str | Path) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from core.runs import (
     read_run_meta,
     run_arrays,
     shrink_images,
+    WRITE_PIECE,
+    write_npz,
     write_run,
 )
 
@@ -150,6 +152,26 @@ def test_the_run_file_gives_back_the_run(gmm, tmp_path):
     unconditional = RunResult(req.replace(label=None, guidance=Guidance()), "toy-gmm", "cpu", 0.0, result.samples)
     with np.load(write_run(tmp_path / f"free{RUN_SUFFIX}", unconditional)) as data:
         assert "labels" not in data.files  # as the CLI: labels only where the run had targets
+
+
+def test_the_run_file_is_numpys_npz_written_a_piece_at_a_time(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"meta": np.array('{"é": 1}'),  # 0-d text stays 0-d
+              "track/xt": rng.standard_normal((3, WRITE_PIECE // 3 + 7)).astype(np.float16),  # several pieces
+              "transposed": np.arange(12, dtype=np.int64).reshape(3, 4).T,  # not C-contiguous
+              "mask/x0": np.array([True, False, True]), "empty": np.zeros((0, 2), np.uint8)}
+    path = tmp_path / "pieces.npz"
+    with open(path, "wb") as fh:
+        write_npz(fh, arrays)
+    with np.load(path, allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(arrays)
+        for name, array in arrays.items():
+            assert data[name].dtype == array.dtype and data[name].shape == array.shape, name
+            np.testing.assert_array_equal(data[name], array)
+    with zipfile.ZipFile(path) as archive:  # deflated, as np.savez_compressed writes it
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    with pytest.raises(ValueError, match="Python objects"), open(tmp_path / "objects.npz", "wb") as fh:
+        write_npz(fh, {"objects": np.array([{}, None], dtype=object)})
 
 
 def test_a_run_file_of_16_mnist_sized_digits_over_50_steps_stays_under_2_mb(tmp_path):
