@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from safetensors import SafetensorError
 
 import core.commands.sample as sample_command
-from core import distributed
+from core import distributed, runs
 from core.cli import main
 
 
@@ -71,7 +70,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatc
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(np, "savez_compressed", full)  # the run file (core.runs) is compressed
+    monkeypatch.setattr(runs, "write_npz", full)  # what writes the run file's bytes
     assert main(["sample", "--steps", "3", "--num", "5", "--out", str(tmp_path / "out.npz")]) == 2
     assert error_line(capsys) == f"error: Could not save out.npz in {tmp_path}: No space left on device."
     assert [p.name for p in tmp_path.iterdir()] == [".out.npz.shards"]  # finished batches, kept to resume
