@@ -38,6 +38,7 @@ from .views.plots import CURVE_KEYS, PlotsPane
 
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
+FRAME_RETRY_MS = 4  # a frame waiting for the turns of the one before looks again this much later
 GUIDANCE_DOCK_WIDTH = 440  # px: room for the maps of one sample beside the batch
 POINTS_GUIDANCE_DOCK_WIDTH = 330  # px on 2-D models (toggles and two plots): the square panes get the rest
 PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
@@ -478,7 +479,7 @@ class MainWindow(QMainWindow):
     def _on_held(self, index: int) -> None:
         if self.sender() is not self.worker:
             return
-        self._paint_latest()  # the held step and every curve up to it, not a throttled earlier state
+        self._paint_latest(wait=False)  # the held step and every curve up to it, not a throttled earlier state
         self.plots.set_curves(*self.worker.trajectory.curves())
         self.plots.set_cursor(self.views.shown_index)
         self.guidance.refresh()
@@ -495,7 +496,13 @@ class MainWindow(QMainWindow):
         else:
             self._paint_latest()
 
-    def _paint_latest(self) -> None:
+    def _paint_latest(self, wait: bool = True) -> None:
+        """Show the newest frame. With `wait`, not before the turns of the frame before are done (its panes'
+        paints and the redraws it began): taken in between, a frame's work and the repaints it set off fell into
+        the same event-loop pass as the ones still to come, and held the GUI thread 15-24 ms at once."""
+        if wait and (self.views.paints.busy or self._refreshes.busy):
+            self._frame_timer.start(FRAME_RETRY_MS)
+            return
         worker = self.worker
         frame = worker.take_frame() if worker is not None else None
         if frame is None:

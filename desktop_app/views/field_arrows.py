@@ -10,23 +10,25 @@ run is live on its sampling thread between two steps (`begin(..., beside=worker.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QTransform
 
 from core import guidance_views as V
 
-from ..tasks import SerialTasks
+from ..tasks import SerialTasks, Turns
 
 GRID = 11  # arrows along the shorter side of the view
 PATHS = 8  # samples whose paths are drawn
 MODEL_PEN = pg.mkPen((60, 60, 60, 150), width=1.2)
 GUIDANCE_PEN = pg.mkPen((214, 39, 40, 220), width=1.5)
 PATH_PEN = pg.mkPen((40, 40, 40, 110), width=1)
-SELECTED_PEN = pg.mkPen((20, 20, 20, 230), width=2)
+SELECTED_PEN = pg.mkPen((20, 20, 20), width=1)  # opaque: drawn twice over, 2 px wide (BoldCurve)
 # While a run is live, a new field is asked for at most this often, so the helper takes little from the sampler.
 # The helper runs at normal priority: at the lowest (nice 19) it was descheduled while holding the GIL, and the
 # GUI thread, which takes the GIL back for every Python slot and paint, waited up to 230 ms for it under load.
@@ -73,6 +75,29 @@ class PathTrace:
         return self.positions[:, : index + 1]
 
 
+class BoldCurve(pg.PlotCurveItem):
+    """A curve 2 px wide, stroked as four 1-px lines a device pixel apart (its pen is 1 px and opaque, so
+    they overlap without a seam). Qt strokes a 1-px cosmetic line through a fast path and any wider one
+    through its general stroker: a 1000-step path took 0.1 ms against 1.7 ms at 2 px, and the chosen
+    sample's path is stroked again at every change of plane and every 32 steps of a live run."""
+
+    OFFSETS = ((0, 0), (1, 0), (0, 1), (1, 1))
+
+    def paint(self, painter, *args) -> None:
+        if self.xData is None or not len(self.xData):
+            return
+        path = self.getPath()
+        base = painter.transform()
+        painter.setPen(self.opts["pen"])
+        for dx, dy in self.OFFSETS:
+            painter.setTransform(base * QTransform.fromTranslate(dx, dy))  # a shift in device pixels
+            painter.drawPath(path)
+        painter.setTransform(base)
+
+    def pixelPadding(self) -> float:
+        return super().pixelPadding() + 1
+
+
 SETTLED_STEPS = (256, 32)  # the steps a path layer's cached parts end on: multiples of 256, then of 32
 
 
@@ -84,11 +109,11 @@ class PathLayer:
     restroking them whole once per 32 steps late in a run (bench/ui_latency.py); now the long part is
     restroked once per 256 steps, the rest covers at most 256."""
 
-    def __init__(self, plot: pg.PlotWidget, pen: Any, z: float):
-        self.settled = [pg.PlotCurveItem(pen=pen, connect="finite") for _ in SETTLED_STEPS]
+    def __init__(self, plot: pg.PlotWidget, pen: Any, z: float, curve: type = pg.PlotCurveItem):
+        self.settled = [curve(pen=pen, connect="finite") for _ in SETTLED_STEPS]
         for item in self.settled:
             item.setCacheMode(item.CacheMode.DeviceCoordinateCache)
-        self.tail = pg.PlotCurveItem(pen=pen, connect="finite")
+        self.tail = curve(pen=pen, connect="finite")
         self._spans: list[tuple | None] = [None] * len(SETTLED_STEPS)  # (key, first step, last step) each shows
         for item in (*self.settled, self.tail):
             item.setZValue(z)
@@ -115,6 +140,16 @@ class PathLayer:
         tail = polylines(trace[:, start:])
         self.tail.setData(tail[:, 0], tail[:, 1])
 
+    def hold(self) -> None:
+        """Leave the settled parts out of the next paints, until `release`: the view's scale has changed, and
+        stroking them anew at once would add to a paint that draws everything else anew too."""
+        for item in self.settled:
+            item.hide()
+
+    def release(self) -> None:
+        for item in self.settled:
+            item.show()
+
     def data(self) -> np.ndarray:
         """The vertices drawn, (M, 2) with NaN separators, settled parts first (tests)."""
         parts = [item.getData() for item in (*self.settled, self.tail)]
@@ -123,18 +158,22 @@ class PathLayer:
 
 
 class FieldOverlay(QObject):
-    """Arrow layers and paths on a 2-D `pg.PlotWidget`. `field_ready(k)` when update k's field has arrived."""
+    """Arrow layers and paths on a 2-D `pg.PlotWidget`. `field_ready(k)` when update k's field has arrived.
+    `after`: the Turns that paint the panes of a live frame (the paths come back after them at a change of plane)."""
 
     field_ready = Signal(int)
 
-    def __init__(self, plot: pg.PlotWidget, parent: QObject | None = None):
+    def __init__(self, plot: pg.PlotWidget, parent: QObject | None = None, after: Turns | None = None):
         super().__init__(parent)
         self.plot = plot
         self.points, self.spacing = self._grid()
         self.model_arrows = pg.PlotCurveItem(pen=MODEL_PEN, connect="pairs")
         self.guidance_arrows = pg.PlotCurveItem(pen=GUIDANCE_PEN, connect="pairs")
         self.paths = PathLayer(plot, PATH_PEN, 5)
-        self.selected_path = PathLayer(plot, SELECTED_PEN, 6)
+        self.selected_path = PathLayer(plot, SELECTED_PEN, 6, curve=BoldCurve)
+        # While live, what changes the x_t pane between frames waits for the frame's paints: the paths held at a
+        # change of plane (_on_plane_changed) and the arrows of a field that arrives (_on_field).
+        self._later = Turns(self, after=after)
         for z, item in enumerate((self.model_arrows, self.guidance_arrows)):
             # changed at most a few times a second while a run is live: kept as pictures in between
             item.setCacheMode(item.CacheMode.DeviceCoordinateCache)
@@ -162,7 +201,7 @@ class FieldOverlay(QObject):
         self._tasks.failed.connect(self._on_failed)
         plot.getViewBox().sigRangeChangedManually.connect(self._on_view_moved)
         if hasattr(plot, "plane_changed"):  # a PointPane fitted to its samples
-            plot.plane_changed.connect(self._on_view_moved)
+            plot.plane_changed.connect(self._on_plane_changed)
 
     def _grid(self) -> tuple[np.ndarray, float]:
         (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
@@ -175,6 +214,21 @@ class FieldOverlay(QObject):
         self.fields = {}
         if self.index >= 0:
             self.show_step(self.index)
+
+    def _on_plane_changed(self) -> None:
+        """The app fitted the plane to the samples. While a run is live, the paths' settled parts come back in a
+        turn after the panes' paints: that paint then draws the points, the axes and the backdrop at the new
+        scale (6-16 ms on the x_t pane, the longest the GUI thread was held in toy runs), and the paths are
+        stroked anew in a paint of their own."""
+        self._on_view_moved()
+        if self.live:
+            for layer in (self.paths, self.selected_path):
+                layer.hold()
+            self._later.add(self._release_paths)
+
+    def _release_paths(self) -> None:
+        for layer in (self.paths, self.selected_path):
+            layer.release()
 
     # --- runs ------------------------------------------------------------------------------------
 
@@ -305,10 +359,17 @@ class FieldOverlay(QObject):
         generation, k = tag
         if generation == self._generation:
             self.fields[k] = field
-            if self.index >= 0 and self.update_of(self.index) == k:
-                self._draw_arrows(k)
+            if self.live:  # drawn after the frame's paints, not in the pass that paints them
+                self._later.add(functools.partial(self._draw_arrows_of, k))
+            else:
+                self._draw_arrows_of(k)
             self.field_ready.emit(k)
         self._next()
+
+    def _draw_arrows_of(self, k: int) -> None:
+        """Draw update k's field if it is the one of the frame on screen."""
+        if self.index >= 0 and self.update_of(self.index) == k and k in self.fields:
+            self._draw_arrows(k)
 
     def _on_failed(self, tag: tuple[int, int], message: str) -> None:
         self._busy = False

@@ -109,7 +109,7 @@ class GuidanceViews(QObject):
         self.panel.add_plot(self.twin)
         self.panel.add_plot(self.stack)
         xt_pane, x0_pane = live.point_panes
-        self.field = FieldOverlay(xt_pane, self)
+        self.field = FieldOverlay(xt_pane, self, after=live.paints)
         self.twin_cloud = PointCloudItem(size=3.5)
         self.twin_cloud.setZValue(1)  # over the data backdrop and the guided cloud, half transparent
         x0_pane.addItem(self.twin_cloud)

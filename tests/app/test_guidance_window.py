@@ -3,6 +3,7 @@ choosing a sample, step-through of a live run, the help page."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -250,3 +251,87 @@ def test_a_live_runs_class_share_cursor_follows_the_refreshes_not_every_frame(qt
     assert len(moves) <= len(frames) / 3 and moves[-1] == 200 == stack.cursor.value()
     window.views.slider.setValue(37)
     assert stack.cursor.value() == 37
+
+
+def test_a_live_frame_is_taken_only_once_the_turns_of_the_one_before_are_done(qtbot, window, monkeypatch):
+    """Frames wait for the pane paints and the redraws the frame before began, so that a frame's work and the
+    repaints it sets off never share an event-loop pass with those still to come. The redraws are slowed here
+    past the frame interval: taken whenever ready, frames came in the middle of them."""
+    import time
+
+    from desktop_app.run.worker import SamplingWorker
+
+    busy_at_take: list[bool] = []
+    take = SamplingWorker.take_frame
+
+    def recording_take(worker):
+        busy_at_take.append(window.views.paints.busy or window._refreshes.busy)
+        return take(worker)
+
+    monkeypatch.setattr(SamplingWorker, "take_frame", recording_take)
+    set_curve = window.plots.set_curve
+    monkeypatch.setattr(window.plots, "set_curve", lambda *args: (time.sleep(0.03), set_curve(*args)))
+    window.session.update(steps="150", batch_points=50, guidance="cfg", weight=2.0, watch=True, watch_rate=100)
+    run_to_end(qtbot, window)
+    assert len(busy_at_take) > 10 and not any(busy_at_take)
+
+
+def test_at_a_live_change_of_plane_the_paths_come_back_after_the_panes_paints(qtbot):
+    """While a run is live, a change of the plane leaves the paths' settled parts out of the panes' next paints
+    (they, the points and the axes are all drawn anew at the new scale); they come back in a turn after those
+    paints, and a field that arrives is drawn there too. Outside a live run nothing waits."""
+    from desktop_app.tasks import Turns
+    from desktop_app.views.field_arrows import FieldOverlay
+    from desktop_app.views.live import PointPane
+
+    pane = PointPane("x_t")
+    qtbot.addWidget(pane)
+    paints = Turns()
+    overlay = FieldOverlay(pane, after=paints)
+    trace = np.random.default_rng(0).normal(size=(3, 300, 2)).cumsum(axis=1) / 10
+    overlay.live = True
+    overlay.paths.show(trace, key="run")
+    settled = overlay.paths.settled + overlay.selected_path.settled
+    assert all(item.isVisible() for item in settled)
+    order: list[str] = []
+    paints.add(lambda: order.append("x_t painted"), lambda: order.append("x0 painted"))
+    pane.show_extent(4.0)
+    assert not any(item.isVisible() for item in settled)
+    overlay.run, overlay.index = SimpleNamespace(num_steps=10), 3  # frame 3 on screen: update 4's field is drawn
+    vectors = np.ones_like(overlay.points)
+    overlay._on_field((overlay._generation, 4), (vectors, -vectors))
+    assert len(overlay.arrows("score_arrows")) == 0  # not yet
+    overlay._later.add(lambda: order.append("after"))
+    qtbot.waitUntil(lambda: not overlay._later.busy, timeout=2000)
+    assert order == ["x_t painted", "x0 painted", "after"] and all(item.isVisible() for item in settled)
+    assert len(overlay.arrows("score_arrows")) == len(overlay.arrows("guidance_arrows")) == 6 * len(vectors)
+    overlay.live, overlay.run, overlay.index = False, None, -1
+    pane.show_extent(2.0)
+    assert all(item.isVisible() for item in settled)
+    overlay.close(1.0)
+
+
+def test_the_chosen_samples_path_is_two_pixels_wide(qtbot):
+    """Drawn as four 1-px strokes a pixel apart (much cheaper for Qt than one 2-px stroke): a horizontal and a
+    vertical segment each cover two rows or columns of pixels, in the pen's colour."""
+    import pyqtgraph as pg
+
+    from desktop_app.views.field_arrows import SELECTED_PEN, BoldCurve
+
+    plot = pg.PlotWidget(background="w")
+    qtbot.addWidget(plot)
+    plot.resize(300, 300)
+    plot.hideAxis("left"), plot.hideAxis("bottom")
+    plot.setRange(xRange=(0, 10), yRange=(0, 10), padding=0)
+    curve = BoldCurve(pen=SELECTED_PEN, connect="finite")
+    curve.setData([2.0, 8.0, np.nan, 5.0, 5.0], [5.0, 5.0, np.nan, 1.0, 3.0])
+    plot.addItem(curve)
+    plot.show()
+    qtbot.waitExposed(plot)
+    image = plot.grab().toImage()
+    dark = np.array([[image.pixelColor(x, y).value() < 100 for x in range(image.width())]
+                     for y in range(image.height())])
+    rows = np.flatnonzero(dark[:, image.width() // 3])  # across the horizontal segment
+    columns = np.flatnonzero(dark[int(image.height() * 0.8)])  # across the vertical one
+    assert len(rows) == 2 and rows[1] == rows[0] + 1
+    assert len(columns) == 2 and columns[1] == columns[0] + 1
