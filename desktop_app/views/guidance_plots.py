@@ -53,12 +53,16 @@ class ClassBars(pg.PlotWidget):
         self.plot.setMouseEnabled(False, False)
         self.bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.75)
         self.addItem(self.bars)
+        # The step the bars are of, when it is not the one on screen, in the plot's bottom right corner (where
+        # the least probable classes' short bars leave room). In the title it changed at every redraw of a live
+        # run, and each change laid the plot out again (2 ms) and at times drew its axes anew (4-5 ms).
+        self.step_note = pg.TextItem(color="#999", anchor=(1, 1))
+        self.step_note.hide()
+        self.plot.addItem(self.step_note, ignoreBounds=True)
         self.names: tuple[str, ...] = ()
         self.target: int | None = None
         self.shown: np.ndarray = np.zeros(0, int)
         self.heights: np.ndarray = np.zeros(0)
-        self._title_step: int | None = None
-        self._titled = True  # the title _titled_plot set names no step
 
     def begin(self, names: tuple[str, ...], num_classes: int, target: int | None) -> None:
         self.names = tuple(names) or tuple(str(k) for k in range(num_classes))
@@ -73,7 +77,7 @@ class ClassBars(pg.PlotWidget):
     def show_probs(self, probs: np.ndarray | None, from_step: int | None = None) -> None:
         """Bars of `probs` (K,) — None: nothing computed yet; `from_step`: the step they were computed at
         when it is not the one on screen (named in the title)."""
-        self._set_title(from_step)
+        self._note_step(from_step)
         if probs is None:
             self.clear_bars()
             return
@@ -88,19 +92,17 @@ class ClassBars(pg.PlotWidget):
         pens = [pg.mkPen("#222", width=2) if k == self.target else pg.mkPen(None) for k in order]
         self.bars.setOpts(x0=np.zeros(len(order)), y=rows, width=self.heights, brushes=colors, pens=pens)
         self.plot.setYRange(-max(len(order), 3) + 0.4, 0.6, padding=0)
+        self.step_note.setPos(1.02, -max(len(order), 3) + 0.4)
         self.plot.getAxis("left").setTicks([[(r, self._short(k)) for r, k in zip(rows, order)]])
         names = "<br>".join(self._name(k) for k in order)
         self.setToolTip(f"{CAPTIONS['class_bars'].tooltip()}<br><br>{names}")  # the full names of the shown
 
-    def _set_title(self, from_step: int | None) -> None:
-        """The title, naming `from_step` when the bars are of another step; laid out again only when it changes."""
-        if from_step == self._title_step and self._titled:
-            return
-        self._title_step, self._titled = from_step, True
-        title = CAPTIONS["class_bars"].title
-        if from_step is not None:
-            title += f" <span style='color:#999'>(step {from_step})</span>"
-        self.plot.setTitle(CAPTIONS["class_bars"].titled(title), color="#333", size="10pt")
+    def _note_step(self, from_step: int | None) -> None:
+        """Name `from_step` in the corner when the bars are of another step than the one on screen."""
+        self.step_note.setVisible(from_step is not None)
+        text = "" if from_step is None else f"step {from_step}"
+        if text and text != self.step_note.textItem.toPlainText():
+            self.step_note.setText(text)
 
     def _name(self, k: int) -> str:
         return self.names[k] if k < len(self.names) else str(k)

@@ -63,6 +63,33 @@ def test_class_names_beside_the_bars_fit_their_axis(qtbot):
     assert all(metrics.horizontalAdvance(label) <= NAME_AXIS_WIDTH - 8 for label in ticks)
 
 
+def test_bars_of_an_earlier_step_say_so_in_their_corner_without_laying_the_plot_out_again(qtbot):
+    """The classifier's p(k | x_t) is not computed at every step: bars of an earlier step name it in the plot's
+    bottom right corner, inside the view (beside the shortest bars). The title is not set again (each change of
+    it laid the plot out again, at every redraw of a live run)."""
+    bars = ClassBars()
+    qtbot.addWidget(bars)
+    bars.resize(300, 260)
+    bars.show()
+    qtbot.waitExposed(bars)
+    bars.begin(("a", "b", "c", "d"), 4, target=1)
+    title = bars.plot.titleLabel.text
+    retitled = []
+    set_title = bars.plot.setTitle
+    bars.plot.setTitle = lambda *args, **kwargs: (retitled.append(args), set_title(*args, **kwargs))
+    probs = np.array([0.1, 0.6, 0.2, 0.1])
+    bars.show_probs(probs)
+    assert not bars.step_note.isVisible()
+    for step in (7, 12):
+        bars.show_probs(probs, from_step=step)
+        assert bars.step_note.isVisible() and bars.step_note.textItem.toPlainText() == f"step {step}"
+    (x0, x1), (y0, y1) = bars.plot.viewRange()
+    note = bars.step_note.mapRectToView(bars.step_note.boundingRect())
+    assert x0 < note.left() and note.right() <= x1 + 1e-9 and y0 - 1e-9 <= note.top() and note.bottom() < y0 + 1.5
+    bars.show_probs(probs)
+    assert not bars.step_note.isVisible() and bars.plot.titleLabel.text == title and not retitled
+
+
 def test_a_pane_says_when_its_samples_are_out_of_view(qtbot, window):
     view = ((-2.0, 2.0), (-2.5, 2.5))
     assert outside_text(np.zeros((100, 2)), view) == ""
