@@ -28,7 +28,7 @@ PATHS = 8  # samples whose paths are drawn
 MODEL_PEN = pg.mkPen((60, 60, 60, 150), width=1.2)
 GUIDANCE_PEN = pg.mkPen((214, 39, 40, 220), width=1.5)
 PATH_PEN = pg.mkPen((40, 40, 40, 110), width=1)
-SELECTED_PEN = pg.mkPen((20, 20, 20), width=1)  # opaque: drawn twice over, 2 px wide (BoldCurve)
+SELECTED_PEN = pg.mkPen((20, 20, 20), width=1)  # opaque: BoldCurve strokes it four times, a pixel apart
 # While a run is live, a new field is asked for at most this often, so the helper takes little from the sampler.
 # The helper runs at normal priority: at the lowest (nice 19) it was descheduled while holding the GIL, and the
 # GUI thread, which takes the GIL back for every Python slot and paint, waited up to 230 ms for it under load.

@@ -116,3 +116,16 @@ def test_turns_after_others_wait_for_the_repaint_their_last_part_posted(qtbot):
     qtbot.waitUntil(lambda: "curves" in order and not redraws.busy, timeout=RUN_TIMEOUT_MS)
     assert order == ["x_t", "x0", "x0 painted", "curves"]
     assert not panes.busy and not panes
+
+
+def test_a_job_beside_the_gui_lets_a_waiting_thread_have_the_interpreter_within_a_millisecond(monkeypatch):
+    """Python lets a thread keep the interpreter lock 5 ms while another waits; the GUI thread waited that long
+    for it beside a sampling thread. A job's start shortens it to SWITCH_INTERVAL_S (1 ms)."""
+    import sys
+
+    from desktop_app import tasks
+
+    monkeypatch.setattr(sys, "setswitchinterval", lambda seconds: set_to.append(seconds))
+    set_to: list[float] = []
+    run(Job("switch-check", lane=False))
+    assert set_to == [tasks.SWITCH_INTERVAL_S] and tasks.SWITCH_INTERVAL_S == 0.001
