@@ -14,7 +14,8 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QTimer, Signal
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 
 def describe_error(exc: BaseException, context: str = "") -> str:
@@ -68,18 +69,19 @@ def close_lanes() -> None:
 
 
 class Turns(QObject):
-    """GUI-thread work split into event-loop turns of its own: each part runs from a 0 ms timer, which fires
-    after the repaint the previous part posted, so no turn holds the window for the sum of them. `after`:
-    other Turns whose parts go first, and the repaint their last part posts (their timers would otherwise
-    fire in the same turn as these)."""
+    """GUI-thread work split into event-loop turns of its own: each part runs in a pass of the event loop over its
+    timers, after the repaint the part before posted, so no turn holds the window for the sum of them. `after`:
+    other Turns whose parts go first, and the repaint their last part posts.
+
+    Every Turns takes its turns from one timer (`_TurnTaker`): one part of any of them runs in a pass. With a
+    timer each, a live frame's redraws, the arrows of a field and the paths held at a change of plane ran in
+    one pass, and their repaints then came in one batch of the next (one of the GUI thread's longest turns)."""
 
     def __init__(self, parent: QObject | None = None, after: Turns | None = None):
         super().__init__(parent)
         self.after = after
         self._parts: list[Callable[[], object]] = []
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self._next)
+        self._tail = False  # the last part ran; the turn after it (after its repaint) has not come yet
 
     def __bool__(self) -> bool:
         """Whether parts are still to run."""
@@ -89,29 +91,69 @@ class Turns(QObject):
     def busy(self) -> bool:
         """Whether parts are still to run, or the turn after the last has not come yet (it comes after the
         repaint the last part posted)."""
-        return self._timer.isActive()
+        return bool(self._parts) or self._tail
 
     def add(self, *parts: Callable[[], object]) -> None:
         self._parts.extend(parts)
-        self._timer.start(0)
+        if parts:
+            _TurnTaker.get().enqueue(self)
 
     def cancel(self) -> None:
-        self._timer.stop()
         self._parts.clear()
+        self._tail = False
 
     def finish_now(self) -> None:
         """Run what is left at once."""
-        self._timer.stop()
+        self._tail = False
         while self._parts:
             self._parts.pop(0)()
 
-    def _next(self) -> None:
-        if self.after is not None and self.after.busy:  # its parts and repaints first: wait a turn
+    def _ready(self) -> bool:
+        return bool(self._parts) and not (self.after is not None and self.after.busy)
+
+    def _take_turn(self) -> None:
+        self._parts.pop(0)()
+        self._tail = not self._parts
+
+
+class _TurnTaker(QObject):
+    """The one 0 ms timer every Turns takes its turns from: at each pass over the event loop's timers, it ends the
+    turns after last parts (those Turns are no longer busy), then runs the next part of the first Turns in line
+    whose `after` is not busy."""
+
+    _instance: _TurnTaker | None = None
+
+    @classmethod
+    def get(cls) -> _TurnTaker:
+        if cls._instance is None or not shiboken6.isValid(cls._instance):
+            cls._instance = cls(QCoreApplication.instance())
+        return cls._instance
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._line: list[Turns] = []  # Turns with parts or a tail turn to come, in the order they asked
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._pass)
+
+    def enqueue(self, turns: Turns) -> None:
+        if turns not in self._line:
+            self._line.append(turns)
+        if not self._timer.isActive():
             self._timer.start(0)
-            return
-        if self._parts:
-            self._parts.pop(0)()
-            self._timer.start(0)  # the next part's turn, or after the last, one that says its repaint is done
+
+    def _pass(self) -> None:
+        line = [turns for turns in self._line if shiboken6.isValid(turns)]  # (a Turns deleted with its parent)
+        for turns in line:
+            turns._tail = False
+        ready = next((turns for turns in line if turns._ready()), None)
+        try:
+            if ready is not None:
+                ready._take_turn()
+        finally:
+            self._line = [turns for turns in line if turns.busy or turns._parts]
+            if self._line:
+                self._timer.start(0)
 
 
 def while_showing(showing: Callable[[], bool], parts: list[Callable[[], object]]) -> list[Callable[[], None]]:

@@ -273,7 +273,7 @@ def test_a_live_frame_is_taken_only_once_the_turns_of_the_one_before_are_done(qt
     monkeypatch.setattr(window.plots, "set_curve", lambda *args: (time.sleep(0.03), set_curve(*args)))
     window.session.update(steps="150", batch_points=50, guidance="cfg", weight=2.0, watch=True, watch_rate=100)
     run_to_end(qtbot, window)
-    assert len(busy_at_take) > 10 and not any(busy_at_take)
+    assert len(busy_at_take) > 5 and not any(busy_at_take)
 
 
 def test_at_a_live_change_of_plane_the_paths_come_back_after_the_panes_paints(qtbot):

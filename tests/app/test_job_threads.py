@@ -118,6 +118,31 @@ def test_turns_after_others_wait_for_the_repaint_their_last_part_posted(qtbot):
     assert not panes.busy and not panes
 
 
+def test_parts_of_different_turns_never_share_a_pass_of_the_event_loop(qtbot):
+    """Every Turns takes its turns from one timer: a live frame's redraws and the x_t pane's arrows (two Turns
+    that follow the panes') alternate with the loop's own timers instead of running, and then repainting, in
+    one pass."""
+    from PySide6.QtCore import QTimer
+
+    from desktop_app.tasks import Turns
+
+    order: list[str] = []
+    panes = Turns()
+    redraws, arrows = Turns(after=panes), Turns(after=panes)
+    panes.add(lambda: order.append("x_t"), lambda: order.append("x0"))
+    redraws.add(lambda: order.append("curves"), lambda: order.append("progress"))
+    arrows.add(lambda: order.append("arrows"))
+    ticks = QTimer()
+    ticks.timeout.connect(lambda: order.append("tick"))
+    ticks.start(0)
+    qtbot.waitUntil(lambda: not (panes.busy or redraws.busy or arrows.busy), timeout=RUN_TIMEOUT_MS)
+    ticks.stop()
+    parts = [name for name in order if name != "tick"]
+    assert parts[:2] == ["x_t", "x0"] and sorted(parts[2:]) == ["arrows", "curves", "progress"]
+    assert parts.index("curves") < parts.index("progress")
+    assert all(order.index(a) + 1 < order.index(b) for a, b in itertools.pairwise(parts))  # a tick between
+
+
 def test_a_job_beside_the_gui_lets_a_waiting_thread_have_the_interpreter_within_a_millisecond(monkeypatch):
     """Python lets a thread keep the interpreter lock 5 ms while another waits; the GUI thread waited that long
     for it beside a sampling thread. A job's start shortens it to SWITCH_INTERVAL_S (1 ms)."""
