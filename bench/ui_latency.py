@@ -565,10 +565,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also time the GUI slots and sample where the GUI thread is when ticks come late")
     args = parser.parse_args()
-    if args.switch_interval:  # (the app sets desktop_app.tasks.SWITCH_INTERVAL_S when its first job starts)
-        from desktop_app import tasks
-
-        tasks.SWITCH_INTERVAL_S = args.switch_interval
+    if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     precompile(args.models.split(","))
     scratch = tempfile.mkdtemp(prefix="ui-latency-")

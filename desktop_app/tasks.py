@@ -39,20 +39,6 @@ _LANES: dict[str, ThreadPoolExecutor] = {}
 _LANES_LOCK = threading.Lock()
 
 
-# How long a thread running Python may keep the interpreter lock while another waits for it (Python's default
-# is 5 ms). The GUI thread takes the lock back for every Python slot and paint; beside a sampling thread its
-# longest turns were 4-6 ms waits for the lock (per-event logs of bench/ui_latency.py: 5 ms wall, 0.1 ms on a
-# core). At 1 ms toy-gmm's largest stall was ≤ 19.9 ms in 24 runs against 20.5-22.3 ms in 4 of 24 at 5 ms, and
-# its sampling took ~7 % longer (3.59 s against 3.35 s a run on average, within this machine's spread).
-SWITCH_INTERVAL_S = 0.001
-
-
-def share_the_interpreter_with_the_gui() -> None:
-    """Let a thread that waits for the interpreter lock (the GUI's) have it after at most SWITCH_INTERVAL_S
-    (process-wide; set when a job starts beside the GUI, so the command line keeps Python's default)."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-
-
 def _lane(name: str) -> ThreadPoolExecutor:
     with _LANES_LOCK:
         if name not in _LANES:
@@ -185,7 +171,6 @@ class ThreadedJob(QObject):
 
     def start(self):
         self._started = True
-        share_the_interpreter_with_the_gui()
         if self._lane:
             _lane(self._thread_name).submit(self._run_to_end)
         else:

@@ -141,16 +141,3 @@ def test_parts_of_different_turns_never_share_a_pass_of_the_event_loop(qtbot):
     assert parts[:2] == ["x_t", "x0"] and sorted(parts[2:]) == ["arrows", "curves", "progress"]
     assert parts.index("curves") < parts.index("progress")
     assert all(order.index(a) + 1 < order.index(b) for a, b in itertools.pairwise(parts))  # a tick between
-
-
-def test_a_job_beside_the_gui_lets_a_waiting_thread_have_the_interpreter_within_a_millisecond(monkeypatch):
-    """Python lets a thread keep the interpreter lock 5 ms while another waits; the GUI thread waited that long
-    for it beside a sampling thread. A job's start shortens it to SWITCH_INTERVAL_S (1 ms)."""
-    import sys
-
-    from desktop_app import tasks
-
-    monkeypatch.setattr(sys, "setswitchinterval", lambda seconds: set_to.append(seconds))
-    set_to: list[float] = []
-    run(Job("switch-check", lane=False))
-    assert set_to == [tasks.SWITCH_INTERVAL_S] and tasks.SWITCH_INTERVAL_S == 0.001
