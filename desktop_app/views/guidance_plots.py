@@ -17,7 +17,7 @@ from core import guidance_views as V
 from core.images import PALETTE
 
 from .captions import CAPTIONS
-from .plots import IDLE_STEPS
+from .plots import IDLE_STEPS, free_width
 from .point_cloud import cache_axes
 
 TOP_CLASSES = 10
@@ -28,6 +28,7 @@ CURSOR_PEN = pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine)
 def _titled_plot(widget: pg.PlotWidget, key: str) -> pg.PlotItem:
     caption = CAPTIONS[key]
     plot = widget.getPlotItem()
+    free_width(plot.titleLabel)  # a title wider than the plot's column would push its view out of the widget
     plot.setTitle(caption.titled(), color="#333", size="10pt")
     plot.setMenuEnabled(False)
     plot.showGrid(x=False, y=True, alpha=0.2)
