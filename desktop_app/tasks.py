@@ -129,15 +129,15 @@ class _TurnTaker(QObject):
             self._timer.start(0)
 
     def _pass(self) -> None:
-        line = [turns for turns in self._line if shiboken6.isValid(turns)]  # (a Turns deleted with its parent)
-        for turns in line:
+        self._line = [turns for turns in self._line if shiboken6.isValid(turns)]  # (a Turns deleted with its parent)
+        for turns in self._line:
             turns._tail = False
-        ready = next((turns for turns in line if turns._ready()), None)
+        ready = next((turns for turns in self._line if turns._ready()), None)
         try:
             if ready is not None:
-                ready._take_turn()
+                ready._take_turn()  # (it may add parts, and Turns to the line)
         finally:
-            self._line = [turns for turns in line if turns.busy or turns._parts]
+            self._line = [turns for turns in self._line if shiboken6.isValid(turns) and turns.busy]
             if self._line:
                 self._timer.start(0)
 

@@ -254,26 +254,40 @@ def test_a_live_runs_class_share_cursor_follows_the_refreshes_not_every_frame(qt
 
 
 def test_a_live_frame_is_taken_only_once_the_turns_of_the_one_before_are_done(qtbot, window, monkeypatch):
-    """Frames wait for the pane paints and the redraws the frame before began, so that a frame's work and the
-    repaints it sets off never share an event-loop pass with those still to come. The redraws are slowed here
-    past the frame interval: taken whenever ready, frames came in the middle of them."""
+    """Frames wait for the pane paints and the redraws the frame before began, and each is taken in a turn of its
+    own (a part of Turns), so that a frame's work and the repaints it sets off never share an event-loop pass
+    with those still to come. The redraws are slowed here past the frame interval: taken whenever ready, frames
+    came in the middle of them."""
     import time
 
     from desktop_app.run.worker import SamplingWorker
 
+    from desktop_app import tasks
+
     busy_at_take: list[bool] = []
-    take = SamplingWorker.take_frame
+    in_a_turn: list[bool] = []
+    take, take_turn = SamplingWorker.take_frame, tasks.Turns._take_turn
+    turn_running = [False]
 
     def recording_take(worker):
         busy_at_take.append(window.views.paints.busy or window._refreshes.busy)
+        in_a_turn.append(turn_running[0])
         return take(worker)
 
+    def marked_turn(turns):
+        turn_running[0] = True
+        try:
+            take_turn(turns)
+        finally:
+            turn_running[0] = False
+
     monkeypatch.setattr(SamplingWorker, "take_frame", recording_take)
+    monkeypatch.setattr(tasks.Turns, "_take_turn", marked_turn)
     set_curve = window.plots.set_curve
     monkeypatch.setattr(window.plots, "set_curve", lambda *args: (time.sleep(0.03), set_curve(*args)))
     window.session.update(steps="150", batch_points=50, guidance="cfg", weight=2.0, watch=True, watch_rate=100)
     run_to_end(qtbot, window)
-    assert len(busy_at_take) > 5 and not any(busy_at_take)
+    assert len(busy_at_take) > 5 and not any(busy_at_take) and all(in_a_turn)
 
 
 def test_at_a_live_change_of_plane_the_paths_come_back_after_the_panes_paints(qtbot):

@@ -141,3 +141,16 @@ def test_parts_of_different_turns_never_share_a_pass_of_the_event_loop(qtbot):
     assert parts[:2] == ["x_t", "x0"] and sorted(parts[2:]) == ["arrows", "curves", "progress"]
     assert parts.index("curves") < parts.index("progress")
     assert all(order.index(a) + 1 < order.index(b) for a, b in itertools.pairwise(parts))  # a tick between
+
+
+def test_a_part_may_give_parts_to_other_turns(qtbot):
+    """A live frame, taken in a turn, gives the panes their paint turns: they run, and what follows them after."""
+    from desktop_app.tasks import Turns
+
+    order: list[str] = []
+    frames, panes = Turns(), Turns()
+    redraws = Turns(after=panes)
+    frames.add(lambda: (order.append("frame"), panes.add(lambda: order.append("x_t")),
+                        redraws.add(lambda: order.append("curves"))))
+    qtbot.waitUntil(lambda: "curves" in order, timeout=RUN_TIMEOUT_MS)
+    assert order == ["frame", "x_t", "curves"] and not (frames.busy or panes.busy or redraws.busy)
