@@ -38,7 +38,6 @@ from .views.plots import CURVE_KEYS, PlotsPane
 
 CLOSE_WAIT_S = 1.5
 FRAME_INTERVAL_MS = 33  # paint at most ~30 frames a second; the worker coalesces the rest
-FRAME_RETRY_MS = 4  # a frame waiting for the turns of the one before looks again this much later
 GUIDANCE_DOCK_WIDTH = 440  # px: room for the maps of one sample beside the batch
 POINTS_GUIDANCE_DOCK_WIDTH = 330  # px on 2-D models (toggles and two plots): the square panes get the rest
 PLOT_INTERVAL_S = 0.15  # the per-step curves are redrawn a few times a second while running
@@ -79,7 +78,9 @@ class MainWindow(QMainWindow):
         self._last_plot = 0.0
         # A live frame is taken in a turn of its own (Turns: one part of any Turns in a pass of the event loop):
         # taken in the signal that says it is ready, its work fell into one batch of posted events with the
-        # repaints of graphics scenes queued before it (frame 4-7 ms, scenes 3-8 ms, in one pass).
+        # repaints of graphics scenes queued before it (frame 4-7 ms, scenes 3-8 ms, in one pass). It waits for
+        # the turns of the frame before (`after`, set once the views exist): taken in between, its work and the
+        # repaints it set off fell into the same pass as the ones still to come (15-24 ms at once).
         self._frames = Turns(self)
         self._frame_timer = QTimer(self)
         self._frame_timer.setSingleShot(True)
@@ -95,6 +96,7 @@ class MainWindow(QMainWindow):
         self.create_widgets()
         # a frame's panes are painted first, then the throttled redraws or the end of a run, a turn each
         self._refreshes.after = self._finishing.after = self.views.paints
+        self._frames.after = (self.views.paints, self._refreshes)
         self.create_actions()
         self.create_menus()
         self.create_docks()
@@ -483,7 +485,7 @@ class MainWindow(QMainWindow):
     def _on_held(self, index: int) -> None:
         if self.sender() is not self.worker:
             return
-        self._paint_latest(wait=False)  # the held step and every curve up to it, not a throttled earlier state
+        self._paint_latest()  # the held step and every curve up to it, not a throttled earlier state
         self.plots.set_curves(*self.worker.trajectory.curves())
         self.plots.set_cursor(self.views.shown_index)
         self.guidance.refresh()
@@ -504,13 +506,7 @@ class MainWindow(QMainWindow):
         if not self._frames:
             self._frames.add(self._paint_latest)
 
-    def _paint_latest(self, wait: bool = True) -> None:
-        """Show the newest frame. With `wait`, not before the turns of the frame before are done (its panes'
-        paints and the redraws it began): taken in between, a frame's work and the repaints it set off fell into
-        the same event-loop pass as the ones still to come, and held the GUI thread 15-24 ms at once."""
-        if wait and (self.views.paints.busy or self._refreshes.busy):
-            self._frame_timer.start(FRAME_RETRY_MS)
-            return
+    def _paint_latest(self) -> None:
         worker = self.worker
         frame = worker.take_frame() if worker is not None else None
         if frame is None:

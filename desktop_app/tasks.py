@@ -57,13 +57,13 @@ def close_lanes() -> None:
 class Turns(QObject):
     """GUI-thread work split into event-loop turns of its own: each part runs in a pass of the event loop over its
     timers, after the repaint the part before posted, so no turn holds the window for the sum of them. `after`:
-    other Turns whose parts go first, and the repaint their last part posts.
+    other Turns (one, or several in a tuple) whose parts go first, and the repaint their last part posts.
 
     Every Turns takes its turns from one timer (`_TurnTaker`): one part of any of them runs in a pass. With a
     timer each, a live frame's redraws, the arrows of a field and the paths held at a change of plane ran in
     one pass, and their repaints then came in one batch of the next (one of the GUI thread's longest turns)."""
 
-    def __init__(self, parent: QObject | None = None, after: Turns | None = None):
+    def __init__(self, parent: QObject | None = None, after: Turns | tuple[Turns, ...] | None = None):
         super().__init__(parent)
         self.after = after
         self._parts: list[Callable[[], object]] = []
@@ -95,7 +95,8 @@ class Turns(QObject):
             self._parts.pop(0)()
 
     def _ready(self) -> bool:
-        return bool(self._parts) and not (self.after is not None and self.after.busy)
+        after = self.after if isinstance(self.after, tuple) else (self.after,)
+        return bool(self._parts) and not any(turns is not None and turns.busy for turns in after)
 
     def _take_turn(self) -> None:
         self._parts.pop(0)()

@@ -154,3 +154,18 @@ def test_a_part_may_give_parts_to_other_turns(qtbot):
                         redraws.add(lambda: order.append("curves"))))
     qtbot.waitUntil(lambda: "curves" in order, timeout=RUN_TIMEOUT_MS)
     assert order == ["frame", "x_t", "curves"] and not (frames.busy or panes.busy or redraws.busy)
+
+
+def test_turns_after_several_wait_for_all_of_them(qtbot):
+    """A live frame waits for the panes' paints and the redraws of the frame before: `after` may name several
+    Turns, and a part waits until none of them is busy, though it was first in line."""
+    from desktop_app.tasks import Turns
+
+    order: list[str] = []
+    panes, redraws = Turns(), Turns()
+    frames = Turns(after=(panes, redraws))
+    frames.add(lambda: order.append("frame"))
+    panes.add(lambda: order.append("x_t"))
+    redraws.add(lambda: order.append("curves"), lambda: order.append("progress"))
+    qtbot.waitUntil(lambda: "frame" in order, timeout=RUN_TIMEOUT_MS)
+    assert order[-1] == "frame" and sorted(order[:-1]) == ["curves", "progress", "x_t"]
