@@ -1,10 +1,14 @@
 """Per-step plots: classifier p(y | x_t) of the target, the guidance term's norm, the noise level."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
+from ..tasks import Turns
 from .captions import CAPTIONS
 from .point_cloud import cache_axes
 
@@ -31,6 +35,12 @@ def free_width(label: pg.LabelItem) -> None:
 
 
 
+def round_top(value: float) -> float:
+    """The smallest of 1, 2 or 5 times a power of ten that is at least `value` (> 0)."""
+    power = 10.0 ** np.floor(np.log10(value))
+    return next(m * power for m in (1, 2, 5, 10) if value <= m * power * (1 + 1e-12))
+
+
 IDLE_STEPS = 50  # the step axes' span before any run (a run then sets its own)
 
 class StepPlots(pg.GraphicsLayoutWidget):
@@ -38,8 +48,9 @@ class StepPlots(pg.GraphicsLayoutWidget):
 
     `set_curves` takes the (steps,) arrays so far (NaN where unknown); `curve_data(key)` reads back
     what a curve shows (key: prob, norm or noise). A curve known only at some steps (the classifier's
-    p(y | x_t) computed at a stride, to keep its cost small) is drawn through dots at those steps, and
-    its title says at how many (`sampled[key]`).
+    p(y | x_t) computed at a stride, to keep its cost small) is drawn through dots at those steps, and a
+    note in its view's top left corner says at how many (`sampled[key]`, `sampled_notes[key]`). In the title
+    that count changed at every redraw of a live run, and each change laid the plot out again.
     """
 
     def __init__(self, parent: QWidget | None = None):
@@ -50,6 +61,8 @@ class StepPlots(pg.GraphicsLayoutWidget):
         self.cursors: dict[str, pg.InfiniteLine] = {}
         self.notes: dict[str, str] = {}
         self.sampled: dict[str, str] = {}
+        self.sampled_notes: dict[str, pg.TextItem] = {}
+        self.ahead = Turns(self)  # the guidance-term plot's next y axes, drawn ahead (`_fit_norm`)
         self.titles = {key: title for key, title, _ in CURVES}
         for col, (key, title, color) in enumerate(CURVES):
             plot = self.addPlot(row=0, col=col)
@@ -66,6 +79,12 @@ class StepPlots(pg.GraphicsLayoutWidget):
                                      pen=pg.mkPen("#999", style=pg.QtCore.Qt.PenStyle.DashLine))
             plot.addItem(cursor)
             self.cursors[key] = cursor
+            note = pg.TextItem(color="#777", anchor=(0, 0), fill=pg.mkBrush(255, 255, 255, 200))
+            note.setParentItem(plot.vb)  # (not one of the view's data items: it keeps its place in the corner)
+            note.setPos(2, 0)
+            note.setFont(QFont(note.textItem.font().family(), 8))
+            note.hide()
+            self.sampled_notes[key] = note
             self.notes[key] = self.sampled[key] = ""
             self._retitle(key)
         self.plots["prob"].setYRange(0, 1, padding=0.06)
@@ -97,8 +116,8 @@ class StepPlots(pg.GraphicsLayoutWidget):
     def _retitle(self, key: str) -> None:
         """Title, caption, and a line for remarks under them (kept when empty, so that the three plots keep
         one height). The title never widens its column: a long one would push the last plot out of the dock."""
-        remarks = "; ".join(text for text in (self.notes[key], self.sampled[key]) if text)
-        title = self.titles[key] + f"<br><span style='font-size:8pt; color:#999'>{remarks or '&nbsp;'}</span>"
+        remarks = self.notes[key] or "&nbsp;"
+        title = self.titles[key] + f"<br><span style='font-size:8pt; color:#999'>{remarks}</span>"
         plot = self.plots[key]
         if plot.titleLabel.text != title:  # (set again, it is laid out and drawn again)
             plot.setTitle(title, color="#333", size="10pt")
@@ -115,25 +134,38 @@ class StepPlots(pg.GraphicsLayoutWidget):
         known, updates = int(ok[1:].sum()), len(values) - 1  # index 0, the initial noise, has none
         sampled = f"sampled at {known} of {updates} steps" if 0 < known < updates else ""
         if sampled != self.sampled[key]:
-            self.sampled[key] = sampled
-            self._retitle(key)
+            self._note_sampled(key, sampled)
         dots = {"symbol": "o", "symbolSize": 5, "symbolPen": None, "symbolBrush": self.curves[key].opts["pen"].color()}
         self.curves[key].setData(steps[ok], values[ok], **(dots if sampled else {"symbol": None}))
         if key == "norm":
             self._fit_norm(values)
 
+    def _note_sampled(self, key: str, text: str) -> None:
+        self.sampled[key] = text
+        self.sampled_notes[key].setText(text)
+        self.sampled_notes[key].setVisible(bool(text))
+
     def _fit_norm(self, norm: np.ndarray) -> None:
         """The guidance-term plot's y axis spans 0 to a round number above the largest value so far (1, 2 or 5
         times a power of ten), so that it changes a few times in a run rather than at every update: each change
-        redraws the axis and its labels, the largest part of a repaint of the plots."""
+        redraws the axis and its labels, the largest part of a repaint of the plots (5-6 ms). The next two such
+        axes are drawn ahead, each in an event-loop turn of its own, so that a change takes a drawing kept."""
         values = np.asarray(norm, dtype=np.float64)
         values = values[np.isfinite(values)]
         largest = float(values.max()) if len(values) else 0.0
         if largest <= self._norm_top and largest > self._norm_top / 10 or largest <= 0:
             return
-        power = 10.0 ** np.floor(np.log10(largest))
-        self._norm_top = next(m * power for m in (1, 2, 5, 10) if largest <= m * power)
-        self.plots["norm"].setYRange(0, self._norm_top, padding=0.02)
+        self._norm_top = round_top(largest)
+        plot = self.plots["norm"]
+        plot.setYRange(0, self._norm_top, padding=0.02)
+        axis = plot.getAxis("left")
+        higher = [round_top(self._norm_top * 1.01), round_top(round_top(self._norm_top * 1.01) * 1.01)]
+        self.ahead.cancel()
+        self.ahead.add(*(functools.partial(self._draw_norm_ahead, axis, top) for top in higher))
+
+    def _draw_norm_ahead(self, axis: pg.AxisItem, top: float) -> None:
+        """Record the guidance-term plot's y axis over 0..`top` as `setYRange(0, top, padding=0.02)` would span it."""
+        axis.draw_ahead((-0.02 * top, 1.02 * top))
 
     @property
     def empty(self) -> bool:
@@ -154,8 +186,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
             if len(self.curve_data(key)[0]):
                 curve.setData([], [])
             if self.sampled[key]:
-                self.sampled[key] = ""
-                self._retitle(key)
+                self._note_sampled(key, "")
 
 
 class PlotsPane(QWidget):

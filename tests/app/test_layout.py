@@ -10,7 +10,7 @@ from PySide6.QtGui import QFontMetrics
 
 from desktop_app.views.guidance_plots import NAME_AXIS_WIDTH, ClassBars, ClassStack, TwinDistance
 from desktop_app.views.live import POINT_RANGE, LiveViews, extent_for, outside_text
-from desktop_app.views.plots import IDLE_STEPS
+from desktop_app.views.plots import IDLE_STEPS, StepPlots, round_top
 
 from .conftest import LOAD_TIMEOUT_MS, tiny_bundle
 from .test_views import run_to_end
@@ -90,6 +90,66 @@ def test_bars_of_an_earlier_step_say_so_in_their_corner_without_laying_the_plot_
     assert x0 < note.left() and note.right() <= x1 + 1e-9 and y0 - 1e-9 <= note.top() and note.bottom() < y0 + 1.5
     bars.show_probs(probs)
     assert not bars.step_note.isVisible() and bars.plot.titleLabel.text == title and not retitled
+
+
+def test_a_sampled_curve_counts_its_steps_in_its_corner_without_laying_the_plot_out_again(qtbot):
+    """p(y | x_t) computed at some steps of a live run: the count of them changes at every redraw, so it is
+    written in the view's top left corner (inside the view, where the curve starts near its prior), not in the
+    title (each change of the title laid the plot out again)."""
+    plots = StepPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 260)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.set_steps(100)
+    plot, note = plots.plots["prob"], plots.sampled_notes["prob"]
+    retitled = []
+    set_title = plot.setTitle
+    plot.setTitle = lambda *args, **kwargs: (retitled.append(args), set_title(*args, **kwargs))
+    title = plot.titleLabel.text
+    for known in (3, 7, 12):
+        prob = np.full(20 * known + 1, np.nan)
+        prob[np.linspace(1, 20 * known, known).astype(int)] = 0.5
+        plots.set_curve("prob", prob)
+        assert note.isVisible() and note.textItem.toPlainText() == f"sampled at {known} of {20 * known} steps"
+    box = note.mapRectToItem(plot.vb, note.boundingRect())
+    assert 0 <= box.left() < 10 and 0 <= box.top() < 5 and box.right() < plot.vb.width()
+    plots.set_curve("prob", np.linspace(0, 1, 30))  # known at every step: no note
+    assert not note.isVisible() and plot.titleLabel.text == title and not retitled
+    plots.set_curve("prob", np.array([0.1, np.nan, 0.9]))
+    plots.clear_curves()
+    assert not note.isVisible()
+
+
+def test_the_guidance_terms_next_axes_are_drawn_ahead(qtbot):
+    """Each new top of the guidance-term plot's y axis (1, 2 or 5 times a power of ten) draws the axis anew: the
+    next two are drawn in idle turns ahead of time, so that the change takes a drawing kept."""
+    assert [round_top(v) for v in (0.03, 0.05, 0.051, 1.0, 1.5, 3.0, 7.0)] == [0.05, 0.05, 0.1, 1.0, 2.0, 5.0, 10.0]
+    plots = StepPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 260)
+    plots.show()
+    qtbot.waitExposed(plots)
+    qtbot.wait(50)  # (laid out at its size)
+    axis = plots.plots["norm"].getAxis("left")
+    laid_out = []
+    generate = axis.generateDrawSpecs
+    axis.generateDrawSpecs = lambda *args: (laid_out.append(tuple(axis.range)), generate(*args))[1]
+
+    def show_norm(top: float) -> None:
+        plots.set_curve("norm", np.array([np.nan, 0.5 * top, top]))
+        plots.grab()  # (painted now, as the window would)
+        qtbot.waitUntil(lambda: not plots.ahead.busy)
+
+    show_norm(0.04)  # top 0.05: drawn now, and 0.1 and 0.2 ahead
+    assert len(laid_out) == 3 and laid_out[0][1] == pytest.approx(0.051)
+    laid_out.clear()
+    show_norm(0.09)  # 0.1: taken from the drawing kept; 0.5 drawn ahead (0.2 is kept)
+    show_norm(0.2)  # 0.2 kept; 1 is the axis before any run, kept too
+    assert [top for _, top in laid_out] == pytest.approx([0.51])
+    laid_out.clear()
+    show_norm(40.0)  # a jump past the drawings ahead is drawn at once
+    assert laid_out[0][1] == pytest.approx(51.0)
 
 
 def test_a_pane_says_when_its_samples_are_out_of_view(qtbot, window):

@@ -301,7 +301,8 @@ def test_sampled_curves_say_so_and_exact_curves_fill_every_step(qtbot, window):
     run_to_end(qtbot, window)
     steps, prob = window.plots.curve_data("prob")
     assert steps.tolist() == [1.0, 30.0]  # the curve's ends; any pass in between would exceed 3 %
-    assert "sampled at 2 of 30 steps" in window.plots.plots["prob"].titleLabel.text
+    note = window.plots.sampled_notes["prob"]
+    assert note.isVisible() and note.textItem.toPlainText() == "sampled at 2 of 30 steps"
     assert window.plots.curves["prob"].opts["symbol"] == "o"
 
     window.plots_pane.exact_box.click()
@@ -309,7 +310,7 @@ def test_sampled_curves_say_so_and_exact_curves_fill_every_step(qtbot, window):
     run_to_end(qtbot, window)
     steps, prob = window.plots.curve_data("prob")
     assert steps.tolist() == list(range(1, 31)) and np.isfinite(prob).all()
-    assert "sampled" not in window.plots.plots["prob"].titleLabel.text
+    assert not window.plots.sampled_notes["prob"].isVisible()
     assert window.plots.curves["prob"].opts["symbol"] is None
 
 
