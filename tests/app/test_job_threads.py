@@ -143,6 +143,37 @@ def test_parts_of_different_turns_never_share_a_pass_of_the_event_loop(qtbot):
     assert all(order.index(a) + 1 < order.index(b) for a, b in itertools.pairwise(parts))  # a tick between
 
 
+def test_the_pass_that_repaints_after_a_part_runs_no_other_part(qtbot):
+    """A part's repaint comes in the next pass of the event loop, before its timers: no part runs in that pass, so
+    the loop's timers are seen to between the repaint and the next part (together they made 18-19 ms gaps)."""
+    from PySide6.QtCore import QAbstractEventDispatcher
+    from PySide6.QtWidgets import QWidget
+
+    from desktop_app.tasks import Turns
+
+    order: list[str] = []
+
+    class Pane(QWidget):
+        def paintEvent(self, event):
+            order.append("paint")
+
+    pane = Pane()
+    qtbot.addWidget(pane)
+    pane.show()
+    qtbot.waitExposed(pane)
+    qtbot.wait(20)
+    dispatcher = QAbstractEventDispatcher.instance()
+    dispatcher.awake.connect(lambda: order.append("pass"))
+    turns, others = Turns(), Turns()
+    turns.add(lambda: (order.append("frame"), pane.update()))
+    others.add(lambda: order.append("curves"))
+    qtbot.waitUntil(lambda: not (turns.busy or others.busy), timeout=RUN_TIMEOUT_MS)
+    dispatcher.awake.disconnect()
+    after = order[order.index("frame"):]
+    painted, curves = after.index("paint"), after.index("curves")
+    assert painted < curves and "pass" in after[painted:curves]  # a pass began between them
+
+
 def test_a_part_may_give_parts_to_other_turns(qtbot):
     """A live frame, taken in a turn, gives the panes their paint turns: they run, and what follows them after."""
     from desktop_app.tasks import Turns
