@@ -3,7 +3,10 @@ jobs get a thread each; a failing job does not end its lane; quitting lets the k
 from __future__ import annotations
 
 import itertools
+import os
 import threading
+
+import pytest
 
 from desktop_app.tasks import ThreadedJob, close_lanes
 
@@ -200,3 +203,31 @@ def test_turns_after_several_wait_for_all_of_them(qtbot):
     redraws.add(lambda: order.append("curves"), lambda: order.append("progress"))
     qtbot.waitUntil(lambda: "frame" in order, timeout=RUN_TIMEOUT_MS)
     assert order[-1] == "frame" and sorted(order[:-1]) == ["curves", "progress", "x_t"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="lists threads through Linux's /proc")
+def test_large_fills_are_painted_on_the_gui_thread(qapp):
+    """Qt's raster engine would hand a fill this tall to its pool of threads and wait for them, which then wait
+    for a core the sampler holds; the app keeps fills on the GUI thread (desktop_app/__init__.py)."""
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    import desktop_app  # noqa: F401 — what sets it up
+
+    def pooled() -> int:
+        names = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    names.append(f.read().strip())
+            except OSError:  # (a thread that has just ended)
+                pass
+        return names.count("Thread (pooled)")
+
+    before = pooled()
+    image = QImage(800, 800, QImage.Format.Format_ARGB32_Premultiplied)
+    for _ in range(3):
+        painter = QPainter(image)
+        painter.fillRect(0, 0, 800, 800, QColor(10, 20, 30, 128))
+        painter.drawImage(0, 0, image.copy())
+        painter.end()
+    assert pooled() == before
