@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
-from ..tasks import Turns
+from ..tasks import Turns, while_showing
 from .captions import CAPTIONS
 from .point_cloud import cache_axes
 
@@ -161,7 +161,9 @@ class StepPlots(pg.GraphicsLayoutWidget):
         axis = plot.getAxis("left")
         higher = [round_top(self._norm_top * 1.01), round_top(round_top(self._norm_top * 1.01) * 1.01)]
         self.ahead.cancel()
-        self.ahead.add(*(functools.partial(self._draw_norm_ahead, axis, top) for top in higher))
+        if self.isVisible():  # (drawn at the size it is shown at, and not once it is closed)
+            parts = [functools.partial(self._draw_norm_ahead, axis, top) for top in higher]
+            self.ahead.add(*while_showing(self.isVisible, parts))
 
     def _draw_norm_ahead(self, axis: pg.AxisItem, top: float) -> None:
         """Record the guidance-term plot's y axis over 0..`top` as `setYRange(0, top, padding=0.02)` would span it."""
