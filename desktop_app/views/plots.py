@@ -34,7 +34,6 @@ def free_width(label: pg.LabelItem) -> None:
     label.updateMin = without_min_width
 
 
-
 def round_top(value: float) -> float:
     """The smallest of 1, 2 or 5 times a power of ten that is at least `value` (> 0)."""
     power = 10.0 ** np.floor(np.log10(value))
@@ -42,6 +41,8 @@ def round_top(value: float) -> float:
 
 
 IDLE_STEPS = 50  # the step axes' span before any run (a run then sets its own)
+NORM_PADDING = 0.02  # of the guidance-term plot's y range, above and below
+
 
 class StepPlots(pg.GraphicsLayoutWidget):
     """Three stacked plots over the step index, each with a cursor at the step on screen.
@@ -89,7 +90,7 @@ class StepPlots(pg.GraphicsLayoutWidget):
             self._retitle(key)
         self.plots["prob"].setYRange(0, 1, padding=0.06)
         self.plots["noise"].setYRange(0, 1, padding=0.06)
-        self.plots["norm"].setYRange(0, 1, padding=0.02)
+        self.plots["norm"].setYRange(0, 1, padding=NORM_PADDING)
         self._norm_top = 0.0  # the guidance-term plot's y-axis top (`_fit_norm`)
 
     def set_steps(self, num_steps: int) -> None:
@@ -157,17 +158,14 @@ class StepPlots(pg.GraphicsLayoutWidget):
             return
         self._norm_top = round_top(largest)
         plot = self.plots["norm"]
-        plot.setYRange(0, self._norm_top, padding=0.02)
-        axis = plot.getAxis("left")
-        higher = [round_top(self._norm_top * 1.01), round_top(round_top(self._norm_top * 1.01) * 1.01)]
+        plot.setYRange(0, self._norm_top, padding=NORM_PADDING)
         self.ahead.cancel()
         if self.isVisible():  # (drawn at the size it is shown at, and not once it is closed)
-            parts = [functools.partial(self._draw_norm_ahead, axis, top) for top in higher]
+            next_top = round_top(self._norm_top * 1.01)
+            draw = plot.getAxis("left").draw_ahead
+            parts = [functools.partial(draw, (-NORM_PADDING * top, (1 + NORM_PADDING) * top))
+                     for top in (next_top, round_top(next_top * 1.01))]
             self.ahead.add(*while_showing(self.isVisible, parts))
-
-    def _draw_norm_ahead(self, axis: pg.AxisItem, top: float) -> None:
-        """Record the guidance-term plot's y axis over 0..`top` as `setYRange(0, top, padding=0.02)` would span it."""
-        axis.draw_ahead((-0.02 * top, 1.02 * top))
 
     @property
     def empty(self) -> bool:
