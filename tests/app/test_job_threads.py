@@ -166,12 +166,13 @@ def test_the_pass_that_repaints_after_a_part_runs_no_other_part(qtbot):
     qtbot.waitExposed(pane)
     qtbot.wait(20)
     dispatcher = QAbstractEventDispatcher.instance()
-    dispatcher.awake.connect(lambda: order.append("pass"))
+    mark_pass = lambda: order.append("pass")  # noqa: E731 — disconnected below
+    dispatcher.awake.connect(mark_pass)
     turns, others = Turns(), Turns()
     turns.add(lambda: (order.append("frame"), pane.update()))
     others.add(lambda: order.append("curves"))
     qtbot.waitUntil(lambda: not (turns.busy or others.busy), timeout=RUN_TIMEOUT_MS)
-    dispatcher.awake.disconnect()
+    dispatcher.awake.disconnect(mark_pass)
     after = order[order.index("frame"):]
     painted, curves = after.index("paint"), after.index("curves")
     assert painted < curves and "pass" in after[painted:curves]  # a pass began between them
