@@ -16,6 +16,15 @@ from .conftest import LOAD_TIMEOUT_MS, tiny_bundle
 from .test_views import run_to_end
 
 
+def on_screen(qtbot, widget, width: int, height: int):
+    """`widget` shown at width × height and exposed (closed with the test)."""
+    qtbot.addWidget(widget)
+    widget.resize(width, height)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
 @pytest.mark.parametrize("size", [(1600, 1000), (1920, 1080)])
 def test_the_plots_span_the_bottom_and_the_2d_panes_take_the_centre(qtbot, window, size):
     window.resize(*size)
@@ -68,11 +77,7 @@ def test_bars_of_an_earlier_step_say_so_in_their_corner_without_laying_the_plot_
     bottom right corner, inside the view (beside the shortest bars), and the view lies inside the widget (its
     title's caption, wider than the view, pushed the view's right end out of sight). The title is not set again
     (each change of it laid the plot out again, at every redraw of a live run)."""
-    bars = ClassBars()
-    qtbot.addWidget(bars)
-    bars.resize(280, 240)  # (as narrow as in the plots' dock: its title's caption is wider than the view)
-    bars.show()
-    qtbot.waitExposed(bars)
+    bars = on_screen(qtbot, ClassBars(), 280, 240)  # (as narrow as in the plots' dock: its caption is wider)
     bars.begin(("a", "b", "c", "d"), 4, target=1)
     assert bars.plot.vb.sceneBoundingRect().right() <= bars.viewport().width()  # the whole view is on screen
     title = bars.plot.titleLabel.text
@@ -96,11 +101,7 @@ def test_a_sampled_curve_counts_its_steps_in_its_corner_without_laying_the_plot_
     """p(y | x_t) computed at some steps of a live run: the count of them changes at every redraw, so it is
     written in the view's top left corner (inside the view, where the curve starts near its prior), not in the
     title (each change of the title laid the plot out again)."""
-    plots = StepPlots()
-    qtbot.addWidget(plots)
-    plots.resize(900, 260)
-    plots.show()
-    qtbot.waitExposed(plots)
+    plots = on_screen(qtbot, StepPlots(), 900, 260)
     plots.set_steps(100)
     plot, note = plots.plots["prob"], plots.sampled_notes["prob"]
     retitled = []
@@ -125,11 +126,7 @@ def test_the_guidance_terms_next_axes_are_drawn_ahead(qtbot):
     """Each new top of the guidance-term plot's y axis (1, 2 or 5 times a power of ten) draws the axis anew: the
     next two are drawn in idle turns ahead of time, so that the change takes a drawing kept."""
     assert [round_top(v) for v in (0.03, 0.05, 0.051, 1.0, 1.5, 3.0, 7.0)] == [0.05, 0.05, 0.1, 1.0, 2.0, 5.0, 10.0]
-    plots = StepPlots()
-    qtbot.addWidget(plots)
-    plots.resize(900, 260)
-    plots.show()
-    qtbot.waitExposed(plots)
+    plots = on_screen(qtbot, StepPlots(), 900, 260)
     qtbot.wait(50)  # (laid out at its size)
     axis = plots.plots["norm"].getAxis("left")
     laid_out = []
@@ -261,11 +258,7 @@ def test_before_any_run_the_step_axes_span_whole_steps(qtbot):
 def test_the_class_bands_of_a_long_run_are_drawn_through_one_step_per_pixel(qtbot):
     """A 1000-step run's bands are outlined through at most one step per pixel across the plot, first and last
     step kept, each vertex on the exact stacked share of its step; `bands` keeps every step."""
-    stack = ClassStack()
-    qtbot.addWidget(stack)
-    stack.resize(300, 200)
-    stack.show()
-    qtbot.waitExposed(stack)
+    stack = on_screen(qtbot, ClassStack(), 300, 200)
     stack.set_steps(1000)
     rng = np.random.default_rng(0)
     rows = [rng.dirichlet(np.ones(3)) for _ in range(1001)]
