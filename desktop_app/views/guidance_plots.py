@@ -77,7 +77,7 @@ class ClassBars(pg.PlotWidget):
 
     def show_probs(self, probs: np.ndarray | None, from_step: int | None = None) -> None:
         """Bars of `probs` (K,) — None: nothing computed yet; `from_step`: the step they were computed at
-        when it is not the one on screen (named in the title)."""
+        when it is not the one on screen (named in the plot's corner)."""
         self._note_step(from_step)
         if probs is None:
             self.clear_bars()
